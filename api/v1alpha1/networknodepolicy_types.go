@@ -1,0 +1,194 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PCIAddress is a full PCI address in domain:bus:device.function form.
+// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`
+// +kubebuilder:validation:MaxLength=12
+type PCIAddress string
+
+// PFName selects a PF by netdev name, optionally restricted to a range of its
+// VF indices: "ens1f0" or "ens1f0#0-3" (both ends included).
+// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9_.:@-]{1,15}(#[0-9]{1,3}-[0-9]{1,3})?$`
+// +kubebuilder:validation:MaxLength=23
+// +kubebuilder:validation:XValidation:rule="!self.contains('#') || int(self.split('#')[1].split('-')[0]) <= int(self.split('#')[1].split('-')[1])",message="VF range must be written first-last with first <= last, e.g. ens1f0#0-3"
+type PFName string
+
+// HexID is a 4-digit hexadecimal PCI vendor or device ID such as 15b3.
+// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{4}$`
+// +kubebuilder:validation:MaxLength=4
+type HexID string
+
+// NicSelector chooses the PFs a policy configures. Every field that is set
+// must match; at least one must be set.
+// +kubebuilder:validation:XValidation:rule="has(self.vendor) || has(self.deviceID) || (has(self.pfNames) && size(self.pfNames) > 0) || (has(self.rootDevices) && size(self.rootDevices) > 0)",message="nicSelector must set at least one of vendor, deviceID, pfNames or rootDevices"
+type NicSelector struct {
+	// Vendor is the PF's PCI vendor ID, e.g. 15b3 (NVIDIA/Mellanox), 8086 (Intel).
+	// +optional
+	Vendor HexID `json:"vendor,omitempty"`
+	// DeviceID is the PF's PCI device ID, e.g. 101b (ConnectX-6).
+	// +optional
+	DeviceID HexID `json:"deviceID,omitempty"`
+	// PFNames are PF netdev names, each optionally with a VF index range
+	// ("ens1f0#0-3") so that several policies can share one PF.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	PFNames []PFName `json:"pfNames,omitempty"`
+	// RootDevices are PF PCI addresses.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	RootDevices []PCIAddress `json:"rootDevices,omitempty"`
+	// NetFilter selects PFs by the network they attach to, as
+	// "openstack/NetworkID:<uuid>"; matched against the node's reported
+	// network metadata when present.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	NetFilter string `json:"netFilter,omitempty"`
+}
+
+// RDMASpec asks for RDMA on the policy's VFs.
+type RDMASpec struct {
+	// Enabled exposes each VF's RDMA device (and its /dev/infiniband char
+	// devices) with the VF.
+	Enabled bool `json:"enabled"`
+	// Mode is the node's RDMA network-namespace mode. shared: RDMA devices
+	// stay visible in every namespace; exclusive: the CNI moves the VF's RDMA
+	// device into the pod. The node can only be in one mode: two policies
+	// asking for different modes on one node conflict.
+	// +optional
+	// +kubebuilder:default=shared
+	Mode RDMAMode `json:"mode,omitempty"`
+}
+
+// VFConfigDefaults are the per-VF settings applied when VFs are created;
+// a VFNetwork's own settings win when a pod attaches.
+type VFConfigDefaults struct {
+	// Trust lets the VF change its MAC and enter promiscuous mode.
+	// +optional
+	Trust *bool `json:"trust,omitempty"`
+	// SpoofChk drops frames whose source MAC is not the VF's.
+	// +optional
+	SpoofChk *bool `json:"spoofChk,omitempty"`
+}
+
+// NetworkNodePolicySpec is what a platform team asks of the matching nodes.
+// +kubebuilder:validation:XValidation:rule="!(has(self.rdma) && self.rdma.enabled && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
+// +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
+type NetworkNodePolicySpec struct {
+	// NodeSelector chooses the nodes by label; empty selects every node.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Priority settles conflicts on one PF: the lower number wins.
+	// +optional
+	// +kubebuilder:default=99
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=99
+	Priority int32 `json:"priority,omitempty"`
+	// NicSelector chooses the PFs on each node.
+	NicSelector NicSelector `json:"nicSelector"`
+	// NumVfs is the number of VFs to create on each selected PF.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	NumVfs int32 `json:"numVfs"`
+	// MTU of the PF and its VFs; unset leaves the PF's MTU as it is.
+	// +optional
+	// +kubebuilder:validation:Minimum=576
+	// +kubebuilder:validation:Maximum=9216
+	MTU int32 `json:"mtu,omitempty"`
+	// DeviceType is how the VFs are handed to pods.
+	// +optional
+	// +kubebuilder:default=netdevice
+	DeviceType DeviceType `json:"deviceType,omitempty"`
+	// RDMA exposes the VFs' RDMA devices.
+	// +optional
+	RDMA *RDMASpec `json:"rdma,omitempty"`
+	// LinkType is the PF link layer to expect; a PF of another link type
+	// is not selected.
+	// +optional
+	LinkType LinkType `json:"linkType,omitempty"`
+	// ResourceName is the pool pods request as sluice.dev/<resourceName>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ResourceName string `json:"resourceName"`
+	// VFConfig are the VF settings applied at creation.
+	// +optional
+	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`
+	// DryRun computes, on every matched node, whether applying this policy
+	// would drain the node and which pods would be evicted, and reports it in
+	// status.dryRun, without applying anything.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// DryRunNode is what applying a dry-run policy would do to one node.
+type DryRunNode struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// DrainRequired is true when the change removes or reconfigures VFs in use.
+	DrainRequired bool `json:"drainRequired"`
+	// PodsToEvict are namespace/name of the pods that would be evicted.
+	// +optional
+	// +listType=atomic
+	PodsToEvict []string `json:"podsToEvict,omitempty"`
+	// Changes summarises the host changes, one line per PF.
+	// +optional
+	// +listType=atomic
+	Changes []string `json:"changes,omitempty"`
+}
+
+// NetworkNodePolicyStatus reports how far the policy is applied.
+type NetworkNodePolicyStatus struct {
+	// ObservedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// MatchedNodes counts the nodes where the policy selects at least one PF.
+	// +optional
+	MatchedNodes int32 `json:"matchedNodes"`
+	// ReadyNodes counts matched nodes whose last sync succeeded with this
+	// policy's generation applied.
+	// +optional
+	ReadyNodes int32 `json:"readyNodes"`
+	// DryRun lists what the policy would do, when spec.dryRun is set.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	DryRun []DryRunNode `json:"dryRun,omitempty"`
+	// Conditions: Ready, Conflict.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NetworkNodePolicy asks every node matching its selector to create VFs on
+// the selected NICs and advertise them as sluice.dev/<resourceName>.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=nnp
+// +kubebuilder:printcolumn:name="Resource",type=string,JSONPath=`.spec.resourceName`
+// +kubebuilder:printcolumn:name="VFs",type=integer,JSONPath=`.spec.numVfs`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.deviceType`
+// +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`
+// +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matchedNodes`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyNodes`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NetworkNodePolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   NetworkNodePolicySpec   `json:"spec"`
+	Status NetworkNodePolicyStatus `json:"status,omitempty"`
+}
+
+// NetworkNodePolicyList is a list of NetworkNodePolicy.
+// +kubebuilder:object:root=true
+type NetworkNodePolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NetworkNodePolicy `json:"items"`
+}

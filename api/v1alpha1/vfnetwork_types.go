@@ -1,0 +1,123 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// OnOff is a switch written as sriov-cni writes it.
+// +kubebuilder:validation:Enum=on;off
+type OnOff string
+
+const (
+	On  OnOff = "on"
+	Off OnOff = "off"
+)
+
+// VFLinkState is the administrative link state of a VF as seen by its pod.
+// +kubebuilder:validation:Enum=auto;enable;disable
+type VFLinkState string
+
+// VFNetworkSpec is an attachment pods make to VFs of one pool.
+// +kubebuilder:validation:XValidation:rule="!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanQoS",message="vlanQoS needs a vlan above 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.minTxRate) || !has(self.maxTxRate) || self.maxTxRate == 0 || self.minTxRate <= self.maxTxRate",fieldPath=".minTxRate",message="minTxRate must not exceed maxTxRate"
+type VFNetworkSpec struct {
+	// ResourceName is the pool (sluice.dev/<resourceName>) whose VFs pods of
+	// this network get; it becomes the NetworkAttachmentDefinition's
+	// k8s.v1.cni.cncf.io/resourceName annotation.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ResourceName string `json:"resourceName"`
+	// NetworkNamespace is where the NetworkAttachmentDefinition is created;
+	// defaults to the VFNetwork's own namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	NetworkNamespace string `json:"networkNamespace,omitempty"`
+	// VLAN tag the PF applies to the VF's traffic; 0 for none.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4094
+	VLAN int32 `json:"vlan,omitempty"`
+	// VLANQoS is the 802.1p priority of the VLAN tag.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=7
+	VLANQoS int32 `json:"vlanQoS,omitempty"`
+	// VLANProto is the tag protocol.
+	// +optional
+	// +kubebuilder:validation:Enum="802.1Q";"802.1ad"
+	VLANProto string `json:"vlanProto,omitempty"`
+	// SpoofChk drops frames whose source MAC is not the VF's.
+	// +optional
+	SpoofChk OnOff `json:"spoofChk,omitempty"`
+	// Trust lets the pod change the VF's MAC and enter promiscuous mode.
+	// +optional
+	Trust OnOff `json:"trust,omitempty"`
+	// LinkState of the VF: auto follows the PF.
+	// +optional
+	LinkState VFLinkState `json:"linkState,omitempty"`
+	// MinTxRate in Mbps; 0 for no minimum.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MinTxRate int32 `json:"minTxRate,omitempty"`
+	// MaxTxRate in Mbps; 0 for no limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxTxRate int32 `json:"maxTxRate,omitempty"`
+	// MTU of the VF inside the pod; 0 keeps the policy's.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=9216
+	MTU int32 `json:"mtu,omitempty"`
+	// RDMA moves the VF's RDMA device into the pod when the node is in
+	// exclusive RDMA mode (in shared mode it stays visible from the host).
+	// +optional
+	RDMA bool `json:"rdma,omitempty"`
+	// IPAM is the CNI IPAM configuration as JSON, e.g.
+	// {"type":"host-local","subnet":"10.56.217.0/24"}.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	IPAM string `json:"ipam,omitempty"`
+}
+
+// VFNetworkStatus reports the rendered attachment.
+type VFNetworkStatus struct {
+	// ObservedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// NetworkAttachmentDefinition is namespace/name of the rendered NAD.
+	// +optional
+	NetworkAttachmentDefinition string `json:"networkAttachmentDefinition,omitempty"`
+	// Conditions: Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// VFNetwork renders a NetworkAttachmentDefinition that attaches pods to VFs
+// of one sluice pool through the sluice CNI.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=vfn
+// +kubebuilder:printcolumn:name="Resource",type=string,JSONPath=`.spec.resourceName`
+// +kubebuilder:printcolumn:name="VLAN",type=integer,JSONPath=`.spec.vlan`
+// +kubebuilder:printcolumn:name="NAD",type=string,JSONPath=`.status.networkAttachmentDefinition`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type VFNetwork struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   VFNetworkSpec   `json:"spec"`
+	Status VFNetworkStatus `json:"status,omitempty"`
+}
+
+// VFNetworkList is a list of VFNetwork.
+// +kubebuilder:object:root=true
+type VFNetworkList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []VFNetwork `json:"items"`
+}

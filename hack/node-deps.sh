@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what the emulated SR-IOV node needs on a Debian 12 host: QEMU with
+# the igb NIC and the backports kernel (igb/igbvf/rdma_rxe modules) from
+# bookworm-backports, busybox for the guest's init, and the RDMA/network
+# user-space the guest runs from the host's shared root.
+#
+# Idempotent: when everything is present it does nothing and exits 0.
+set -euo pipefail
+
+log() { echo "node-deps: $*" >&2; }
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in busybox-static iproute2 iputils-ping rdma-core ibverbs-utils ibverbs-providers perftest kmod cpio; do
+  have_pkg "$p" || need+=("$p")
+done
+qemu_ok() {
+  command -v qemu-system-x86_64 >/dev/null && qemu-system-x86_64 -device help 2>/dev/null | grep -q '"igb"'
+}
+kernel_ok() { compgen -G '/lib/modules/*/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*' >/dev/null; }
+
+if [[ ${#need[@]} -eq 0 ]] && qemu_ok && kernel_ok; then
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  log "must run as root to install: ${need[*]} qemu-system-x86 linux-image-amd64 (bookworm-backports)"
+  exit 1
+fi
+
+src=/etc/apt/sources.list.d/sluice-bookworm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  uri=$(awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  uri=${uri:-http://deb.debian.org/debian}
+  log "adding bookworm-backports from $uri"
+  cat > "$src" <<SRC
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log "apt-get update"
+apt-get update -qq >&2
+if [[ ${#need[@]} -gt 0 ]]; then
+  log "installing ${need[*]}"
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+if ! qemu_ok || ! kernel_ok; then
+  log "installing qemu-system-x86 and linux-image-amd64 from bookworm-backports"
+  # The kernel package's postinst wants an initramfs generator; the guest boots
+  # from our own tiny initrd, so skip building one for the host.
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    qemu-system-x86 linux-image-amd64 >&2
+fi
+qemu_ok || { log "qemu-system-x86_64 has no igb device after install"; exit 1; }
+kernel_ok || { log "no rdma_rxe module under /lib/modules after install"; exit 1; }
+log "ready"
