@@ -1,0 +1,47 @@
+package controllers
+
+import (
+	"slices"
+	"strings"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+// renderPools turns the VF groups of a node into its device-plugin pools:
+// one pool per resourceName, selecting its VFs by "pf#first-last" entries,
+// one per VF group of that resource.
+//
+// Only pfNames is set among the device selectors. The device plugin, like
+// sriov-network-device-plugin, ORs the entries of one selector list and ANDs
+// the selector fields, so adding rootDevices (or vendors, drivers) could only
+// narrow a pool that pfNames with ranges already pins down exactly; and a
+// rootDevices list would select whole PFs, VFs of other groups included.
+//
+// The output is sorted so that a repeated merge renders the same spec.
+func renderPools(ifaces []sluicev1.InterfaceSpec) []sluicev1.DevicePluginPool {
+	byName := map[string]*sluicev1.DevicePluginPool{}
+	for _, in := range ifaces {
+		for _, g := range in.VFGroups {
+			p := byName[g.ResourceName]
+			if p == nil {
+				p = &sluicev1.DevicePluginPool{
+					ResourceName: g.ResourceName,
+					DeviceType:   g.DeviceType,
+					Selectors:    sluicev1.PoolSelectors{IsRdma: g.RDMA},
+				}
+				byName[g.ResourceName] = p
+			}
+			p.Selectors.PFNames = append(p.Selectors.PFNames, in.Name+"#"+string(g.VFRange))
+		}
+	}
+	pools := make([]sluicev1.DevicePluginPool, 0, len(byName))
+	for _, p := range byName {
+		slices.Sort(p.Selectors.PFNames)
+		pools = append(pools, *p)
+	}
+	slices.SortFunc(pools, func(a, b sluicev1.DevicePluginPool) int { return strings.Compare(a.ResourceName, b.ResourceName) })
+	if len(pools) == 0 {
+		return nil
+	}
+	return pools
+}
