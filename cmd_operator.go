@@ -2,11 +2,78 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/sluice-net/sluice/controllers"
 )
 
-// operatorCommand binds the flags of 'sluice operator'. Filled in with its package.
+// operatorCommand binds the flags of 'sluice operator'.
 func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
-	return func(context.Context) error { return errors.New("not built yet") }
+	var o controllers.Options
+	namespace := os.Getenv("POD_NAMESPACE")
+	if namespace == "" {
+		namespace = controllers.DefaultNamespace
+	}
+	kubeconfig.RegisterFlags(fs)
+	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the operator, its node DaemonSet and its leader election lease (POD_NAMESPACE when set)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint; "0" turns it off`)
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", `address of /healthz and /readyz; "0" turns them off`)
+	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader so that only one operator replica reconciles")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", controllers.DefaultLeaderElectionID, "name of the leader election lease")
+	fs.StringVar(&o.NodeDaemonSet.Image, "node-image", "", "image of the node DaemonSet (sluice agent and sluice-cni); required")
+	pullPolicy := fs.String("node-image-pull-policy", "", "pull policy of the node image: Always, IfNotPresent or Never (default: Kubernetes')")
+	nodeSelector := fs.String("node-selector", "", "nodes the agent runs on, as key=value[,key=value]; empty: every node")
+	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, "nodes that may drain for a VF change at once, cluster-wide (passed to every agent)")
+	fs.StringVar(&o.NodeDaemonSet.ServiceAccount, "node-service-account", controllers.DefaultServiceAccount, "service account of the node agent")
+	fs.IntVar(&o.NodeStateWorkers, "node-state-workers", 4, "concurrent NodeNetworkState renders")
+	fs.IntVar(&o.PolicyStatusWorkers, "policy-status-workers", 2, "concurrent NetworkNodePolicy status updates")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+
+	return func(ctx context.Context) error {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
+		}
+		logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		ctrl.SetLogger(logger)
+		o.Logger = logger
+
+		sel, err := parseLabels(*nodeSelector)
+		if err != nil {
+			return fmt.Errorf("--node-selector: %w", err)
+		}
+		o.NodeDaemonSet.NodeSelector = sel
+		switch p := corev1.PullPolicy(*pullPolicy); p {
+		case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+			o.NodeDaemonSet.ImagePullPolicy = p
+		default:
+			return fmt.Errorf("--node-image-pull-policy %q: use Always, IfNotPresent or Never", *pullPolicy)
+		}
+		return controllers.Run(ctx, o)
+	}
+}
+
+// parseLabels reads "a=b,c=d".
+func parseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }

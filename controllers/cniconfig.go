@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+// CNIType is the CNI plugin binary the rendered attachments call.
+const CNIType = "sluice-cni"
+
+// CNIVersion is the CNI spec version of the rendered configurations.
+const CNIVersion = "1.0.0"
+
+// cniConfig is the network configuration of a VFNetwork. Field names are
+// sriov-cni's, so that the sluice CNI reads existing configurations too;
+// unset (zero) fields are left out.
+type cniConfig struct {
+	CNIVersion string          `json:"cniVersion"`
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	VLAN       int32           `json:"vlan,omitempty"`
+	VLANQoS    int32           `json:"vlanQoS,omitempty"`
+	VLANProto  string          `json:"vlanProto,omitempty"`
+	SpoofChk   string          `json:"spoofchk,omitempty"`
+	Trust      string          `json:"trust,omitempty"`
+	LinkState  string          `json:"link_state,omitempty"`
+	MinTxRate  int32           `json:"min_tx_rate,omitempty"`
+	MaxTxRate  int32           `json:"max_tx_rate,omitempty"`
+	MTU        int32           `json:"mtu,omitempty"`
+	RDMA       bool            `json:"rdma,omitempty"`
+	IPAM       json.RawMessage `json:"ipam,omitempty"`
+}
+
+// invalidIPAMError is a spec.ipam the operator cannot use.
+type invalidIPAMError struct{ reason string }
+
+func (e *invalidIPAMError) Error() string { return e.reason }
+
+// renderCNIConfig renders the NetworkAttachmentDefinition config of a
+// VFNetwork. An unusable spec.ipam is an *invalidIPAMError.
+func renderCNIConfig(n *sluicev1.VFNetwork) (string, error) {
+	ipam, err := compactIPAM(n.Spec.IPAM)
+	if err != nil {
+		return "", err
+	}
+	s := &n.Spec
+	out, err := json.Marshal(cniConfig{
+		CNIVersion: CNIVersion,
+		Name:       n.Name,
+		Type:       CNIType,
+		VLAN:       s.VLAN,
+		VLANQoS:    s.VLANQoS,
+		VLANProto:  s.VLANProto,
+		SpoofChk:   string(s.SpoofChk),
+		Trust:      string(s.Trust),
+		LinkState:  string(s.LinkState),
+		MinTxRate:  s.MinTxRate,
+		MaxTxRate:  s.MaxTxRate,
+		MTU:        s.MTU,
+		RDMA:       s.RDMA,
+		IPAM:       ipam,
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode CNI config: %w", err)
+	}
+	return string(out), nil
+}
+
+// compactIPAM checks that spec.ipam is a JSON object naming its plugin and
+// returns it without insignificant whitespace; empty stays empty.
+func compactIPAM(ipam string) (json.RawMessage, error) {
+	if ipam == "" {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(ipam), &obj); err != nil {
+		return nil, &invalidIPAMError{fmt.Sprintf(`spec.ipam is not a JSON object (%v); write it as CNI IPAM configuration, e.g. {"type":"host-local","subnet":"10.56.217.0/24"}`, err)}
+	}
+	var typ string
+	if err := json.Unmarshal(obj["type"], &typ); err != nil || typ == "" {
+		return nil, &invalidIPAMError{`spec.ipam has no "type" string naming the IPAM plugin; add one, e.g. "type":"host-local" or "type":"whereabouts"`}
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(ipam)); err != nil {
+		return nil, &invalidIPAMError{fmt.Sprintf("spec.ipam: %v", err)}
+	}
+	return b.Bytes(), nil
+}

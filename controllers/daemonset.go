@@ -1,0 +1,138 @@
+package controllers
+
+import (
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+)
+
+// Node DaemonSet layout.
+const (
+	// NodeDaemonSetName is the name of the node agent's DaemonSet.
+	NodeDaemonSetName = "sluice-node"
+	// AgentContainer runs 'sluice agent'.
+	AgentContainer = "agent"
+	// CNIInstallContainer copies the CNI plugin onto the host.
+	CNIInstallContainer = "cni-install"
+
+	// cniInImage is where the image carries the CNI plugin.
+	cniInImage = "/usr/local/bin/sluice-cni"
+	// hostCNIBin is where the host's /opt/cni/bin is mounted in cni-install.
+	hostCNIBin = "/host/opt/cni/bin"
+)
+
+// NodeDaemonSetOptions shape the node agent DaemonSet.
+type NodeDaemonSetOptions struct {
+	// Namespace of the DaemonSet (the operator's).
+	Namespace string
+	// Image holds /usr/local/bin/sluice and /usr/local/bin/sluice-cni.
+	Image string
+	// ImagePullPolicy of both containers; empty leaves Kubernetes' default.
+	ImagePullPolicy corev1.PullPolicy
+	// NodeSelector restricts the nodes the agent runs on.
+	NodeSelector map[string]string
+	// MaxUnavailable is the cluster-wide number of nodes the agents may
+	// drain at once, passed to every agent.
+	MaxUnavailable int
+	// ServiceAccount the agent runs as.
+	ServiceAccount string
+}
+
+// nodeDaemonSetLabels select the agent's pods.
+func nodeDaemonSetLabels() map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":      "sluice",
+		"app.kubernetes.io/component": "node-agent",
+	}
+}
+
+type hostMount struct {
+	volume, hostPath, mountPath string
+	pathType                    corev1.HostPathType
+}
+
+// agentMounts are the host directories the agent works in: sysfs and /dev
+// for the NICs, the kubelet's device-plugin and pod-resources sockets, its
+// own runtime directory, and the CNI state and configuration directories.
+func agentMounts() []hostMount {
+	return []hostMount{
+		{"sys", "/sys", "/sys", corev1.HostPathDirectory},
+		{"dev", "/dev", "/dev", corev1.HostPathDirectory},
+		{"device-plugins", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins", corev1.HostPathDirectoryOrCreate},
+		{"pod-resources", "/var/lib/kubelet/pod-resources", "/var/lib/kubelet/pod-resources", corev1.HostPathDirectoryOrCreate},
+		{"run-sluice", "/run/sluice", "/run/sluice", corev1.HostPathDirectoryOrCreate},
+		{"cni-state", "/var/lib/cni", "/var/lib/cni", corev1.HostPathDirectoryOrCreate},
+		{"cni-conf", "/etc/cni/net.d", "/etc/cni/net.d", corev1.HostPathDirectoryOrCreate},
+	}
+}
+
+// nodeDaemonSet renders the node agent's DaemonSet as a server-side apply
+// configuration: everything set here is owned by the operator and put back
+// when edited.
+func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration {
+	labels := nodeDaemonSetLabels()
+	podLabels := maps.Clone(labels)
+	podLabels[managedByLabel] = managedByValue
+
+	var volumes []*corev1ac.VolumeApplyConfiguration
+	var mounts []*corev1ac.VolumeMountApplyConfiguration
+	for _, m := range agentMounts() {
+		volumes = append(volumes, hostPathVolume(m.volume, m.hostPath, m.pathType))
+		mounts = append(mounts, corev1ac.VolumeMount().WithName(m.volume).WithMountPath(m.mountPath))
+	}
+	volumes = append(volumes, hostPathVolume("cni-bin", "/opt/cni/bin", corev1.HostPathDirectoryOrCreate))
+
+	agent := corev1ac.Container().
+		WithName(AgentContainer).
+		WithImage(o.Image).
+		WithCommand("/usr/local/bin/sluice", "agent").
+		WithArgs(fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable)).
+		WithEnv(
+			corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().
+				WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("spec.nodeName"))),
+			corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().
+				WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.namespace"))),
+		).
+		WithSecurityContext(corev1ac.SecurityContext().WithPrivileged(true)).
+		WithVolumeMounts(mounts...)
+	// The copy goes through a temporary name so that a kubelet running the
+	// old plugin never sees a half-written binary (and cp does not fail
+	// with "text file busy").
+	install := corev1ac.Container().
+		WithName(CNIInstallContainer).
+		WithImage(o.Image).
+		WithCommand("/bin/sh", "-c", fmt.Sprintf("cp %[1]s %[2]s/.sluice-cni.new && mv -f %[2]s/.sluice-cni.new %[2]s/sluice-cni", cniInImage, hostCNIBin)).
+		WithVolumeMounts(corev1ac.VolumeMount().WithName("cni-bin").WithMountPath(hostCNIBin))
+	if o.ImagePullPolicy != "" {
+		agent.WithImagePullPolicy(o.ImagePullPolicy)
+		install.WithImagePullPolicy(o.ImagePullPolicy)
+	}
+
+	pod := corev1ac.PodSpec().
+		WithServiceAccountName(o.ServiceAccount).
+		WithHostNetwork(true).
+		WithHostPID(false).
+		WithDNSPolicy(corev1.DNSClusterFirstWithHostNet).
+		WithTolerations(corev1ac.Toleration().WithOperator(corev1.TolerationOpExists).WithEffect(corev1.TaintEffectNoSchedule)).
+		WithInitContainers(install).
+		WithContainers(agent).
+		WithVolumes(volumes...)
+	if len(o.NodeSelector) > 0 {
+		pod.WithNodeSelector(o.NodeSelector)
+	}
+
+	return appsv1ac.DaemonSet(NodeDaemonSetName, o.Namespace).
+		WithLabels(labels).
+		WithLabels(map[string]string{managedByLabel: managedByValue}).
+		WithSpec(appsv1ac.DaemonSetSpec().
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(labels)).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(podLabels).WithSpec(pod)))
+}
+
+func hostPathVolume(name, path string, t corev1.HostPathType) *corev1ac.VolumeApplyConfiguration {
+	return corev1ac.Volume().WithName(name).WithHostPath(corev1ac.HostPathVolumeSource().WithPath(path).WithType(t))
+}

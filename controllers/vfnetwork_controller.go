@@ -1,0 +1,273 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+const (
+	// NADResourceAnnotation tells Multus which device-plugin resource a
+	// NetworkAttachmentDefinition needs.
+	NADResourceAnnotation = "k8s.v1.cni.cncf.io/resourceName"
+	// VFNetworkAnnotation on a NetworkAttachmentDefinition is the
+	// "namespace/name" of the VFNetwork that renders it.
+	VFNetworkAnnotation = "sluice.dev/vfnetwork"
+	// NADFinalizer is on a VFNetwork whose NetworkAttachmentDefinition is
+	// in another namespace, where an owner reference cannot reach.
+	NADFinalizer = "sluice.dev/networkattachmentdefinition"
+
+	managedByLabel = "app.kubernetes.io/managed-by"
+	managedByValue = "sluice"
+)
+
+// VFNetwork Ready reasons.
+const (
+	ReasonRendered      = "Rendered"
+	ReasonInvalidIPAM   = "InvalidIPAM"
+	ReasonNADNotManaged = "NADNotManaged"
+	ReasonRenderFailed  = "RenderFailed"
+)
+
+// constError is an error that can be a constant.
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+// errNotManaged is an existing NetworkAttachmentDefinition that some other
+// VFNetwork or someone else made.
+const errNotManaged = constError("not managed by this VFNetwork")
+
+// VFNetworkReconciler renders each VFNetwork into a
+// NetworkAttachmentDefinition of the same name, in spec.networkNamespace or
+// the VFNetwork's own namespace, and keeps it as rendered.
+type VFNetworkReconciler struct {
+	Client client.Client
+	Scheme *runtime.Scheme
+}
+
+// +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks,verbs=list;watch;update
+// +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks/status,verbs=update
+// +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=k8s.cni.cncf.io,resources=network-attachment-definitions,verbs=list;watch;create;update;delete
+
+// Reconcile renders one VFNetwork.
+func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	vfn := &sluicev1.VFNetwork{}
+	if err := r.Client.Get(ctx, req.NamespacedName, vfn); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	target := nadKey(vfn)
+	if vfn.DeletionTimestamp != nil {
+		return reconcile.Result{}, r.finalize(ctx, vfn, target)
+	}
+
+	// A NAD left behind in another namespace by an earlier networkNamespace.
+	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" && prev != target.String() {
+		if err := r.deleteNAD(ctx, vfn, parseKey(prev)); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	crossNamespace := target.Namespace != vfn.Namespace
+	if crossNamespace && !controllerutil.ContainsFinalizer(vfn, NADFinalizer) {
+		controllerutil.AddFinalizer(vfn, NADFinalizer)
+		if err := r.Client.Update(ctx, vfn); err != nil {
+			return reconcile.Result{}, fmt.Errorf("add finalizer to VFNetwork %s: %w", req, err)
+		}
+	}
+
+	status := vfn.Status.DeepCopy()
+	status.ObservedGeneration = vfn.Generation
+	cond := metav1.Condition{Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation}
+	var result error
+
+	config, err := renderCNIConfig(vfn)
+	var invalid *invalidIPAMError
+	switch {
+	case errors.As(err, &invalid):
+		// The NAD stays as it was: pods keep attaching with the last good config.
+		cond.Reason, cond.Message = ReasonInvalidIPAM, invalid.Error()
+	case err != nil:
+		cond.Reason, cond.Message = ReasonRenderFailed, err.Error()
+	default:
+		err = r.ensureNAD(ctx, vfn, target, config)
+		switch {
+		case errors.Is(err, errNotManaged):
+			cond.Reason = ReasonNADNotManaged
+			cond.Message = fmt.Sprintf("NetworkAttachmentDefinition %s exists and was not rendered by this VFNetwork; delete it or give the VFNetwork another name or spec.networkNamespace", target)
+		case err != nil:
+			cond.Reason, cond.Message = ReasonRenderFailed, err.Error()
+			result = err
+		default:
+			status.NetworkAttachmentDefinition = target.String()
+			cond.Status, cond.Reason = metav1.ConditionTrue, ReasonRendered
+			cond.Message = fmt.Sprintf("NetworkAttachmentDefinition %s attaches pods to VFs of %s/%s", target, sluicev1.Group, vfn.Spec.ResourceName)
+		}
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
+
+	if !crossNamespace && controllerutil.ContainsFinalizer(vfn, NADFinalizer) && status.NetworkAttachmentDefinition == target.String() {
+		// Back in its own namespace: the owner reference takes over.
+		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
+		if err := r.Client.Update(ctx, vfn); err != nil {
+			return reconcile.Result{}, fmt.Errorf("remove finalizer from VFNetwork %s: %w", req, err)
+		}
+	}
+	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
+		vfn.Status = *status
+		if err := r.Client.Status().Update(ctx, vfn); err != nil {
+			return reconcile.Result{}, errors.Join(result, fmt.Errorf("update status of VFNetwork %s: %w", req, err))
+		}
+	}
+	return reconcile.Result{}, result
+}
+
+// finalize deletes the NetworkAttachmentDefinitions a VFNetwork being
+// deleted rendered outside its namespace, then lets it go.
+func (r *VFNetworkReconciler) finalize(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName) error {
+	if !controllerutil.ContainsFinalizer(vfn, NADFinalizer) {
+		return nil
+	}
+	if err := r.deleteNAD(ctx, vfn, target); err != nil {
+		return err
+	}
+	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" && prev != target.String() {
+		if err := r.deleteNAD(ctx, vfn, parseKey(prev)); err != nil {
+			return err
+		}
+	}
+	controllerutil.RemoveFinalizer(vfn, NADFinalizer)
+	if err := r.Client.Update(ctx, vfn); err != nil {
+		return fmt.Errorf("remove finalizer from VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
+	}
+	return nil
+}
+
+// ensureNAD creates the NetworkAttachmentDefinition or puts back what was
+// changed in the parts sluice renders (config, resource annotation, owner).
+// Annotations and labels that others add are kept.
+func (r *VFNetworkReconciler) ensureNAD(ctx context.Context, vfn *sluicev1.VFNetwork, key types.NamespacedName, config string) error {
+	nad := &nadv1.NetworkAttachmentDefinition{}
+	err := r.Client.Get(ctx, key, nad)
+	switch {
+	case apierrors.IsNotFound(err):
+		nad = &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}}
+		if err := r.render(vfn, nad, config); err != nil {
+			return err
+		}
+		if err := r.Client.Create(ctx, nad); err != nil {
+			return fmt.Errorf("create NetworkAttachmentDefinition %s: %w", key, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("get NetworkAttachmentDefinition %s: %w", key, err)
+	}
+	if !managedBy(vfn, nad) {
+		return errNotManaged
+	}
+	before := nad.DeepCopy()
+	if err := r.render(vfn, nad, config); err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(before, nad) {
+		return nil
+	}
+	if err := r.Client.Update(ctx, nad); err != nil {
+		return fmt.Errorf("update NetworkAttachmentDefinition %s: %w", key, err)
+	}
+	return nil
+}
+
+// render writes what sluice owns of a NetworkAttachmentDefinition.
+func (r *VFNetworkReconciler) render(vfn *sluicev1.VFNetwork, nad *nadv1.NetworkAttachmentDefinition, config string) error {
+	if nad.Annotations == nil {
+		nad.Annotations = map[string]string{}
+	}
+	nad.Annotations[NADResourceAnnotation] = sluicev1.Group + "/" + vfn.Spec.ResourceName
+	nad.Annotations[VFNetworkAnnotation] = vfn.Namespace + "/" + vfn.Name
+	if nad.Labels == nil {
+		nad.Labels = map[string]string{}
+	}
+	nad.Labels[managedByLabel] = managedByValue
+	nad.Spec.Config = config
+	if nad.Namespace == vfn.Namespace {
+		if err := controllerutil.SetControllerReference(vfn, nad, r.Scheme); err != nil {
+			return fmt.Errorf("own NetworkAttachmentDefinition %s/%s: %w", nad.Namespace, nad.Name, err)
+		}
+	}
+	return nil
+}
+
+// deleteNAD deletes a NetworkAttachmentDefinition if this VFNetwork made it.
+func (r *VFNetworkReconciler) deleteNAD(ctx context.Context, vfn *sluicev1.VFNetwork, key types.NamespacedName) error {
+	nad := &nadv1.NetworkAttachmentDefinition{}
+	if err := r.Client.Get(ctx, key, nad); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !managedBy(vfn, nad) {
+		return nil
+	}
+	if err := r.Client.Delete(ctx, nad, client.Preconditions{UID: &nad.UID}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete NetworkAttachmentDefinition %s: %w", key, err)
+	}
+	return nil
+}
+
+// managedBy reports whether the VFNetwork rendered the NAD: by annotation,
+// or, when someone removed it, by owner reference.
+func managedBy(vfn *sluicev1.VFNetwork, nad *nadv1.NetworkAttachmentDefinition) bool {
+	if nad.Annotations[VFNetworkAnnotation] == vfn.Namespace+"/"+vfn.Name {
+		return true
+	}
+	owner := metav1.GetControllerOf(nad)
+	return owner != nil && owner.UID == vfn.UID
+}
+
+func nadKey(vfn *sluicev1.VFNetwork) types.NamespacedName {
+	ns := vfn.Spec.NetworkNamespace
+	if ns == "" {
+		ns = vfn.Namespace
+	}
+	return types.NamespacedName{Namespace: ns, Name: vfn.Name}
+}
+
+func parseKey(s string) types.NamespacedName {
+	ns, name, _ := strings.Cut(s, "/")
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+// SetupWithManager registers the reconciler. A NetworkAttachmentDefinition
+// event goes to the VFNetwork named in its annotation or owning it, so hand
+// edits and deletions are reverted in every namespace.
+func (r *VFNetworkReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&sluicev1.VFNetwork{}).
+		Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(nadOwner)).
+		Complete(r)
+}
+
+func nadOwner(_ context.Context, obj client.Object) []reconcile.Request {
+	if v, ok := obj.GetAnnotations()[VFNetworkAnnotation]; ok && strings.Contains(v, "/") {
+		return []reconcile.Request{{NamespacedName: parseKey(v)}}
+	}
+	if o := metav1.GetControllerOf(obj); o != nil && o.Kind == "VFNetwork" && strings.HasPrefix(o.APIVersion, sluicev1.Group+"/") {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: o.Name}}}
+	}
+	return nil
+}

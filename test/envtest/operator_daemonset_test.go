@@ -1,0 +1,142 @@
+package envtest
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+func getNodeDaemonSet() (*appsv1.DaemonSet, error) {
+	ds := &appsv1.DaemonSet{}
+	return ds, env.Client.Get(context.Background(), client.ObjectKey{Namespace: operatorNamespace, Name: "sluice-node"}, ds)
+}
+
+// checkNodeDaemonSet returns nil when the DaemonSet is as the operator
+// renders it for startOperator's options.
+func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
+	pod := ds.Spec.Template.Spec
+	if !pod.HostNetwork || pod.HostPID {
+		return errorf("hostNetwork=%v hostPID=%v, want true/false", pod.HostNetwork, pod.HostPID)
+	}
+	if pod.NodeSelector["sluice.dev/agent"] != "true" || len(pod.NodeSelector) != 1 {
+		return errorf("nodeSelector = %v", pod.NodeSelector)
+	}
+	if !slices.ContainsFunc(pod.Tolerations, func(t corev1.Toleration) bool {
+		return t.Operator == corev1.TolerationOpExists && t.Effect == corev1.TaintEffectNoSchedule && t.Key == ""
+	}) {
+		return errorf("no toleration of every NoSchedule taint: %+v", pod.Tolerations)
+	}
+	if pod.ServiceAccountName != "sluice-node" {
+		return errorf("serviceAccountName = %q", pod.ServiceAccountName)
+	}
+	if len(pod.Containers) != 1 || len(pod.InitContainers) != 1 {
+		return errorf("%d containers, %d init containers", len(pod.Containers), len(pod.InitContainers))
+	}
+	agent := pod.Containers[0]
+	if agent.Name != "agent" || agent.Image != testNodeImage {
+		return errorf("agent container %s image %s", agent.Name, agent.Image)
+	}
+	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2"}) {
+		return errorf("agent runs %v %v", agent.Command, agent.Args)
+	}
+	if agent.SecurityContext == nil || agent.SecurityContext.Privileged == nil || !*agent.SecurityContext.Privileged {
+		return errorf("agent not privileged: %+v", agent.SecurityContext)
+	}
+	if !slices.ContainsFunc(agent.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
+	}) {
+		return errorf("no NODE_NAME from spec.nodeName: %+v", agent.Env)
+	}
+	hostPaths := map[string]string{}
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	mounted := map[string]string{}
+	for _, m := range agent.VolumeMounts {
+		mounted[hostPaths[m.Name]] = m.MountPath
+	}
+	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni", "/etc/cni/net.d"} {
+		if mounted[p] != p {
+			return errorf("host %s mounted at %q in the agent", p, mounted[p])
+		}
+	}
+	install := pod.InitContainers[0]
+	if install.Name != "cni-install" || install.Image != testNodeImage || len(install.VolumeMounts) != 1 ||
+		hostPaths[install.VolumeMounts[0].Name] != "/opt/cni/bin" || install.VolumeMounts[0].MountPath != "/host/opt/cni/bin" {
+		return errorf("cni-install = %+v", install)
+	}
+	if c := install.Command; len(c) != 3 || c[2] != "cp /usr/local/bin/sluice-cni /host/opt/cni/bin/.sluice-cni.new && mv -f /host/opt/cni/bin/.sluice-cni.new /host/opt/cni/bin/sluice-cni" {
+		return errorf("cni-install runs %q", c)
+	}
+	if ds.Spec.Selector == nil || ds.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "node-agent" {
+		return errorf("selector = %+v", ds.Spec.Selector)
+	}
+	return nil
+}
+
+func TestOperatorNodeDaemonSet(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	var ds *appsv1.DaemonSet
+	eventually(t, "node DaemonSet rendered", func() error {
+		var err error
+		if ds, err = getNodeDaemonSet(); err != nil {
+			return err
+		}
+		return checkNodeDaemonSet(ds)
+	})
+
+	// Edits to what the operator renders are reverted.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := getNodeDaemonSet()
+		if err != nil {
+			return err
+		}
+		cur.Spec.Template.Spec.Containers[0].Image = "registry.example/other:v9"
+		cur.Spec.Template.Spec.Containers[0].Args = []string{"--max-unavailable=50"}
+		cur.Spec.Template.Spec.HostNetwork = false
+		return env.Client.Update(ctx, cur)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited, err := getNodeDaemonSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checkNodeDaemonSet(edited) == nil && edited.Generation == ds.Generation {
+		t.Fatal("the edit did not land; the test would prove nothing")
+	}
+	eventually(t, "edit reverted", func() error {
+		cur, err := getNodeDaemonSet()
+		if err != nil {
+			return err
+		}
+		if cur.Generation == ds.Generation {
+			return errorf("not edited yet")
+		}
+		return checkNodeDaemonSet(cur)
+	})
+
+	// A deleted DaemonSet comes back.
+	if err := env.Client.Delete(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "DaemonSet recreated", func() error {
+		cur, err := getNodeDaemonSet()
+		if err != nil {
+			return err
+		}
+		if cur.UID == ds.UID {
+			return errorf("not deleted yet")
+		}
+		return checkNodeDaemonSet(cur)
+	})
+}

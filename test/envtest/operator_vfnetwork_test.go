@@ -1,0 +1,266 @@
+package envtest
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+func getNAD(ns, name string) (*nadv1.NetworkAttachmentDefinition, error) {
+	nad := &nadv1.NetworkAttachmentDefinition{}
+	return nad, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, nad)
+}
+
+func getVFNetwork(ns, name string) (*sluicev1.VFNetwork, error) {
+	n := &sluicev1.VFNetwork{}
+	return n, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, n)
+}
+
+func updateVFNetwork(t *testing.T, ns, name string, mutate func(*sluicev1.VFNetwork)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := getVFNetwork(ns, name)
+		if err != nil {
+			return err
+		}
+		mutate(n)
+		return env.Client.Update(context.Background(), n)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nadConfig waits for the NAD's config to be want.
+func nadConfig(t *testing.T, ns, name, want string) *nadv1.NetworkAttachmentDefinition {
+	t.Helper()
+	var nad *nadv1.NetworkAttachmentDefinition
+	eventually(t, "NetworkAttachmentDefinition "+ns+"/"+name, func() error {
+		var err error
+		if nad, err = getNAD(ns, name); err != nil {
+			return err
+		}
+		if nad.Spec.Config != want {
+			return errorf("config = %s\nwant     %s", nad.Spec.Config, want)
+		}
+		return nil
+	})
+	return nad
+}
+
+// vfnReady waits for the VFNetwork's Ready condition.
+func vfnReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *sluicev1.VFNetwork {
+	t.Helper()
+	var n *sluicev1.VFNetwork
+	eventually(t, "VFNetwork "+name+" Ready="+string(status), func() error {
+		var err error
+		if n, err = getVFNetwork(ns, name); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(n.Status.Conditions, sluicev1.ConditionReady)
+		if c == nil || c.Status != status || c.Reason != reason || n.Status.ObservedGeneration != n.Generation {
+			return errorf("status = %+v", n.Status)
+		}
+		return nil
+	})
+	return n
+}
+
+func TestOperatorVFNetworkSameNamespace(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	vfn := &sluicev1.VFNetwork{
+		ObjectMeta: metav1.ObjectMeta{Name: "rdma-net", Namespace: ns},
+		Spec: sluicev1.VFNetworkSpec{
+			ResourceName: "rdma-a", VLAN: 100, VLANQoS: 3, SpoofChk: sluicev1.Off, Trust: sluicev1.On,
+			MaxTxRate: 1000, MTU: 9000, RDMA: true,
+			IPAM: `{ "type": "host-local",
+			         "subnet": "10.56.217.0/24" }`,
+		},
+	}
+	if err := env.Client.Create(ctx, vfn); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"cniVersion":"1.0.0","name":"rdma-net","type":"sluice-cni","vlan":100,"vlanQoS":3,"spoofchk":"off","trust":"on","max_tx_rate":1000,"mtu":9000,"rdma":true,"ipam":{"type":"host-local","subnet":"10.56.217.0/24"}}`
+	nad := nadConfig(t, ns, "rdma-net", want)
+	if got := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]; got != "sluice.dev/rdma-a" {
+		t.Errorf("resourceName annotation = %q", got)
+	}
+	owner := metav1.GetControllerOf(nad)
+	if owner == nil || owner.Kind != "VFNetwork" || owner.Name != "rdma-net" || owner.UID != vfn.UID {
+		t.Errorf("NAD controller = %+v, want the VFNetwork (garbage collection deletes the NAD with it)", owner)
+	}
+	got := vfnReady(t, ns, "rdma-net", metav1.ConditionTrue, "Rendered")
+	if got.Status.NetworkAttachmentDefinition != ns+"/rdma-net" {
+		t.Errorf("status.networkAttachmentDefinition = %q", got.Status.NetworkAttachmentDefinition)
+	}
+	if len(got.Finalizers) != 0 {
+		t.Errorf("finalizers = %v: the owner reference is enough in the same namespace", got.Finalizers)
+	}
+
+	// A hand edit is reverted; an annotation someone else added stays.
+	nad.Spec.Config = `{"cniVersion":"1.0.0","name":"rdma-net","type":"macvlan"}`
+	nad.Annotations["k8s.v1.cni.cncf.io/resourceName"] = "sluice.dev/other"
+	nad.Annotations["example.com/note"] = "kept"
+	if err := env.Client.Update(ctx, nad); err != nil {
+		t.Fatal(err)
+	}
+	nad = nadConfig(t, ns, "rdma-net", want)
+	if nad.Annotations["k8s.v1.cni.cncf.io/resourceName"] != "sluice.dev/rdma-a" || nad.Annotations["example.com/note"] != "kept" {
+		t.Errorf("annotations after revert = %v", nad.Annotations)
+	}
+	// A deleted NAD comes back.
+	if err := env.Client.Delete(ctx, nad); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "NAD recreated", func() error {
+		n, err := getNAD(ns, "rdma-net")
+		if err != nil {
+			return err
+		}
+		if n.UID == nad.UID {
+			return errorf("not deleted yet")
+		}
+		return nil
+	})
+
+	// Spec changes are rendered; unset fields disappear.
+	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) {
+		n.Spec = sluicev1.VFNetworkSpec{ResourceName: "rdma-b", LinkState: "enable"}
+	})
+	nad = nadConfig(t, ns, "rdma-net", `{"cniVersion":"1.0.0","name":"rdma-net","type":"sluice-cni","link_state":"enable"}`)
+	if got := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]; got != "sluice.dev/rdma-b" {
+		t.Errorf("resourceName annotation = %q after the change", got)
+	}
+
+	// Invalid IPAM: not Ready, the NAD stays as it was.
+	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"type": "host-local", "subnet": }` })
+	bad := vfnReady(t, ns, "rdma-net", metav1.ConditionFalse, "InvalidIPAM")
+	c := meta.FindStatusCondition(bad.Status.Conditions, sluicev1.ConditionReady)
+	if !strings.Contains(c.Message, "spec.ipam") || !strings.Contains(c.Message, "invalid character") {
+		t.Errorf("InvalidIPAM message %q does not name spec.ipam and the JSON error", c.Message)
+	}
+	if n, err := getNAD(ns, "rdma-net"); err != nil || n.Spec.Config != nad.Spec.Config {
+		t.Errorf("NAD changed after an invalid IPAM: %v %s", err, n.Spec.Config)
+	}
+	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"subnet":"10.0.0.0/8"}` })
+	bad = vfnReady(t, ns, "rdma-net", metav1.ConditionFalse, "InvalidIPAM")
+	if c := meta.FindStatusCondition(bad.Status.Conditions, sluicev1.ConditionReady); !strings.Contains(c.Message, `"type"`) {
+		t.Errorf("message %q does not ask for the IPAM type", c.Message)
+	}
+	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"type":"whereabouts","range":"192.168.2.0/24"}` })
+	vfnReady(t, ns, "rdma-net", metav1.ConditionTrue, "Rendered")
+	nadConfig(t, ns, "rdma-net", `{"cniVersion":"1.0.0","name":"rdma-net","type":"sluice-cni","link_state":"enable","ipam":{"type":"whereabouts","range":"192.168.2.0/24"}}`)
+}
+
+func TestOperatorVFNetworkOtherNamespace(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	home, target := env.Namespace(t), env.Namespace(t)
+	vfn := &sluicev1.VFNetwork{
+		ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: home},
+		Spec:       sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: target, VLAN: 7},
+	}
+	if err := env.Client.Create(ctx, vfn); err != nil {
+		t.Fatal(err)
+	}
+	nad := nadConfig(t, target, "net", `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","vlan":7}`)
+	if len(nad.OwnerReferences) != 0 {
+		t.Errorf("owner references across namespaces: %+v", nad.OwnerReferences)
+	}
+	got := vfnReady(t, home, "net", metav1.ConditionTrue, "Rendered")
+	if got.Status.NetworkAttachmentDefinition != target+"/net" {
+		t.Errorf("status.networkAttachmentDefinition = %q", got.Status.NetworkAttachmentDefinition)
+	}
+	if len(got.Finalizers) != 1 || got.Finalizers[0] != "sluice.dev/networkattachmentdefinition" {
+		t.Errorf("finalizers = %v", got.Finalizers)
+	}
+
+	// A hand edit in the other namespace is reverted too.
+	nad.Spec.Config = `{}`
+	if err := env.Client.Update(ctx, nad); err != nil {
+		t.Fatal(err)
+	}
+	nadConfig(t, target, "net", `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","vlan":7}`)
+
+	if err := env.Client.Delete(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "NAD and VFNetwork deleted", func() error {
+		if _, err := getNAD(target, "net"); !apierrors.IsNotFound(err) {
+			return errorf("NAD: %v", err)
+		}
+		if _, err := getVFNetwork(home, "net"); !apierrors.IsNotFound(err) {
+			return errorf("VFNetwork: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestOperatorVFNetworkMovesNamespace(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	home, other := env.Namespace(t), env.Namespace(t)
+	vfn := &sluicev1.VFNetwork{
+		ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: home},
+		Spec:       sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: other},
+	}
+	if err := env.Client.Create(ctx, vfn); err != nil {
+		t.Fatal(err)
+	}
+	vfnReady(t, home, "net", metav1.ConditionTrue, "Rendered")
+	updateVFNetwork(t, home, "net", func(n *sluicev1.VFNetwork) { n.Spec.NetworkNamespace = "" })
+	eventually(t, "NAD moved home, finalizer gone", func() error {
+		if _, err := getNAD(other, "net"); !apierrors.IsNotFound(err) {
+			return errorf("old NAD: %v", err)
+		}
+		if _, err := getNAD(home, "net"); err != nil {
+			return err
+		}
+		n, err := getVFNetwork(home, "net")
+		if err != nil {
+			return err
+		}
+		if len(n.Finalizers) != 0 || n.Status.NetworkAttachmentDefinition != home+"/net" {
+			return errorf("finalizers=%v status=%+v", n.Finalizers, n.Status)
+		}
+		return nil
+	})
+}
+
+func TestOperatorVFNetworkLeavesForeignNADAlone(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	foreign := &nadv1.NetworkAttachmentDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns},
+		Spec:       nadv1.NetworkAttachmentDefinitionSpec{Config: `{"cniVersion":"1.0.0","name":"taken","type":"macvlan"}`},
+	}
+	if err := env.Client.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	vfn := &sluicev1.VFNetwork{
+		ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: ns},
+		Spec:       sluicev1.VFNetworkSpec{ResourceName: "pool"},
+	}
+	if err := env.Client.Create(ctx, vfn); err != nil {
+		t.Fatal(err)
+	}
+	n := vfnReady(t, ns, "taken", metav1.ConditionFalse, "NADNotManaged")
+	if c := meta.FindStatusCondition(n.Status.Conditions, sluicev1.ConditionReady); !strings.Contains(c.Message, ns+"/taken") {
+		t.Errorf("message %q does not name the NAD", c.Message)
+	}
+	if got, err := getNAD(ns, "taken"); err != nil || got.Spec.Config != foreign.Spec.Config || len(got.OwnerReferences) != 0 {
+		t.Errorf("foreign NAD touched: %v %+v", err, got)
+	}
+}
