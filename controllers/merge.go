@@ -168,7 +168,13 @@ func precedence(a, b *compiledPolicy) int {
 }
 
 // Node computes the NodeNetworkState spec of one node.
-func (m *Merger) Node(node NodeInput) MergeResult {
+func (m *Merger) Node(node NodeInput) MergeResult { return m.node(node, true) }
+
+// Evaluate is Node without rendering the spec: only Selected and Findings
+// are filled in.
+func (m *Merger) Evaluate(node NodeInput) MergeResult { return m.node(node, false) }
+
+func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	var real, all []*compiledPolicy
 	hasDryRun := false
 	for _, p := range m.policies {
@@ -192,14 +198,16 @@ func (m *Merger) Node(node NodeInput) MergeResult {
 	}
 	slices.SortFunc(pfs, func(a, b *sluicev1.InterfaceStatus) int { return strings.Compare(a.PCIAddress, b.PCIAddress) })
 
-	applied := mergePass(node.Name, pfs, real, res.Selected)
+	applied := mergePass(node.Name, pfs, real, res.Selected, render)
 	res.Spec.Interfaces = applied.interfaces
 	res.Spec.RDMAMode = applied.rdmaMode
-	res.Spec.Pools = renderPools(applied.interfaces)
+	if render {
+		res.Spec.Pools = renderPools(applied.interfaces)
+	}
 	res.Findings = applied.findings
 
 	if hasDryRun {
-		dry := mergePass(node.Name, pfs, all, res.Selected)
+		dry := mergePass(node.Name, pfs, all, res.Selected, render)
 		var names []string
 		for _, p := range all {
 			if p.dryRun() && res.Selected[p.name()] {
@@ -247,8 +255,9 @@ type pool struct {
 // mergePass gives each policy, in precedence order, the VF ranges it asks
 // for on the PFs it selects, unless a policy before it holds an overlapping
 // range. A policy whose node-wide settings (RDMA mode, pool kind) clash
-// with a policy before it gets nothing on the node.
-func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compiledPolicy, selected map[string]bool) passResult {
+// with a policy before it gets nothing on the node. Without render, only
+// the findings and selected policies are worked out.
+func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compiledPolicy, selected map[string]bool, render bool) passResult {
 	var out passResult
 	claims := make([][]claim, len(pfs))
 	pools := map[string]pool{}
@@ -323,7 +332,7 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 	}
 
 	for i, pf := range pfs {
-		if len(claims[i]) > 0 {
+		if render && len(claims[i]) > 0 {
 			out.interfaces = append(out.interfaces, interfaceSpec(pf, claims[i]))
 		}
 	}

@@ -120,3 +120,13 @@ func matchesNode(selector, labels map[string]string) bool {
 	}
 	return true
 }
+
+// sameSelectionInputs reports whether two discovered interface lists agree
+// on everything the merge looks at (the PF identity, IDs, link type and
+// VF capacity), so that VF-level status changes do not cause a re-merge.
+func sameSelectionInputs(a, b []sluicev1.InterfaceStatus) bool {
+	return slices.EqualFunc(a, b, func(x, y sluicev1.InterfaceStatus) bool {
+		return x.Name == y.Name && x.PCIAddress == y.PCIAddress && x.Vendor == y.Vendor &&
+			x.DeviceID == y.DeviceID && x.LinkType == y.LinkType && x.TotalVfs == y.TotalVfs
+	})
+}

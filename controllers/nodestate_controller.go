@@ -143,7 +143,7 @@ func nnsInputChanged() predicate.Predicate {
 		}
 		return o.Generation != n.Generation ||
 			!equality.Semantic.DeepEqual(o.OwnerReferences, n.OwnerReferences) ||
-			!equality.Semantic.DeepEqual(o.Status.Interfaces, n.Status.Interfaces)
+			!sameSelectionInputs(o.Status.Interfaces, n.Status.Interfaces)
 	}}
 }
 

@@ -48,10 +48,13 @@ type policyOutcome struct {
 	invalid  error
 }
 
+// evaluator merges one node; Merger.Evaluate or a cache in front of it.
+type evaluator func(NodeInput) MergeResult
+
 // evaluatePolicy merges every node the policy's nodeSelector picks and
 // counts where the policy selects PFs (matched) and where the node agent
 // has applied its current generation (ready). nodes must be sorted by name.
-func evaluatePolicy(p *sluicev1.NetworkNodePolicy, m *Merger, nodes []nodeView) policyOutcome {
+func evaluatePolicy(p *sluicev1.NetworkNodePolicy, m *Merger, eval evaluator, nodes []nodeView) policyOutcome {
 	var out policyOutcome
 	if err, ok := m.Invalid[p.Name]; ok {
 		out.invalid = err
@@ -61,7 +64,7 @@ func evaluatePolicy(p *sluicev1.NetworkNodePolicy, m *Merger, nodes []nodeView) 
 		if n.state == nil || !matchesNode(p.Spec.NodeSelector, n.labels) {
 			continue
 		}
-		res := m.Node(NodeInput{Name: n.name, Labels: n.labels, Interfaces: n.state.Status.Interfaces})
+		res := eval(NodeInput{Name: n.name, Labels: n.labels, Interfaces: n.state.Status.Interfaces})
 		if !res.Selected[p.Name] {
 			continue
 		}

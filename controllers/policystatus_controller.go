@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -43,6 +44,8 @@ type PolicyStatusReconciler struct {
 	Client   client.Client
 	Recorder eventRecorder
 	Gauges   policyGauges
+
+	evals evalCache
 }
 
 // +kubebuilder:rbac:groups=sluice.dev,resources=networknodepolicies,verbs=list;watch
@@ -71,7 +74,9 @@ func (r *PolicyStatusReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	out := evaluatePolicy(policy, NewMerger(policies), nodes)
+	m, fingerprint := NewMerger(policies), policyFingerprint(policies)
+	eval := func(n NodeInput) MergeResult { return r.evals.evaluate(m, fingerprint, n) }
+	out := evaluatePolicy(policy, m, eval, nodes)
 	r.Gauges.set(policy.Name, out.matched, out.ready)
 
 	status := policyStatus(policy, out)
@@ -128,25 +133,45 @@ func (r *PolicyStatusReconciler) nodeViews(ctx context.Context) ([]nodeView, err
 		return nil, err
 	}
 	views := make([]nodeView, len(nodes))
+	live := make(map[string]bool, len(nodes))
 	for i := range nodes {
 		views[i] = nodeView{name: nodes[i].Name, labels: nodes[i].Labels, state: states[nodes[i].Name]}
+		live[nodes[i].Name] = true
 	}
+	r.evals.prune(live)
 	slices.SortFunc(views, func(a, b nodeView) int { return strings.Compare(a.name, b.name) })
 	return views, nil
 }
 
 // SetupWithManager registers the reconciler. Every policy is re-evaluated
 // when any policy's spec, any NodeNetworkState or any node's labels change,
-// since each can change another policy's conflicts and counts; the work
-// queue folds the bursts.
+// since each can change another policy's conflicts and counts. Node-side
+// events are batched (statusBatchDelay); policy changes are not.
 func (r *PolicyStatusReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("networknodepolicy-status").
 		Watches(&sluicev1.NetworkNodePolicy{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&sluicev1.NodeNetworkState{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies)).
-		WatchesMetadata(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allPolicies), builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&sluicev1.NodeNetworkState{}, enqueueAfter(r.allPolicies, statusBatchDelay), builder.WithPredicates(nnsReportChanged())).
+		WatchesMetadata(&corev1.Node{}, enqueueAfter(r.allPolicies, statusBatchDelay), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
+}
+
+// nnsReportChanged passes the NodeNetworkState updates a policy's status
+// depends on: the spec (generation), the sync result, the dry-run result
+// and the PFs the merge selects from; not VF-level status churn.
+func nnsReportChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*sluicev1.NodeNetworkState)
+		n, ok2 := e.ObjectNew.(*sluicev1.NodeNetworkState)
+		if !ok1 || !ok2 {
+			return true
+		}
+		os, ns := &o.Status, &n.Status
+		return o.Generation != n.Generation || os.SyncStatus != ns.SyncStatus || os.ObservedGeneration != ns.ObservedGeneration ||
+			os.LastSyncError != ns.LastSyncError || !equality.Semantic.DeepEqual(os.DryRun, ns.DryRun) ||
+			!sameSelectionInputs(os.Interfaces, ns.Interfaces)
+	}}
 }
 
 // allPolicies maps any event to every policy, and to the object itself when

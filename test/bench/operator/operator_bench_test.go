@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/controllers"
@@ -371,6 +373,7 @@ func converge(b *testing.B, cfg *rest.Config, c client.Client, s scenario) {
 	b.StopTimer()
 	peak := mem.Stop()
 
+	b.Logf("reconciles: %s", reconcileCounts(b))
 	b.ReportMetric(renderedAt.Seconds(), "specs-s")
 	b.ReportMetric(render.Seconds(), "render-s")
 	b.ReportMetric(ready.Seconds(), "ready-s")
@@ -379,4 +382,37 @@ func converge(b *testing.B, cfg *rest.Config, c client.Client, s scenario) {
 	b.Logf("%d nodes x %d policies: all specs rendered after %s, all matched counts after %s; agents reported in %s, all ready counts %s after the first report; peak heap %.0f MiB, peak RSS %.0f MiB",
 		s.nodes, s.policies, renderedAt.Round(time.Millisecond), render.Round(time.Millisecond), agentsDone.Round(time.Millisecond), ready.Round(time.Millisecond),
 		float64(peak)/(1<<20), float64(vmHWM())/(1<<20))
+}
+
+// reconcileCounts summarises controller-runtime's reconcile counters.
+func reconcileCounts(b *testing.B) string {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	for _, f := range families {
+		if f.GetName() == "controller_runtime_reconcile_time_seconds" {
+			for _, m := range f.GetMetric() {
+				if h := m.GetHistogram(); h.GetSampleCount() > 0 {
+					out = append(out, fmt.Sprintf("%s-mean=%s", m.GetLabel()[0].GetValue(),
+						time.Duration(h.GetSampleSum()/float64(h.GetSampleCount())*float64(time.Second)).Round(time.Microsecond)))
+				}
+			}
+		}
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if v := m.GetCounter().GetValue(); v > 0 {
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetValue())
+				}
+				out = append(out, fmt.Sprintf("%s=%.0f", strings.Join(labels, "/"), v))
+			}
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
 }
