@@ -1,0 +1,136 @@
+package host
+
+// Snapshot is one discovery of the node.
+type Snapshot struct {
+	// PFs are the SR-IOV capable PCI functions, sorted by PCI address.
+	PFs []PF
+	// RDMANetnsMode is "shared" or "exclusive", empty when the kernel has no
+	// RDMA core.
+	RDMANetnsMode string
+}
+
+// PF is an SR-IOV capable physical function.
+type PF struct {
+	PCIAddress string
+	// Name is the PF's netdev in this network namespace, empty if none.
+	Name string
+	// Vendor and Device are the PCI IDs in lower-case hex ("15b3", "101b").
+	Vendor, Device string
+	// VendorName and DeviceName come from the PCI ID database, when known.
+	VendorName, DeviceName string
+	Driver                 string
+	// NUMANode is -1 when the platform does not say.
+	NUMANode int
+	Link
+	TotalVFs int
+	NumVFs   int
+	// RDMA is the PF's own RDMA device.
+	RDMA *RDMADevice
+	// VFs are sorted by index.
+	VFs []VF
+}
+
+// Link is what netlink says of a netdev; zero when there is none.
+type Link struct {
+	// LinkType is "eth" or "ib" (or the kernel's encapsulation name).
+	LinkType string
+	MAC      string
+	MTU      int
+	// OperState is the RFC 2863 state ("up", "down", "lowerlayerdown", ...).
+	OperState string
+	// Carrier is true when the link has carrier (IFF_LOWER_UP).
+	Carrier bool
+}
+
+// VF is a virtual function.
+type VF struct {
+	Index      int
+	PCIAddress string
+	PFAddress  string
+	// PFName is the PF's netdev, empty if none.
+	PFName         string
+	Vendor, Device string
+	Driver         string
+	NUMANode       int
+	// IOMMUGroup is the VF's IOMMU group number, empty without an IOMMU.
+	IOMMUGroup string
+	// Netdev is the VF's netdev in this namespace: empty when it has none
+	// (vfio-pci) or when it was moved into a pod's namespace.
+	Netdev string
+	Link
+	// Settings are the VF's settings as the PF reports them.
+	Settings VFSettings
+	// RDMA is the VF's RDMA device (PCI-parented, or soft-RoCE on its netdev).
+	RDMA *RDMADevice
+}
+
+// VFSettings are a VF's PF-side settings (ip link set PF vf N ...).
+type VFSettings struct {
+	MAC       string
+	VLAN      int
+	QoS       int
+	VLANProto int
+	SpoofChk  bool
+	Trust     bool
+	// LinkState is "auto", "enable" or "disable".
+	LinkState string
+	// MinTxRate and MaxTxRate are in Mbps, 0 for none.
+	MinTxRate int
+	MaxTxRate int
+}
+
+// RDMADevice is an RDMA (verbs) device.
+type RDMADevice struct {
+	Name string
+	// Parent is the PCI address of the function it belongs to; empty for
+	// software devices such as rxe.
+	Parent string
+	// Netdev is the netdev of a software device (rxe's parent).
+	Netdev string
+	// CharDevices are the /dev paths a process needs, as seen in a container:
+	// /dev/infiniband/uverbsN, /dev/infiniband/rdma_cm, and for InfiniBand
+	// umadN and issmN.
+	CharDevices []string
+	Ports       []RDMAPort
+}
+
+// RDMAPort is one port of an RDMA device.
+type RDMAPort struct {
+	Num int
+	// State is the port state name (ACTIVE, DOWN, INIT, ...).
+	State string
+	// LinkLayer is Ethernet or InfiniBand.
+	LinkLayer string
+}
+
+// Active reports whether port 1 (or any port) is ACTIVE.
+func (d *RDMADevice) Active() bool {
+	for _, p := range d.Ports {
+		if p.State == "ACTIVE" {
+			return true
+		}
+	}
+	return false
+}
+
+// VFByAddress returns the VF with the given PCI address.
+func (s *Snapshot) VFByAddress(addr string) (*PF, *VF) {
+	for i := range s.PFs {
+		for j := range s.PFs[i].VFs {
+			if s.PFs[i].VFs[j].PCIAddress == addr {
+				return &s.PFs[i], &s.PFs[i].VFs[j]
+			}
+		}
+	}
+	return nil, nil
+}
+
+// PFByAddress returns the PF with the given PCI address.
+func (s *Snapshot) PFByAddress(addr string) *PF {
+	for i := range s.PFs {
+		if s.PFs[i].PCIAddress == addr {
+			return &s.PFs[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package host
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+)
+
+// VFConfig is the PF-side configuration of one VF. Nil fields are left as
+// they are.
+type VFConfig struct {
+	MAC *string
+	// VLAN, QoS and VLANProto (0x8100 for 802.1Q, 0x88a8 for 802.1ad) are
+	// applied together when VLAN is set.
+	VLAN      *int
+	QoS       int
+	VLANProto int
+	SpoofChk  *bool
+	Trust     *bool
+	// LinkState is "auto", "enable" or "disable".
+	LinkState *string
+	// MinTxRate and MaxTxRate (Mbps) are applied together when MaxTxRate
+	// or MinTxRate is set.
+	MinTxRate *int
+	MaxTxRate *int
+}
+
+// VLAN tag protocols.
+const (
+	VLANProto8021Q  = 0x8100
+	VLANProto8021AD = 0x88a8
+)
+
+// ConfigureVF applies cfg to VF index vf of the PF with netdev pfName.
+// Settings already as asked are not touched. When a step fails, the steps
+// already applied are undone, so the VF keeps its previous settings.
+func (h *Host) ConfigureVF(pfName string, vf int, cfg VFConfig) (err error) {
+	link, err := h.nl.LinkByName(pfName)
+	if err != nil {
+		return stepErr(pfName, "find PF link", err)
+	}
+	old, ok := vfInfo(link, vf)
+	if !ok {
+		return stepErr(pfName, "configure vf "+strconv.Itoa(vf), fmt.Errorf("%w: the PF reports %d VFs", ErrNotFound, len(link.Attrs().Vfs)))
+	}
+	dev := fmt.Sprintf("%s vf %d", pfName, vf)
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	// step applies one setting and registers how to put it back.
+	step := func(name string, apply, revert func() error) error {
+		if e := apply(); e != nil {
+			return stepErr(dev, name, e)
+		}
+		undo = append(undo, func() { _ = revert() })
+		return nil
+	}
+
+	// Trust first: some drivers only accept a MAC change from a trusted VF,
+	// and spoof checking last, once the MAC it checks is in place.
+	if cfg.Trust != nil && *cfg.Trust != (old.Trust == 1) {
+		want := *cfg.Trust
+		if err := step("set trust "+onOff(want), func() error { return h.nl.LinkSetVfTrust(link, vf, want) },
+			func() error { return h.nl.LinkSetVfTrust(link, vf, old.Trust == 1) }); err != nil {
+			return err
+		}
+	}
+	if cfg.MAC != nil {
+		mac, perr := net.ParseMAC(*cfg.MAC)
+		if perr != nil {
+			return stepErr(dev, "set mac", fmt.Errorf("invalid MAC %q: %w", *cfg.MAC, perr))
+		}
+		if mac.String() != old.Mac.String() {
+			if err := step("set mac "+mac.String(), func() error { return h.nl.LinkSetVfHardwareAddr(link, vf, mac) },
+				func() error { return h.nl.LinkSetVfHardwareAddr(link, vf, old.Mac) }); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.VLAN != nil {
+		vlan, qos, proto := *cfg.VLAN, cfg.QoS, cfg.VLANProto
+		if proto == 0 {
+			proto = VLANProto8021Q
+		}
+		if vlan < 0 || vlan > 4095 || qos < 0 || qos > 7 {
+			return stepErr(dev, "set vlan", fmt.Errorf("vlan must be 0-4095 and qos 0-7, got %d and %d", vlan, qos))
+		}
+		oldProto := old.VlanProto
+		if oldProto == 0 {
+			oldProto = VLANProto8021Q
+		}
+		if vlan != old.Vlan || qos != old.Qos || proto != oldProto {
+			if err := step(fmt.Sprintf("set vlan %d qos %d proto %#x", vlan, qos, proto),
+				func() error { return h.nl.LinkSetVfVlanQosProto(link, vf, vlan, qos, proto) },
+				func() error { return h.nl.LinkSetVfVlanQosProto(link, vf, old.Vlan, old.Qos, oldProto) }); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.MinTxRate != nil || cfg.MaxTxRate != nil {
+		minR, maxR := int(old.MinTxRate), int(old.MaxTxRate)
+		if cfg.MinTxRate != nil {
+			minR = *cfg.MinTxRate
+		}
+		if cfg.MaxTxRate != nil {
+			maxR = *cfg.MaxTxRate
+		}
+		if maxR != 0 && minR > maxR {
+			return stepErr(dev, "set tx rate", fmt.Errorf("min_tx_rate %d exceeds max_tx_rate %d", minR, maxR))
+		}
+		if minR != int(old.MinTxRate) || maxR != int(old.MaxTxRate) {
+			if err := step(fmt.Sprintf("set tx rate min %d max %d", minR, maxR),
+				func() error { return h.nl.LinkSetVfRate(link, vf, minR, maxR) },
+				func() error { return h.nl.LinkSetVfRate(link, vf, int(old.MinTxRate), int(old.MaxTxRate)) }); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.LinkState != nil {
+		st, perr := vfLinkState(*cfg.LinkState)
+		if perr != nil {
+			return stepErr(dev, "set link state", perr)
+		}
+		if st != old.LinkState {
+			if err := step("set state "+*cfg.LinkState, func() error { return h.nl.LinkSetVfState(link, vf, st) },
+				func() error { return h.nl.LinkSetVfState(link, vf, old.LinkState) }); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.SpoofChk != nil && *cfg.SpoofChk != old.Spoofchk {
+		want := *cfg.SpoofChk
+		if err := step("set spoofchk "+onOff(want), func() error { return h.nl.LinkSetVfSpoofchk(link, vf, want) },
+			func() error { return h.nl.LinkSetVfSpoofchk(link, vf, old.Spoofchk) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VFSettingsOf reads VF vf's settings from the PF with netdev pfName.
+func (h *Host) VFSettingsOf(pfName string, vf int) (VFSettings, error) {
+	link, err := h.nl.LinkByName(pfName)
+	if err != nil {
+		return VFSettings{}, stepErr(pfName, "find PF link", err)
+	}
+	i, ok := vfInfo(link, vf)
+	if !ok {
+		return VFSettings{}, stepErr(pfName, "read vf "+strconv.Itoa(vf), ErrNotFound)
+	}
+	return settingsOf(i), nil
+}
+
+func vfInfo(link netlink.Link, vf int) (netlink.VfInfo, bool) {
+	for _, i := range link.Attrs().Vfs {
+		if i.ID == vf {
+			return i, true
+		}
+	}
+	return netlink.VfInfo{}, false
+}
+
+func vfLinkState(s string) (uint32, error) {
+	switch s {
+	case "auto":
+		return netlink.VF_LINK_STATE_AUTO, nil
+	case "enable":
+		return netlink.VF_LINK_STATE_ENABLE, nil
+	case "disable":
+		return netlink.VF_LINK_STATE_DISABLE, nil
+	}
+	return 0, fmt.Errorf("link state must be auto, enable or disable, got %q", s)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
