@@ -1,0 +1,138 @@
+// Package attachment is the registry of VFs the CNI has attached to pods:
+// one small JSON file per VF, named by its PCI address. The CNI writes a
+// record on ADD (before the VF leaves the host namespace) and removes it on
+// DEL; the device plugin reads it to tell a VF whose netdev moved into a
+// pod from one whose netdev vanished, and the node agent reads it to know
+// which pods use which VF.
+package attachment
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluice-net/sluice/deviceplugin/gate"
+)
+
+// DefaultDir is where the records live on a node.
+const DefaultDir = "/var/lib/cni/sluice/attachments"
+
+// Record is one VF attached to one pod interface.
+type Record struct {
+	// PCIAddress is the VF's.
+	PCIAddress  string `json:"pciAddress"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+	Netns       string `json:"netns"`
+	// Pod identity from CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_UID).
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+	PodUID       string `json:"podUID,omitempty"`
+	// HostIfName is the VF netdev's name in the host namespace before ADD;
+	// empty for a VF without netdev (vfio-pci).
+	HostIfName string `json:"hostIfName,omitempty"`
+	// RDMADevice is the RDMA device moved into the pod with the VF (exclusive
+	// RDMA mode), empty otherwise.
+	RDMADevice string    `json:"rdmaDevice,omitempty"`
+	Created    time.Time `json:"created"`
+}
+
+// Pod is "namespace/name", or the container ID when the runtime gave no pod.
+func (r Record) Pod() string {
+	if r.PodName != "" {
+		return r.PodNamespace + "/" + r.PodName
+	}
+	return r.ContainerID
+}
+
+// Dir is a registry directory.
+type Dir struct{ root string }
+
+// New returns the registry rooted at dir.
+func New(dir string) Dir { return Dir{root: dir} }
+
+// Root is the registry's directory.
+func (d Dir) Root() string { return d.root }
+
+func (d Dir) path(pci string) string { return filepath.Join(d.root, pci+".json") }
+
+// Put records an attachment, replacing the file atomically.
+func (d Dir) Put(r Record) error {
+	if r.PCIAddress == "" {
+		return errors.New("attachment record without a PCI address")
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode attachment of %s: %w", r.PCIAddress, err)
+	}
+	return gate.WriteFileAtomic(d.path(r.PCIAddress), b)
+}
+
+// Get returns the record of a VF; ok is false when it is not attached.
+func (d Dir) Get(pci string) (r Record, ok bool, err error) {
+	b, err := os.ReadFile(d.path(pci))
+	if errors.Is(err, os.ErrNotExist) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("read attachment of %s: %w", pci, err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, false, fmt.Errorf("parse attachment %s: %w", d.path(pci), err)
+	}
+	return r, true, nil
+}
+
+// Delete removes a VF's record; a missing record is not an error.
+func (d Dir) Delete(pci string) error {
+	if err := os.Remove(d.path(pci)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove attachment of %s: %w", pci, err)
+	}
+	return nil
+}
+
+// List returns every record, sorted by PCI address. An absent directory is
+// an empty registry.
+func (d Dir) List() ([]Record, error) {
+	entries, err := os.ReadDir(d.root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list attachments: %w", err)
+	}
+	var out []Record
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		r, ok, err := d.Get(strings.TrimSuffix(name, ".json"))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PCIAddress < out[j].PCIAddress })
+	return out, nil
+}
+
+// Attached returns the set of attached VF PCI addresses.
+func (d Dir) Attached() (map[string]Record, error) {
+	rs, err := d.List()
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]Record, len(rs))
+	for _, r := range rs {
+		m[r.PCIAddress] = r
+	}
+	return m, nil
+}
