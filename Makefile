@@ -39,9 +39,13 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy, CRDs and RBAC from the API mar
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=sluice-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
+.PHONY: manifests
+manifests: generate ## Regenerate config/agent/daemonset.yaml from the operator's renderer.
+	SLUICE_UPDATE_MANIFESTS=1 go test -count=1 -run TestNodeDaemonSetManifestUpToDate ./controllers/
+
 .PHONY: verify-generate
-verify-generate: generate ## Fail when generated files differ from the committed ones.
-	@git diff --exit-code -- api config/crd config/rbac || { echo "run 'make generate' and commit the result"; exit 1; }
+verify-generate: manifests ## Fail when generated files differ from the committed ones.
+	@git diff --exit-code -- api config || { echo "run 'make manifests' and commit the result"; exit 1; }
 
 .PHONY: fmt
 fmt:
@@ -54,9 +58,9 @@ vet: ## go vet every package.
 ##@ Test
 
 .PHONY: test
-test: vet envtest-assets ## Unit + envtest (+ emulated node when it can run here).
+test: vet envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); installs what it needs.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
-	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" go test -count=1 $(GO_PACKAGES)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE) go test -count=1 $(GO_PACKAGES)
 
 .PHONY: envtest-assets
 envtest-assets: ## Build (or take from the cache) kube-apiserver, etcd and kubectl for envtest.

@@ -29,7 +29,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", `address of /healthz and /readyz; "0" turns them off`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader so that only one operator replica reconciles")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", controllers.DefaultLeaderElectionID, "name of the leader election lease")
-	fs.StringVar(&o.NodeDaemonSet.Image, "node-image", "", "image of the node DaemonSet (sluice agent and sluice-cni); required")
+	fs.StringVar(&o.NodeDaemonSet.Image, "node-image", os.Getenv("SLUICE_NODE_IMAGE"), "image of the node DaemonSet (sluice agent and sluice-cni); required (SLUICE_NODE_IMAGE when set)")
 	pullPolicy := fs.String("node-image-pull-policy", "", "pull policy of the node image: Always, IfNotPresent or Never (default: Kubernetes')")
 	nodeSelector := fs.String("node-selector", "", "nodes the agent runs on, as key=value[,key=value]; empty: every node")
 	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, "nodes that may drain for a VF change at once, cluster-wide (passed to every agent)")

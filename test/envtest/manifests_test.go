@@ -1,0 +1,134 @@
+package envtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-net/sluice/test/testenv"
+)
+
+// kustomizeVersion is the kustomize the Makefile pins.
+const kustomizeVersion = "v5.8.2"
+
+// kustomizeBuild renders a kustomization with the pinned kustomize: the
+// binary make provides (SLUICE_KUSTOMIZE), else go run at that version.
+func kustomizeBuild(t *testing.T, dir string) []byte {
+	t.Helper()
+	var cmd *exec.Cmd
+	if k := os.Getenv("SLUICE_KUSTOMIZE"); k != "" {
+		cmd = exec.Command(k, "build", dir)
+	} else {
+		cmd = exec.Command("go", "run", "sigs.k8s.io/kustomize/kustomize/v5@"+kustomizeVersion, "build", dir)
+		cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "GOWORK=off")
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kustomize build %s: %v\n%s", dir, err, errb.String())
+	}
+	return out.Bytes()
+}
+
+func decodeAll(t *testing.T, data []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := utilyaml.Unmarshal(doc, &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+// dryRunApply server-side applies every object with dryRun=All: the API
+// server runs admission, the OpenAPI schema and the CEL rules, and stores
+// nothing. Namespaces are created for real so namespaced objects resolve.
+func dryRunApply(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ctx := context.Background()
+	for _, o := range objs {
+		if o.GetKind() != "Namespace" {
+			continue
+		}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}
+		if err := env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			continue
+		}
+		err := env.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner("manifest-test"))
+		if err != nil {
+			t.Errorf("%s %s/%s rejected: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+		}
+	}
+}
+
+func TestSamplesValid(t *testing.T) {
+	objs := decodeAll(t, kustomizeBuild(t, filepath.Join(testenv.RepoRoot(), "config", "samples")))
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+	}
+	if kinds["NetworkNodePolicy"] < 3 || kinds["VFNetwork"] < 1 || kinds["Pod"] < 1 {
+		t.Fatalf("samples are missing kinds: %v", kinds)
+	}
+	dryRunApply(t, objs)
+}
+
+func TestDefaultInstallValid(t *testing.T) {
+	objs := decodeAll(t, kustomizeBuild(t, filepath.Join(testenv.RepoRoot(), "config", "default")))
+	want := map[string]bool{"CustomResourceDefinition": false, "Deployment": false, "DaemonSet": false, "ClusterRole": false, "ServiceAccount": false}
+	for _, o := range objs {
+		if _, ok := want[o.GetKind()]; ok {
+			want[o.GetKind()] = true
+		}
+		if o.GetKind() == "Deployment" {
+			img, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			c := img[0].(map[string]any)
+			env := c["env"].([]any)
+			var nodeImage string
+			for _, e := range env {
+				if e.(map[string]any)["name"] == "SLUICE_NODE_IMAGE" {
+					nodeImage, _ = e.(map[string]any)["value"].(string)
+				}
+			}
+			if nodeImage == "" || nodeImage != c["image"] {
+				t.Errorf("operator's SLUICE_NODE_IMAGE %q is not its own image %q", nodeImage, c["image"])
+			}
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("config/default has no %s", k)
+		}
+	}
+	dryRunApply(t, objs)
+}
