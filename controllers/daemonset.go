@@ -99,13 +99,12 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 		).
 		WithSecurityContext(corev1ac.SecurityContext().WithPrivileged(true)).
 		WithVolumeMounts(mounts...)
-	// The copy goes through a temporary name so that a kubelet running the
-	// old plugin never sees a half-written binary (and cp does not fail
-	// with "text file busy").
+	// install-cni copies through a temporary name and a rename, so a
+	// runtime never starts a half-written plugin; the image needs no shell.
 	install := corev1ac.Container().
 		WithName(CNIInstallContainer).
 		WithImage(o.Image).
-		WithCommand("/bin/sh", "-c", fmt.Sprintf("cp %[1]s %[2]s/.sluice-cni.new && mv -f %[2]s/.sluice-cni.new %[2]s/sluice-cni", cniInImage, hostCNIBin)).
+		WithCommand("/usr/local/bin/sluice", "install-cni", "--src="+cniInImage, "--dest-dir="+hostCNIBin).
 		WithVolumeMounts(corev1ac.VolumeMount().WithName("cni-bin").WithMountPath(hostCNIBin))
 	if o.ImagePullPolicy != "" {
 		agent.WithImagePullPolicy(o.ImagePullPolicy)

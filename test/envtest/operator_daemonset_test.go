@@ -72,7 +72,7 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 		hostPaths[install.VolumeMounts[0].Name] != "/opt/cni/bin" || install.VolumeMounts[0].MountPath != "/host/opt/cni/bin" {
 		return errorf("cni-install = %+v", install)
 	}
-	if c := install.Command; len(c) != 3 || c[2] != "cp /usr/local/bin/sluice-cni /host/opt/cni/bin/.sluice-cni.new && mv -f /host/opt/cni/bin/.sluice-cni.new /host/opt/cni/bin/sluice-cni" {
+	if c := install.Command; !slices.Equal(c, []string{"/usr/local/bin/sluice", "install-cni", "--src=/usr/local/bin/sluice-cni", "--dest-dir=/host/opt/cni/bin"}) {
 		return errorf("cni-install runs %q", c)
 	}
 	if ds.Spec.Selector == nil || ds.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "node-agent" {
