@@ -38,8 +38,15 @@ type Record struct {
 	HostIfName string `json:"hostIfName,omitempty"`
 	// RDMADevice is the RDMA device moved into the pod with the VF (exclusive
 	// RDMA mode), empty otherwise.
-	RDMADevice string    `json:"rdmaDevice,omitempty"`
-	Created    time.Time `json:"created"`
+	RDMADevice string `json:"rdmaDevice,omitempty"`
+	// SharedRDMADevice is the VF's RDMA device when the pod asked for RDMA
+	// and the node is in shared RDMA mode: it stayed in the host namespace
+	// and is visible from every namespace.
+	SharedRDMADevice string `json:"sharedRDMADevice,omitempty"`
+	// Network is the CNI network name (a GC of that network only considers
+	// its own records).
+	Network string    `json:"network,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // Pod is "namespace/name", or the container ID when the runtime gave no pod.

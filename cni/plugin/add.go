@@ -1,0 +1,293 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ipam"
+
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/host"
+)
+
+// CmdAdd attaches the VF deviceID to the pod as CNI_IFNAME.
+func (p *Plugin) CmdAdd(args *skel.CmdArgs) error {
+	res, conf, err := p.add(args)
+	if err != nil {
+		return err
+	}
+	return printResult(p.Stdout, res, conf.CNIVersion)
+}
+
+func printResult(w interface{ Write([]byte) (int, error) }, r types.Result, ver string) error {
+	out, err := r.GetAsVersion(ver)
+	if err != nil {
+		return cniError(types.ErrIncompatibleCNIVersion, "cannot return the result as CNI %s: %v", ver, err)
+	}
+	return out.PrintTo(w)
+}
+
+// add validates the request, then, holding the VF's lock: saves the VF's
+// state (cache entry and attachment record), configures the VF on its PF,
+// moves its netdev (and RDMA device) into the pod, and runs IPAM. Each step
+// registers its undo; a failure undoes all steps before it, in reverse.
+func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err error) {
+	conf, err := loadConf(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if args.Netns == "" {
+		return nil, nil, invalidEnv("CNI_NETNS is empty: ADD needs the pod's network namespace")
+	}
+	podNS, err := host.OpenNetns(args.Netns)
+	if err != nil {
+		if errors.Is(err, host.ErrNotFound) {
+			return nil, nil, invalidEnv("CNI_NETNS %s: the network namespace does not exist", args.Netns)
+		}
+		return nil, nil, invalidEnv("CNI_NETNS %s: %v", args.Netns, err)
+	}
+	defer podNS.Close()
+	if _, err := podNS.Netdev(args.IfName); err == nil {
+		return nil, nil, invalidEnv("CNI_IFNAME %s: the pod's namespace already has an interface of that name", args.IfName)
+	}
+	hostNS, err := host.CurrentNetns()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer hostNS.Close()
+
+	lock, err := lockVF(conf.lockDir(), conf.PCI, p.LockTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lock.unlock()
+
+	vf, err := p.Node.VF(conf.PCI)
+	if err != nil {
+		if errors.Is(err, host.ErrNotFound) {
+			return nil, nil, invalidConfig("deviceID %s is not a VF on this node (%v): check the device plugin's allocation and the network's resource name", conf.PCI, err)
+		}
+		return nil, nil, fmt.Errorf("look up VF %s: %w", conf.PCI, err)
+	}
+	cch := cache{dir: conf.cacheDir()}
+	att := attachment.New(conf.attachmentsDir())
+	if rec, ok, err := att.Get(conf.PCI); err != nil {
+		return nil, nil, err
+	} else if ok {
+		return nil, nil, cniError(ErrVFUnavailable, "VF %s is already attached to pod %s as %s (container %s): the device plugin gave it twice, or its DEL has not run", conf.PCI, rec.Pod(), rec.IfName, rec.ContainerID)
+	}
+	if _, ok, _ := cch.get(args.ContainerID, args.IfName); ok {
+		return nil, nil, cniError(ErrVFUnavailable, "container %s already has %s from sluice-cni (cache entry in %s): DEL it first", args.ContainerID, args.IfName, cch.dir)
+	}
+	hasNetdev := vf.Driver != host.VfioPci
+	if hasNetdev && vf.Netdev == "" {
+		return nil, nil, cniError(ErrVFUnavailable, "VF %s (driver %q) has no netdev in the host namespace: it is in another namespace, or its driver is not bound", conf.PCI, vf.Driver)
+	}
+	if vf.PFName == "" {
+		return nil, nil, cniError(ErrVFUnavailable, "VF %s: its PF %s has no netdev in the host namespace, so its settings cannot be applied", conf.PCI, vf.PFAddress)
+	}
+	rdmaMode := ""
+	if conf.RDMA {
+		if !hasNetdev || vf.RDMA == nil {
+			return nil, nil, invalidConfig("rdma is true but VF %s (driver %s) has no RDMA device: use a VF with RDMA (a ConnectX VF, or soft-RoCE on its netdev), or set rdma to false", conf.PCI, vf.Driver)
+		}
+		if rdmaMode, err = p.Node.RDMANetnsMode(); err != nil {
+			return nil, nil, fmt.Errorf("rdma: %w", err)
+		}
+	}
+
+	// Save what DEL needs before changing anything.
+	e := entry{
+		Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		PCIAddress: conf.PCI, PFName: vf.PFName, VFIndex: vf.Index, Original: vf.Settings,
+		Config: args.StdinData,
+	}
+	rec := attachment.Record{
+		PCIAddress: conf.PCI, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		PodNamespace: conf.Args.PodNamespace, PodName: conf.Args.PodName, PodUID: conf.Args.PodUID,
+		Network: conf.Name, Created: time.Now().UTC(),
+	}
+	if hasNetdev {
+		st, err := hostNS.Netdev(vf.Netdev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read VF netdev: %w", err)
+		}
+		e.Netdev = &st
+		rec.HostIfName = st.Name
+	}
+	switch {
+	case conf.RDMA && rdmaMode == "exclusive":
+		e.RDMADevice, rec.RDMADevice = vf.RDMA.Name, vf.RDMA.Name
+	case conf.RDMA:
+		rec.SharedRDMADevice = vf.RDMA.Name
+		p.logf("VF %s: the node is in %s RDMA mode, so RDMA device %s stays in the host namespace, visible from every namespace (exclusive mode moves it into the pod)", conf.PCI, rdmaMode, vf.RDMA.Name)
+	}
+	if err := cch.put(e); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = cch.remove(e.ContainerID, e.IfName)
+		}
+	}()
+	if err := att.Put(rec); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = att.Delete(conf.PCI)
+		}
+	}()
+
+	// PF side.
+	if err := p.Node.ConfigureVF(vf.PFName, vf.Index, conf.VF); err != nil {
+		return nil, nil, fmt.Errorf("configure VF %s: %w", conf.PCI, err)
+	}
+	defer func() {
+		if err != nil {
+			if rerr := p.restoreVF(e); rerr != nil {
+				p.logf("undo: restore VF %s settings: %v", conf.PCI, rerr)
+			}
+		}
+	}()
+
+	iface := &current.Interface{Name: args.IfName, PciID: conf.PCI}
+	if hasNetdev {
+		if err := p.moveIn(hostNS, podNS, vf, conf, e, iface); err != nil {
+			return nil, nil, err
+		}
+		defer func() {
+			if err != nil {
+				p.moveOut(hostNS, podNS, e)
+			}
+		}()
+	}
+
+	result := &current.Result{CNIVersion: current.ImplementedSpecVersion, Interfaces: []*current.Interface{iface}}
+	if conf.IPAM.Type != "" {
+		r, ierr := p.execIPAM("ADD", conf.IPAM.Type, args.StdinData, ipamArgs(args))
+		if ierr != nil {
+			return nil, nil, fmt.Errorf("IPAM plugin %s: %w", conf.IPAM.Type, ierr)
+		}
+		defer func() {
+			if err != nil { // the named result: any later failure
+				if _, derr := p.execIPAM("DEL", conf.IPAM.Type, args.StdinData, ipamArgs(args)); derr != nil {
+					p.logf("undo: release IPAM address: %v", derr)
+				}
+			}
+		}()
+		ipRes, cerr := current.NewResultFromResult(r)
+		if cerr != nil {
+			return nil, nil, fmt.Errorf("IPAM plugin %s: convert its result: %w", conf.IPAM.Type, cerr)
+		}
+		if len(ipRes.IPs) == 0 {
+			return nil, nil, fmt.Errorf("IPAM plugin %s returned no IP address", conf.IPAM.Type)
+		}
+		for _, ip := range ipRes.IPs {
+			ip.Interface = current.Int(0)
+		}
+		result.IPs, result.Routes, result.DNS = ipRes.IPs, ipRes.Routes, ipRes.DNS
+		if hasNetdev {
+			if err := podNS.Do(func() error { return ipam.ConfigureIface(args.IfName, result) }); err != nil {
+				return nil, nil, fmt.Errorf("configure %s with the IPAM result: %w", args.IfName, err)
+			}
+		}
+	}
+	if hasNetdev {
+		if err := podNS.SetNetdevUp(args.IfName, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	return result, conf, nil
+}
+
+// moveIn moves the VF netdev into the pod under its interface name, sets
+// its MTU and MAC, and moves the RDMA device when e says so. On failure it
+// leaves the netdev and RDMA device where they were.
+func (p *Plugin) moveIn(hostNS, podNS *host.Netns, vf *host.VF, conf *Config, e entry, iface *current.Interface) (err error) {
+	if _, err := host.MoveNetdev(hostNS, vf.Netdev, podNS, iface.Name); err != nil {
+		if errors.Is(err, host.ErrNameInUse) {
+			return invalidEnv("CNI_IFNAME %s: %v", iface.Name, err)
+		}
+		return fmt.Errorf("move VF netdev into the pod: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			p.moveOut(hostNS, podNS, e)
+		}
+	}()
+	if conf.MTU > 0 {
+		if err := podNS.SetNetdevMTU(iface.Name, conf.MTU); err != nil {
+			return err
+		}
+	}
+	if conf.MACAddr != nil {
+		if err := podNS.SetNetdevMAC(iface.Name, conf.MACAddr); err != nil {
+			return err
+		}
+	}
+	if e.RDMADevice != "" {
+		if err := p.Node.MoveRDMADevice(hostNS, e.RDMADevice, podNS); err != nil {
+			return fmt.Errorf("rdma: %w", err)
+		}
+	}
+	st, err := podNS.Netdev(iface.Name)
+	if err != nil {
+		return err
+	}
+	iface.Mac, iface.Mtu, iface.Sandbox = st.MAC, st.MTU, podNS.Path()
+	return nil
+}
+
+// moveOut is the undo of moveIn: RDMA device and netdev back to the host,
+// netdev under its old name and state. Failures are logged.
+func (p *Plugin) moveOut(hostNS, podNS *host.Netns, e entry) {
+	if e.RDMADevice != "" {
+		if err := p.Node.MoveRDMADevice(podNS, e.RDMADevice, hostNS); err != nil && !errors.Is(err, host.ErrNotFound) {
+			p.logf("undo: move RDMA device %s back: %v", e.RDMADevice, err)
+		}
+	}
+	name, err := host.MoveNetdev(podNS, e.IfName, hostNS, e.Netdev.Name)
+	if errors.Is(err, host.ErrNameInUse) {
+		name, err = host.MoveNetdev(podNS, e.IfName, hostNS, "")
+	}
+	if err != nil {
+		p.logf("undo: move netdev %s back to the host: %v", e.IfName, err)
+		return
+	}
+	if err := hostNS.RestoreNetdev(name, *e.Netdev); err != nil {
+		p.logf("undo: restore netdev %s: %v", e.Netdev.Name, err)
+	}
+}
+
+func ipamArgs(args *skel.CmdArgs) *invoke.Args {
+	return &invoke.Args{ContainerID: args.ContainerID, NetNS: args.Netns, IfName: args.IfName, PluginArgsStr: args.Args, Path: args.Path}
+}
+
+// execIPAM runs the IPAM plugin with command cmd; the result is nil
+// except for ADD.
+func (p *Plugin) execIPAM(cmd, ipamType string, conf []byte, a *invoke.Args) (types.Result, error) {
+	paths := filepath.SplitList(a.Path)
+	exe := p.Exec
+	if exe == nil {
+		exe = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: p.Stderr}}
+	}
+	pluginPath, err := exe.FindInPath(ipamType, paths)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := p.ipamContext()
+	defer cancel()
+	args := *a
+	args.Command = cmd
+	if cmd == "ADD" {
+		return invoke.ExecPluginWithResult(ctx, pluginPath, conf, &args, exe)
+	}
+	return nil, invoke.ExecPluginWithoutResult(ctx, pluginPath, conf, &args, exe)
+}

@@ -1,0 +1,233 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/host"
+)
+
+// CmdDel returns the VF to the host as it was before ADD. It is idempotent
+// and does what it can when the pod's namespace or the cache entry is gone
+// (see the package documentation).
+func (p *Plugin) CmdDel(args *skel.CmdArgs) error {
+	conf, err := loadBaseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if err := validateEnv(args); err != nil {
+		return err
+	}
+	t := target{
+		containerID: args.ContainerID, ifName: args.IfName, netns: args.Netns,
+		path: args.Path, cniArgs: args.Args, pci: conf.deviceID(),
+		ipamType: conf.IPAM.Type, ipamConf: args.StdinData,
+	}
+	e, ok, err := cache{dir: conf.cacheDir()}.get(args.ContainerID, args.IfName)
+	if err != nil {
+		p.logf("DEL %s/%s: %v; going on with the attachment record", args.ContainerID, args.IfName, err)
+	}
+	if ok {
+		t.withEntry(e)
+	}
+	return p.release(conf, t)
+}
+
+// target is one attachment to release: by DEL, or by GC for a stale one.
+type target struct {
+	containerID, ifName, netns string
+	// path and cniArgs are CNI_PATH and CNI_ARGS for the IPAM plugin.
+	path, cniArgs string
+	pci           string
+	// entry is the cache entry, nil when missing.
+	entry *entry
+	// ipamType and ipamConf release the address: the ADD's configuration
+	// when the entry has it, else the request's.
+	ipamType string
+	ipamConf []byte
+}
+
+func (t *target) withEntry(e entry) {
+	t.entry = &e
+	t.pci = e.PCIAddress
+	if t.netns == "" {
+		t.netns = e.Netns
+	}
+	if base, err := loadBaseConf(e.Config); err == nil && len(e.Config) > 0 {
+		t.ipamType, t.ipamConf = base.IPAM.Type, e.Config
+	}
+}
+
+// release restores the VF of t (netdev, RDMA device, PF-side settings),
+// releases its IPAM address and removes its attachment record and cache
+// entry, in that order. Missing pieces are skipped; the only failures
+// returned are a netdev that cannot leave a live pod namespace and an IPAM
+// plugin that fails, both worth the runtime's retry: the cache entry stays
+// for it.
+func (p *Plugin) release(conf *BaseConf, t target) error {
+	att := attachment.New(conf.attachmentsDir())
+	if t.pci != "" && pciAddrRE.MatchString(t.pci) {
+		lock, err := lockVF(conf.lockDir(), t.pci, p.LockTimeout)
+		if err != nil {
+			return err
+		}
+		defer lock.unlock()
+		rec, recOK, err := att.Get(t.pci)
+		if err != nil {
+			p.logf("release %s: %v", t.pci, err)
+		}
+		// A record of another attachment means the VF is someone else's now.
+		recOK = recOK && rec.ContainerID == t.containerID && rec.IfName == t.ifName
+		if t.entry != nil || recOK {
+			var r *attachment.Record
+			if recOK {
+				r = &rec
+			}
+			if err := p.restore(t, r); err != nil {
+				return err
+			}
+		}
+		defer func() {
+			if recOK {
+				if err := att.Delete(t.pci); err != nil {
+					p.logf("release %s: %v", t.pci, err)
+				}
+			}
+		}()
+	}
+	if t.ipamType != "" {
+		a := &invoke.Args{ContainerID: t.containerID, NetNS: t.netns, IfName: t.ifName, PluginArgsStr: t.cniArgs, Path: t.path}
+		if _, err := p.execIPAM("DEL", t.ipamType, t.ipamConf, a); err != nil {
+			return fmt.Errorf("IPAM plugin %s: release the address of %s/%s: %w", t.ipamType, t.containerID, t.ifName, err)
+		}
+	}
+	if err := (cache{dir: conf.cacheDir()}).remove(t.containerID, t.ifName); err != nil {
+		p.logf("release %s/%s: %v", t.containerID, t.ifName, err)
+	}
+	return nil
+}
+
+// restore brings the VF's netdev and RDMA device back to the host namespace
+// and puts back its name, state and PF-side settings, as far as the cache
+// entry (or else the attachment record) tells them.
+func (p *Plugin) restore(t target, rec *attachment.Record) error {
+	hostNS, err := host.CurrentNetns()
+	if err != nil {
+		return err
+	}
+	defer hostNS.Close()
+	var podNS *host.Netns
+	if t.netns != "" {
+		podNS, err = host.OpenNetns(t.netns)
+		if err != nil {
+			if !errors.Is(err, host.ErrNotFound) {
+				p.logf("release %s: %v; looking for its netdev in the host namespace", t.pci, err)
+			}
+			podNS = nil
+		} else {
+			defer podNS.Close()
+		}
+	}
+
+	var orig *host.NetdevState
+	rdmaDev := ""
+	switch {
+	case t.entry != nil:
+		orig, rdmaDev = t.entry.Netdev, t.entry.RDMADevice
+	case rec != nil && rec.HostIfName != "":
+		// No cache entry: the name is all that is known.
+		orig, rdmaDev = &host.NetdevState{Name: rec.HostIfName}, rec.RDMADevice
+	}
+
+	// An RDMA device left in a namespace being destroyed goes back to the
+	// initial namespace by itself; otherwise move it.
+	if rdmaDev != "" && podNS != nil {
+		if err := p.Node.MoveRDMADevice(podNS, rdmaDev, hostNS); err != nil && !errors.Is(err, host.ErrNotFound) {
+			p.logf("release %s: move RDMA device %s back: %v", t.pci, rdmaDev, err)
+		}
+	}
+
+	if orig != nil {
+		cur := ""
+		if podNS != nil {
+			if _, err := podNS.Netdev(t.ifName); err == nil {
+				name, err := host.MoveNetdev(podNS, t.ifName, hostNS, orig.Name)
+				if errors.Is(err, host.ErrNameInUse) {
+					p.logf("release %s: %v; leaving it under a temporary name", t.pci, err)
+					name, err = host.MoveNetdev(podNS, t.ifName, hostNS, "")
+				}
+				if err != nil {
+					return fmt.Errorf("move %s of container %s back to the host: %w", t.ifName, t.containerID, err)
+				}
+				cur = name
+			}
+		}
+		if cur == "" {
+			// The namespace is gone (the kernel returned the netdev, under
+			// the pod's name or devN) or DEL already ran: find it by PCI.
+			vf, err := p.Node.VF(t.pci)
+			switch {
+			case err != nil:
+				p.logf("release %s: %v", t.pci, err)
+			case vf.Netdev == "":
+				p.logf("release %s: its netdev is not in the host namespace; nothing to rename", t.pci)
+			default:
+				cur = vf.Netdev
+			}
+		}
+		if cur != "" {
+			var err error
+			if t.entry != nil {
+				err = hostNS.RestoreNetdev(cur, *orig)
+			} else {
+				err = hostNS.RenameNetdev(cur, orig.Name)
+			}
+			if err != nil {
+				p.logf("release %s: restore netdev %s: %v", t.pci, orig.Name, err)
+			}
+		}
+	}
+	if t.entry != nil {
+		if err := p.restoreVF(*t.entry); err != nil {
+			p.logf("release %s: restore VF settings: %v", t.pci, err)
+		}
+	}
+	return nil
+}
+
+// restoreVF puts back the VF's PF-side settings one at a time, so that one
+// the driver refuses does not stop (or undo) the others.
+func (p *Plugin) restoreVF(e entry) error {
+	s := e.Original
+	mac := s.MAC
+	if mac == "" {
+		mac = "00:00:00:00:00:00"
+	}
+	vlan, minR, maxR, ls := s.VLAN, s.MinTxRate, s.MaxTxRate, s.LinkState
+	trust, spoof := s.Trust, s.SpoofChk
+	proto := s.VLANProto
+	if proto == 0 {
+		proto = host.VLANProto8021Q
+	}
+	steps := []host.VFConfig{
+		{Trust: &trust},
+		{MAC: &mac},
+		{VLAN: &vlan, QoS: s.QoS, VLANProto: proto},
+		{MinTxRate: &minR, MaxTxRate: &maxR},
+		{SpoofChk: &spoof},
+	}
+	if ls != "" {
+		steps = append(steps[:4], host.VFConfig{LinkState: &ls}, steps[4])
+	}
+	var errs []error
+	for _, c := range steps {
+		if err := p.Node.ConfigureVF(e.PFName, e.VFIndex, c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

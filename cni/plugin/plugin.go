@@ -1,0 +1,90 @@
+// Package plugin is the sluice CNI plugin: it moves an SR-IOV VF (and, in
+// exclusive RDMA mode, its RDMA device) into a pod's network namespace, and
+// puts everything back when the pod goes.
+//
+// # State
+//
+// ADD saves, before it changes anything, a cache entry keyed by containerID
+// and ifname (the VF's PCI address, its PF-side settings, its netdev's name,
+// MAC, MTU and state, the RDMA device it moves, and the network
+// configuration) and an attachment record (package attachment, keyed by
+// PCI address) that tells the device plugin and the agent which pod holds
+// the VF. DEL uses them to restore the VF and removes them last. All of
+// ADD, DEL and GC for one VF hold an exclusive flock on the VF's lock file.
+//
+// # DEL without a namespace or a cache entry
+//
+// When the pod's namespace is gone, the kernel has already returned the VF's
+// netdev to the initial namespace (physical netdevs are returned, under the
+// pod's name or devN when that is taken): DEL finds it by PCI address and
+// gives it back its name and state. Without a cache entry DEL does what the
+// attachment record allows (the host name), or, with neither, only releases
+// the IPAM address: it never fails because state is missing, so it can run
+// any number of times.
+//
+// # RDMA
+//
+// In exclusive RDMA mode the VF's RDMA device moves into the pod with the
+// netdev (and back on DEL). In shared mode it cannot move and is visible from
+// every namespace: the plugin leaves it, says so on stderr and writes it to
+// the attachment record (SharedRDMADevice). The CNI result carries no RDMA
+// field, as the spec has none; it stays spec-valid.
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/sluice-net/sluice/host"
+)
+
+// Node is what the plugin needs of the node's VFs; *host.Host is the real
+// one, tests use a stand-in whose VF netdevs are veth links.
+type Node interface {
+	// VF looks up one VF by PCI address (ErrNotFound wrapped when absent).
+	VF(pciAddr string) (*host.VF, error)
+	// ConfigureVF applies PF-side settings, all or none.
+	ConfigureVF(pfName string, vf int, cfg host.VFConfig) error
+	// RDMANetnsMode is "shared" or "exclusive".
+	RDMANetnsMode() (string, error)
+	// MoveRDMADevice moves an RDMA device between namespaces.
+	MoveRDMADevice(from *host.Netns, name string, to *host.Netns) error
+}
+
+// Plugin runs the CNI commands.
+type Plugin struct {
+	Node Node
+	// Stdout receives results, Stderr diagnostics.
+	Stdout, Stderr io.Writer
+	// LockTimeout bounds the wait for another command on the same VF.
+	LockTimeout time.Duration
+	// Exec runs delegated (IPAM) plugins; nil runs them as processes.
+	Exec invoke.Exec
+}
+
+// New returns a plugin over node writing to the process's stdout/stderr.
+func New(node Node) *Plugin {
+	return &Plugin{Node: node, Stdout: os.Stdout, Stderr: os.Stderr, LockTimeout: 10 * time.Second}
+}
+
+// Funcs are the commands for skel.PluginMainFuncs.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{Add: p.CmdAdd, Del: p.CmdDel, Check: p.CmdCheck, GC: p.CmdGC, Status: p.CmdStatus}
+}
+
+func (p *Plugin) logf(format string, a ...any) {
+	fmt.Fprintf(p.Stderr, "sluice-cni: "+format+"\n", a...)
+}
+
+// ipamTimeout bounds one delegated IPAM call.
+const ipamTimeout = 60 * time.Second
+
+func (p *Plugin) ipamContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), ipamTimeout)
+}
