@@ -2,11 +2,53 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/sluice-net/sluice/controllers/agent"
 )
 
-// agentCommand binds the flags of 'sluice agent'. Filled in with its package.
+// agentCommand binds the flags of 'sluice agent'.
 func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
-	return func(context.Context) error { return errors.New("not built yet") }
+	var o agent.Options
+	namespace := os.Getenv("POD_NAMESPACE")
+	if namespace == "" {
+		namespace = agent.DefaultNamespace
+	}
+	kubeconfig.RegisterFlags(fs)
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's Kubernetes name, also its NodeNetworkState's (NODE_NAME when set)")
+	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the drain slot Leases, the agent's own (POD_NAMESPACE when set)")
+	fs.IntVar(&o.MaxUnavailable, "max-unavailable", 1, "nodes that may drain for a VF change at once, cluster-wide (the same on every agent)")
+	fs.StringVar(&o.SysRoot, "sys-root", agent.DefaultSysRoot, "where the host's sysfs is mounted")
+	fs.StringVar(&o.DevRoot, "dev-root", agent.DefaultDevRoot, "where the host's /dev is mounted")
+	fs.StringVar(&o.StateDir, "state-dir", agent.DefaultStateDir, "directory of the state file naming the PFs sluice configured; must survive the agent's container (a host tmpfs is right: VFs do not survive a reboot either)")
+	fs.StringVar(&o.GatePath, "gate-path", agent.DefaultGatePath, "readiness gate file: the PFs whose VFs the device plugin may advertise")
+	fs.StringVar(&o.DevicePluginConfig, "device-plugin-config", agent.DefaultDevicePluginConfig, "device plugin pools file the agent writes from spec.pools")
+	fs.StringVar(&o.ResourcePrefix, "resource-prefix", agent.DefaultResourcePrefix, "resource prefix written to the pools file")
+	fs.StringVar(&o.PodResourcesSocket, "pod-resources-socket", agent.DefaultPodResourcesSocket, `kubelet pod-resources socket, to learn which pods use which VFs; "" leaves the kubelet out`)
+	fs.StringVar(&o.AttachmentsDir, "attachments-dir", agent.DefaultAttachmentsDir, `the CNI's VF attachment records; "" leaves them out`)
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", agent.DefaultResyncPeriod, "how often the host is rediscovered and drift repaired")
+	fs.DurationVar(&o.RetryPeriod, "retry-period", agent.DefaultRetryPeriod, "how often a failed sync or a waiting drain is retried")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", agent.DefaultDrainTimeout, "how long evicted pods may take to go before the sync is reported Failed (it is still retried)")
+	fs.DurationVar(&o.LeaseDuration, "drain-lease-duration", agent.DefaultLeaseDuration, "how long a drain slot stays taken without renewal (an agent that died)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", "0", `address of the Prometheus /metrics endpoint; "0" turns it off`)
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", "0", `address of /healthz; "0" turns it off`)
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+
+	return func(ctx context.Context) error {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
+		}
+		logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		ctrl.SetLogger(logger)
+		o.Logger = logger
+		return agent.Run(ctx, o)
+	}
 }

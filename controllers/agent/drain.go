@@ -1,0 +1,201 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+// liveUsers reads the usage source and keeps the pods that still exist and
+// run: a record left behind by a pod that is gone holds no VF.
+func liveUsers(ctx context.Context, c client.Reader, src UsageSource) (vfUsers, error) {
+	raw, err := src.VFUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read which pods use VFs: %w", err)
+	}
+	alive := map[types.NamespacedName]bool{}
+	out := vfUsers{}
+	for vf, pods := range raw {
+		for _, p := range pods {
+			key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+			live, seen := alive[key]
+			if !seen {
+				pod := &corev1.Pod{}
+				err := c.Get(ctx, key, pod)
+				switch {
+				case apierrors.IsNotFound(err):
+				case err != nil:
+					return nil, fmt.Errorf("get pod %s using VF %s: %w", key, vf, err)
+				default:
+					live = (p.UID == "" || string(pod.UID) == p.UID) &&
+						pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
+				}
+				alive[key] = live
+			}
+			if live {
+				out[vf] = appendPod(out[vf], p)
+			}
+		}
+	}
+	for vf := range out {
+		sortPods(out[vf])
+	}
+	return out, nil
+}
+
+// evictResult is what one round of evictions achieved.
+type evictResult struct {
+	// pending are pods still there (terminating, or eviction refused).
+	pending []PodRef
+	// blocked says why an eviction was refused (a PodDisruptionBudget).
+	blocked []string
+}
+
+// evict asks the Eviction API to evict each pod still there, so that
+// PodDisruptionBudgets are respected: an eviction they refuse (429) is
+// reported and retried on the next sync.
+func evict(ctx context.Context, c client.Client, pods []PodRef) (evictResult, error) {
+	var res evictResult
+	var errs []error
+	for _, p := range pods {
+		pod := &corev1.Pod{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, pod)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("get pod %s: %w", p, err))
+			continue
+		}
+		res.pending = append(res.pending, p)
+		if pod.DeletionTimestamp != nil {
+			continue // on its way out
+		}
+		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
+		err = c.SubResource("eviction").Create(ctx, pod, ev)
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+		case apierrors.IsTooManyRequests(err):
+			res.blocked = append(res.blocked, fmt.Sprintf("%s: eviction refused (%s)", p, strings.TrimSpace(apiMessage(err))))
+		default:
+			errs = append(errs, fmt.Errorf("evict pod %s: %w", p, err))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func apiMessage(err error) string {
+	var s apierrors.APIStatus
+	if errors.As(err, &s) {
+		return s.Status().Message
+	}
+	return err.Error()
+}
+
+// drain works towards applying the held PF changes: it takes a drain slot
+// (or reports Waiting) and evicts the pods using the VFs they disrupt
+// (reporting Draining, and why an eviction is refused). gone reports that
+// every such pod is gone already, so the changes can be applied now.
+func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err error) {
+	r := s.r
+	st := &s.nns.Status
+	var pods []PodRef
+	var whys []string
+	for _, p := range held {
+		for _, pod := range p.pods() {
+			pods = appendPod(pods, pod)
+		}
+		for _, d := range p.disrupts {
+			if !slices.Contains(whys, d.why) {
+				whys = append(whys, d.why)
+			}
+		}
+	}
+	sortPods(pods)
+	why := "VFs in use must be freed: " + strings.Join(whys, "; ")
+	names := podNames(pods)
+	// Stop the device plugin offering the held PFs' VFs, so that no new pod
+	// takes one while the others are evicted.
+	var addrs []string
+	for _, p := range held {
+		addrs = append(addrs, p.address)
+	}
+	if changed, err := r.files.closeGate(addrs); err != nil {
+		return false, err
+	} else if changed {
+		s.rescan()
+	}
+	s.inProgress(ctx)
+
+	lease, holders, err := r.slots.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	if lease == nil {
+		slices.Sort(holders)
+		st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainWaiting, Pods: names, Reason: fmt.Sprintf(
+			"%s; waiting for a drain slot: all %d are held (by %s; --max-unavailable=%d)", why, r.slots.n, strings.Join(holders, ", "), r.slots.n)}
+		return false, nil
+	}
+	if st.Drain == nil || st.Drain.State != sluicev1.DrainDraining {
+		s.event(corev1.EventTypeNormal, "Draining", "Evict", fmt.Sprintf("evicting %s: %s", podList(pods), why))
+	}
+	res, evictErr := evict(ctx, r.client, pods)
+	reason := fmt.Sprintf("%s; evicting %s", why, podList(pods))
+	if len(res.blocked) > 0 {
+		reason += fmt.Sprintf("; %s; retrying every %s", strings.Join(res.blocked, "; "), r.retry)
+	}
+	st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainDraining, Reason: reason, Pods: names}
+	if evictErr != nil {
+		return false, evictErr
+	}
+	if len(res.pending) == 0 {
+		return true, nil
+	}
+	if took := r.now().Sub(since(lease)); !since(lease).IsZero() && took > r.drainTimeout {
+		return false, fmt.Errorf("drain: pods %s still on the node after %s (limit %s): %s",
+			podList(res.pending), took.Round(time.Second), r.drainTimeout, strings.Join(append(res.blocked, whys...), "; "))
+	}
+	return false, nil
+}
+
+// drainDone releases the drain slot once nothing waits for a drain, and
+// reports Done (pods were evicted) or None (the change needed no drain).
+func (s *syncRun) drainDone(ctx context.Context) error {
+	st := &s.nns.Status
+	wasDraining := st.Drain != nil && (st.Drain.State == sluicev1.DrainWaiting || st.Drain.State == sluicev1.DrainDraining)
+	if wasDraining {
+		lease, err := s.r.slots.held(ctx)
+		if err != nil {
+			return err
+		}
+		if lease != nil {
+			if err := s.r.slots.release(ctx, lease); err != nil {
+				return err
+			}
+		}
+		if st.Drain.State == sluicev1.DrainDraining {
+			st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainDone, Pods: st.Drain.Pods,
+				Reason: fmt.Sprintf("evicted %d pod(s) and applied the change; drain slot released", len(st.Drain.Pods))}
+		} else {
+			st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainNone, Reason: "the pods using the affected VFs went away before a drain slot was free"}
+		}
+		return nil
+	}
+	if s.applied {
+		st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainNone, Reason: "no drain needed: the change touched no VF in use"}
+	}
+	return nil
+}

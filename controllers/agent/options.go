@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/host"
+)
+
+// Defaults of Options, the paths as the node DaemonSet mounts them.
+const (
+	DefaultSysRoot            = "/sys"
+	DefaultDevRoot            = "/dev"
+	DefaultStateDir           = "/run/sluice"
+	DefaultGatePath           = "/run/sluice/ready.json"
+	DefaultDevicePluginConfig = "/run/sluice/device-plugin.json"
+	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+	DefaultAttachmentsDir     = attachment.DefaultDir
+	DefaultNamespace          = "sluice-system"
+	DefaultResyncPeriod       = time.Minute
+	DefaultRetryPeriod        = 10 * time.Second
+	DefaultDrainTimeout       = 10 * time.Minute
+	DefaultLeaseDuration      = 2 * time.Minute
+	DefaultResourcePrefix     = "sluice.dev"
+)
+
+// Options configure the node agent.
+type Options struct {
+	// NodeName is the Kubernetes node this agent runs on (NODE_NAME); its
+	// NodeNetworkState has the same name.
+	NodeName string
+	// RestConfig reaches the API server; nil loads it as kubectl does.
+	RestConfig *rest.Config
+	// SysRoot and DevRoot are where sysfs and /dev are mounted.
+	SysRoot, DevRoot string
+	// Host overrides the host built from SysRoot and DevRoot (tests pass a
+	// hosttest fake node's).
+	Host *host.Host
+	// StateDir holds the state file naming the PFs sluice configured. It
+	// must outlive the agent's container; a tmpfs is right: after a reboot
+	// no PF has VFs sluice made.
+	StateDir string
+	// GatePath is the readiness gate file the device plugin reads.
+	GatePath string
+	// DevicePluginConfig is the pools file the device plugin reads.
+	DevicePluginConfig string
+	// ResourcePrefix is the pools file's default resource prefix.
+	ResourcePrefix string
+	// PodResourcesSocket is the kubelet's pod-resources socket; empty turns
+	// the kubelet out of the VF usage (nodes without a kubelet, tests).
+	PodResourcesSocket string
+	// AttachmentsDir is the CNI's attachment registry; empty leaves it out.
+	AttachmentsDir string
+	// Usage overrides the VF usage source built from the two above.
+	Usage UsageSource
+	// Namespace holds the drain Lease slots (the agent's namespace).
+	Namespace string
+	// MaxUnavailable is how many nodes may drain at once, cluster-wide.
+	MaxUnavailable int
+	// ResyncPeriod is how often the host is rediscovered and drift repaired.
+	ResyncPeriod time.Duration
+	// RetryPeriod is how often a failed sync, a drain waiting for a slot or
+	// for pods to go is retried.
+	RetryPeriod time.Duration
+	// DrainTimeout bounds the wait for evicted pods; past it the sync is
+	// reported Failed (and still retried).
+	DrainTimeout time.Duration
+	// LeaseDuration of a drain slot; the holder renews it on every sync.
+	LeaseDuration time.Duration
+	// MetricsBindAddress and HealthProbeBindAddress; "0" or empty turns them off.
+	MetricsBindAddress, HealthProbeBindAddress string
+	// Logger; the zero value discards.
+	Logger logr.Logger
+
+	// Rescan, when set, is called after a sync changed the readiness gate or
+	// the pools file: an in-process device plugin passes its rescan here.
+	Rescan func()
+	// Alongside are run next to the agent (e.g. the device plugin's serve
+	// loop); Run returns when any of them or the agent fails.
+	Alongside []func(ctx context.Context) error
+}
+
+// withDefaults fills the zero fields.
+func (o Options) withDefaults() Options {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.SysRoot, DefaultSysRoot)
+	def(&o.DevRoot, DefaultDevRoot)
+	def(&o.StateDir, DefaultStateDir)
+	def(&o.GatePath, DefaultGatePath)
+	def(&o.DevicePluginConfig, DefaultDevicePluginConfig)
+	def(&o.ResourcePrefix, DefaultResourcePrefix)
+	def(&o.Namespace, DefaultNamespace)
+	def(&o.MetricsBindAddress, "0")
+	def(&o.HealthProbeBindAddress, "0")
+	dur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	dur(&o.ResyncPeriod, DefaultResyncPeriod)
+	dur(&o.RetryPeriod, DefaultRetryPeriod)
+	dur(&o.DrainTimeout, DefaultDrainTimeout)
+	dur(&o.LeaseDuration, DefaultLeaseDuration)
+	if o.MaxUnavailable == 0 {
+		o.MaxUnavailable = 1
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.NodeName == "" {
+		errs = append(errs, errors.New("node name is empty: set --node-name or NODE_NAME (the pod's spec.nodeName)"))
+	}
+	if o.MaxUnavailable < 1 {
+		errs = append(errs, fmt.Errorf("max-unavailable is %d: at least one node must be allowed to drain at a time", o.MaxUnavailable))
+	}
+	if o.RetryPeriod > o.LeaseDuration/2 {
+		errs = append(errs, fmt.Errorf("retry period %s must be at most half the lease duration %s, or a draining node loses its slot", o.RetryPeriod, o.LeaseDuration))
+	}
+	return errors.Join(errs...)
+}

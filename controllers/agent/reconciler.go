@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+	"github.com/sluice-net/sluice/host"
+)
+
+// nodeHost is the host layer as the agent uses it: discovery and the
+// configuration steps. *host.Host is one.
+type nodeHost interface {
+	configurer
+	Discover(ctx context.Context) (*host.Snapshot, error)
+}
+
+// eventRecorder records events on the NodeNetworkState.
+type eventRecorder interface {
+	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Reconciler keeps one node as its NodeNetworkState asks. Its only key is
+// the node's name; it runs on spec changes, every resync period and when
+// the host reports link changes.
+type Reconciler struct {
+	client   client.Client
+	host     nodeHost
+	usage    UsageSource
+	state    stateFile
+	files    deviceFiles
+	slots    *drainSlots
+	recorder eventRecorder
+	node     string
+	// retry is the requeue while a sync failed or waits for a drain,
+	// resync the one otherwise.
+	retry, resync, drainTimeout time.Duration
+	rescan                      func()
+	now                         func() time.Time
+}
+
+func newReconciler(c client.Client, h nodeHost, usage UsageSource, rec eventRecorder, o Options) *Reconciler {
+	return &Reconciler{
+		client: c, host: h, usage: usage, recorder: rec, node: o.NodeName,
+		state: newStateFile(o.StateDir),
+		files: deviceFiles{gatePath: o.GatePath, configPath: o.DevicePluginConfig, prefix: o.ResourcePrefix},
+		slots: &drainSlots{c: c, ns: o.Namespace, n: o.MaxUnavailable, holder: o.NodeName, duration: o.LeaseDuration, now: time.Now},
+		retry: o.RetryPeriod, resync: o.ResyncPeriod, drainTimeout: o.DrainTimeout,
+		rescan: o.Rescan, now: time.Now,
+	}
+}
+
+// Reconcile syncs the node once and reports the outcome in the status.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	if req.Name != r.node {
+		return reconcile.Result{}, nil
+	}
+	nns, err := r.nodeState(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	s := &syncRun{r: r, nns: nns, base: nns.DeepCopy()}
+	requeue := s.run(ctx)
+	if err := s.flush(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// nodeState returns the node's NodeNetworkState, creating it (owned by the
+// Node, so that it goes with it) when missing.
+func (r *Reconciler) nodeState(ctx context.Context) (*sluicev1.NodeNetworkState, error) {
+	nns := &sluicev1.NodeNetworkState{}
+	err := r.client.Get(ctx, client.ObjectKey{Name: r.node}, nns)
+	if err == nil || !apierrors.IsNotFound(err) {
+		if err != nil {
+			return nil, fmt.Errorf("get NodeNetworkState %s: %w", r.node, err)
+		}
+		return nns, nil
+	}
+	node := &corev1.Node{}
+	if err := r.client.Get(ctx, client.ObjectKey{Name: r.node}, node); err != nil {
+		return nil, fmt.Errorf("get node %s to own its NodeNetworkState (the node name must be the Kubernetes node's, spec.nodeName): %w", r.node, err)
+	}
+	nns = &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{
+		Name:            r.node,
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}},
+	}}
+	if err := r.client.Create(ctx, nns); err != nil {
+		// AlreadyExists: the operator made it meanwhile; the cache brings it.
+		return nil, fmt.Errorf("create NodeNetworkState %s: %w", r.node, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("created NodeNetworkState", "name", r.node)
+	return nns, nil
+}
