@@ -1,0 +1,181 @@
+package deviceplugin
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// DeviceInfo is one allocated device as the INFO variable describes it, in
+// the spirit of the Network Plumbing Working Group's device-info spec:
+// "type"/"version"/"pci" as the spec has them, plus what a workload needs
+// to find its device without a CNI (netdev, RDMA char devices, VFIO group).
+type DeviceInfo struct {
+	Type    string  `json:"type"`
+	Version string  `json:"version"`
+	PCI     PCIInfo `json:"pci"`
+	// Netdev is the VF's netdev in the host namespace when allocated.
+	Netdev string `json:"netdev,omitempty"`
+	// PF is the PF's netdev.
+	PF      string    `json:"pf,omitempty"`
+	VFIndex *int      `json:"vfIndex,omitempty"`
+	NUMA    *int      `json:"numaNode,omitempty"`
+	RDMA    *RDMAInfo `json:"rdma,omitempty"`
+	VFIO    *VFIOInfo `json:"vfio,omitempty"`
+	// Extra is the pool's additionalInfo for the device.
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// PCIInfo is the device-info spec's "pci" object.
+type PCIInfo struct {
+	PCIAddress   string `json:"pci-address"`
+	PFPCIAddress string `json:"pf-pci-address,omitempty"`
+	RDMADevice   string `json:"rdma-device,omitempty"`
+	VhostNet     string `json:"vhost-net,omitempty"`
+}
+
+// VFIOInfo is a VFIO group as the container sees it.
+type VFIOInfo struct {
+	Group   string `json:"group"`
+	DevPath string `json:"devPath"`
+}
+
+// MarshalJSON keeps the RDMA object's field names in the INFO variable's
+// lower-case style.
+func (r RDMAInfo) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Device      string   `json:"device"`
+		CharDevices []string `json:"charDevices"`
+	}{r.Name, r.CharDevices})
+}
+
+const (
+	vfioDriver    = "vfio-pci"
+	vfioContainer = "/dev/vfio/vfio"
+)
+
+// allocator builds Allocate responses for one pool.
+type allocator struct {
+	// devPath maps a container device path to the host's.
+	devPath func(string) string
+	// cdi names CDI devices instead of listing device nodes.
+	cdi bool
+}
+
+// deviceNodes lists what a device needs in /dev, as the container sees it.
+func deviceNodes(p *Pool, d *Device) []string {
+	var nodes []string
+	if d.Driver == vfioDriver && d.IOMMUGroup != "" && !p.Shared() {
+		nodes = append(nodes, vfioContainer, "/dev/vfio/"+d.IOMMUGroup)
+	}
+	if d.RDMA != nil && (p.RDMA || p.Shared()) {
+		nodes = append(nodes, d.RDMA.CharDevices...)
+	}
+	if p.NeedVhostNet {
+		nodes = append(nodes, "/dev/vhost-net", "/dev/net/tun")
+	}
+	return nodes
+}
+
+// container answers one container's request.
+func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.ContainerAllocateResponse, error) {
+	p := &pd.Pool
+	devs := make([]*Device, 0, len(ids))
+	var unknown []string
+	for _, id := range ids {
+		d, ok := pd.Device(id)
+		if !ok {
+			unknown = append(unknown, id)
+			continue
+		}
+		// An Unhealthy device is still handed out: the kubelet picked it
+		// before it learnt, and failing the pod's admission would not
+		// make it pick another.
+		devs = append(devs, d)
+	}
+	if len(unknown) > 0 {
+		return nil, status.Errorf(codes.NotFound, "%s has no device %s: the kubelet's list is older than the plugin's; it corrects itself on the next ListAndWatch update",
+			p.Resource(), strings.Join(unknown, ", "))
+	}
+
+	resp := &pluginapi.ContainerAllocateResponse{Envs: make(map[string]string, 2)}
+	info := make(map[string]DeviceInfo, len(devs))
+	addrs := make([]string, 0, len(devs))
+	seenAddr := make(map[string]bool, len(devs))
+	seenNode := map[string]bool{}
+	for _, d := range devs {
+		if !seenAddr[d.PCIAddress] {
+			seenAddr[d.PCIAddress] = true
+			addrs = append(addrs, d.PCIAddress)
+		}
+		info[d.ID] = deviceInfo(p, d)
+		nodes := deviceNodes(p, d)
+		if a.cdi {
+			if len(nodes) > 0 {
+				resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: cdiName(p, d.ID)})
+			}
+			continue
+		}
+		for _, n := range nodes {
+			if seenNode[n] {
+				continue
+			}
+			seenNode[n] = true
+			resp.Devices = append(resp.Devices, &pluginapi.DeviceSpec{ContainerPath: n, HostPath: a.devPath(n), Permissions: "rw"})
+		}
+	}
+	sort.Slice(resp.Devices, func(i, j int) bool { return resp.Devices[i].ContainerPath < resp.Devices[j].ContainerPath })
+	b, err := json.Marshal(info)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode device info: %v", err)
+	}
+	name := envName(p.Resource())
+	resp.Envs[name] = strings.Join(addrs, ",")
+	resp.Envs[name+"_INFO"] = string(b)
+	return resp, nil
+}
+
+func deviceInfo(p *Pool, d *Device) DeviceInfo {
+	di := DeviceInfo{
+		Type: "pci", Version: "1.1.0",
+		PCI:    PCIInfo{PCIAddress: d.PCIAddress},
+		Netdev: d.Netdev, PF: d.PFName,
+	}
+	if d.VFIndex >= 0 {
+		idx := d.VFIndex
+		di.VFIndex = &idx
+		di.PCI.PFPCIAddress = d.PFAddress
+	}
+	if d.NUMANode >= 0 {
+		n := d.NUMANode
+		di.NUMA = &n
+	}
+	if d.RDMA != nil && (p.RDMA || p.Shared()) {
+		di.RDMA = d.RDMA
+		di.PCI.RDMADevice = d.RDMA.Name
+	}
+	if d.Driver == vfioDriver && d.IOMMUGroup != "" && !p.Shared() {
+		di.VFIO = &VFIOInfo{Group: d.IOMMUGroup, DevPath: "/dev/vfio/" + d.IOMMUGroup}
+		di.Netdev = ""
+	}
+	if p.NeedVhostNet {
+		di.PCI.VhostNet = "/dev/vhost-net"
+	}
+	if len(p.AdditionalInfo) > 0 {
+		extra := map[string]string{}
+		for k, v := range p.AdditionalInfo["*"] {
+			extra[k] = v
+		}
+		for k, v := range p.AdditionalInfo[d.ID] {
+			extra[k] = v
+		}
+		if len(extra) > 0 {
+			di.Extra = extra
+		}
+	}
+	return di
+}

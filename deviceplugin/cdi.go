@@ -1,0 +1,135 @@
+package deviceplugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sluice-net/sluice/deviceplugin/gate"
+)
+
+// Container Device Interface specs: one JSON file per pool in the CDI
+// directory, kind "<prefix>/<name>" (sluice.dev/<pool>), one CDI device per
+// advertised device that needs device nodes. The format is small and
+// stable, so it is written here rather than through the CDI library.
+
+const cdiVersion = "0.6.0"
+
+// cdiFilePrefix marks the spec files this plugin owns in the CDI directory.
+const cdiFilePrefix = "sluice-"
+
+type cdiSpec struct {
+	Version string      `json:"cdiVersion"`
+	Kind    string      `json:"kind"`
+	Devices []cdiDevice `json:"devices"`
+}
+
+type cdiDevice struct {
+	Name  string   `json:"name"`
+	Edits cdiEdits `json:"containerEdits"`
+}
+
+type cdiEdits struct {
+	DeviceNodes []cdiNode `json:"deviceNodes,omitempty"`
+}
+
+type cdiNode struct {
+	Path        string `json:"path"`
+	HostPath    string `json:"hostPath,omitempty"`
+	Permissions string `json:"permissions,omitempty"`
+}
+
+// cdiKind is a pool's CDI kind.
+func cdiKind(p *Pool) string { return p.Resource() }
+
+// cdiName is the fully qualified CDI device name of a device.
+func cdiName(p *Pool, id string) string { return cdiKind(p) + "=" + id }
+
+// cdiWriter keeps the CDI directory in step with the pools.
+type cdiWriter struct {
+	dir     string
+	devPath func(string) string
+	// written is the content last written per file, to skip rewrites.
+	written map[string][]byte
+}
+
+func newCDIWriter(dir string, devPath func(string) string) *cdiWriter {
+	return &cdiWriter{dir: dir, devPath: devPath, written: map[string][]byte{}}
+}
+
+func (w *cdiWriter) path(p *Pool) string {
+	return filepath.Join(w.dir, cdiFilePrefix+fileName(p.Resource())+".json")
+}
+
+// spec renders a pool's spec; nil when no device needs device nodes (a CDI
+// spec must have devices).
+func (w *cdiWriter) spec(pd *PoolDevices) ([]byte, error) {
+	s := cdiSpec{Version: cdiVersion, Kind: cdiKind(&pd.Pool)}
+	for i := range pd.Devices {
+		d := &pd.Devices[i]
+		nodes := deviceNodes(&pd.Pool, d)
+		if len(nodes) == 0 {
+			continue
+		}
+		cd := cdiDevice{Name: d.ID}
+		for _, n := range nodes {
+			cd.Edits.DeviceNodes = append(cd.Edits.DeviceNodes, cdiNode{Path: n, HostPath: w.devPath(n), Permissions: "rw"})
+		}
+		s.Devices = append(s.Devices, cd)
+	}
+	if len(s.Devices) == 0 {
+		return nil, nil
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode CDI spec of %s: %w", s.Kind, err)
+	}
+	return b, nil
+}
+
+// sync writes the spec of every pool and removes the specs of pools that
+// are gone, including ones left by an earlier run.
+func (w *cdiWriter) sync(t *Tree) error {
+	keep := map[string]bool{}
+	var errs []error
+	for _, pd := range t.Pools {
+		path := w.path(&pd.Pool)
+		b, err := w.spec(pd)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if b == nil {
+			continue
+		}
+		keep[filepath.Base(path)] = true
+		if bytes.Equal(w.written[path], b) {
+			continue
+		}
+		if err := gate.WriteFileAtomic(path, b); err != nil {
+			errs = append(errs, fmt.Errorf("write CDI spec (check --cdi-dir): %w", err))
+			continue
+		}
+		w.written[path] = b
+	}
+	entries, err := os.ReadDir(w.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("list CDI specs in %s: %w", w.dir, err))
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] {
+			continue
+		}
+		path := filepath.Join(w.dir, n)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove stale CDI spec: %w", err))
+		}
+		delete(w.written, path)
+	}
+	return errors.Join(errs...)
+}

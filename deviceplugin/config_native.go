@@ -1,0 +1,139 @@
+package deviceplugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	"github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+// maxShared bounds rdmaHcaMax: each share is one device in every
+// ListAndWatch message.
+const maxShared = 10000
+
+// NativeFile is the config the node agent writes from its
+// NodeNetworkState's spec.pools.
+type NativeFile struct {
+	// ResourcePrefix applies to pools without their own; empty means the
+	// default (sluice.dev).
+	ResourcePrefix string                      `json:"resourcePrefix,omitempty"`
+	Pools          []v1alpha1.DevicePluginPool `json:"pools"`
+}
+
+// nativeTop is NativeFile with the pools left raw, so each is decoded with
+// its own index in error messages.
+type nativeTop struct {
+	ResourcePrefix string            `json:"resourcePrefix,omitempty"`
+	Pools          []json.RawMessage `json:"pools"`
+}
+
+func parseNative(data []byte, defaultPrefix string) (*Config, error) {
+	if err := checkKeys("", data, reflect.TypeFor[NativeFile]()); err != nil {
+		return nil, err
+	}
+	var top nativeTop
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, valueError("config", err)
+	}
+	if top.ResourcePrefix != "" {
+		defaultPrefix = top.ResourcePrefix
+	}
+	c := &Config{Format: FormatNative}
+	for i, raw := range top.Pools {
+		path := fmt.Sprintf("pools[%d]", i)
+		var dp v1alpha1.DevicePluginPool
+		if err := decodeStrict(path, raw, &dp); err != nil {
+			return nil, err
+		}
+		p, err := nativePool(path, dp, defaultPrefix)
+		if err != nil {
+			return nil, err
+		}
+		c.Pools = append(c.Pools, p)
+	}
+	return c, nil
+}
+
+// NativePool converts one DevicePluginPool, for callers that hold the API
+// objects rather than a file.
+func NativePool(dp v1alpha1.DevicePluginPool, defaultPrefix string) (Pool, error) {
+	if defaultPrefix == "" {
+		defaultPrefix = DefaultResourcePrefix
+	}
+	return nativePool("pool "+dp.ResourceName, dp, defaultPrefix)
+}
+
+func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string) (Pool, error) {
+	p := Pool{Prefix: dp.ResourcePrefix, Name: dp.ResourceName, Driver: dp.DeviceType, RDMA: dp.Selectors.IsRdma}
+	if p.Prefix == "" {
+		p.Prefix = defaultPrefix
+	}
+	switch dp.DeviceType {
+	case "", v1alpha1.DeviceTypeNetdevice, v1alpha1.DeviceTypeVfioPci:
+	default:
+		return Pool{}, fmt.Errorf("%s.deviceType %q: use %q or %q", path, dp.DeviceType, v1alpha1.DeviceTypeNetdevice, v1alpha1.DeviceTypeVfioPci)
+	}
+	if dp.RDMAHcaMax < 0 || dp.RDMAHcaMax > maxShared {
+		return Pool{}, fmt.Errorf("%s.rdmaHcaMax %d: use 0 for a VF pool or 1 to %d for a shared RDMA pool", path, dp.RDMAHcaMax, maxShared)
+	}
+	p.SharedMax = int(dp.RDMAHcaMax)
+	if p.Shared() {
+		if dp.DeviceType == v1alpha1.DeviceTypeVfioPci {
+			return Pool{}, fmt.Errorf("%s.deviceType vfio-pci: a shared RDMA pool (rdmaHcaMax > 0) hands out RDMA devices, not VFs: remove deviceType or rdmaHcaMax", path)
+		}
+		p.Driver = ""
+		p.RDMA = true
+	}
+	s := dp.Selectors
+	sel, err := selectorOf(path+".selectors", rawSelector{
+		Vendors: s.Vendors, Devices: s.Devices, Drivers: s.Drivers, PFNames: s.PFNames,
+		RootDevices: s.RootDevices, LinkTypes: s.LinkTypes, IsRdma: s.IsRdma || p.Shared(),
+	})
+	if err != nil {
+		return Pool{}, err
+	}
+	p.Selectors = []Selector{sel}
+	return p, nil
+}
+
+// rawSelector is a selector's fields as written, before validation.
+type rawSelector struct {
+	Vendors, Devices, Drivers []string
+	PFNames, RootDevices      []string
+	PCIAddresses, LinkTypes   []string
+	IfNames                   []string
+	IsRdma                    bool
+}
+
+func selectorOf(path string, r rawSelector) (Selector, error) {
+	var (
+		s   = Selector{RDMA: r.IsRdma}
+		err error
+	)
+	if s.Vendors, err = pciIDs(path+".vendors", r.Vendors); err != nil {
+		return s, err
+	}
+	if s.Devices, err = pciIDs(path+".devices", r.Devices); err != nil {
+		return s, err
+	}
+	if s.Drivers, err = names(path+".drivers", r.Drivers); err != nil {
+		return s, err
+	}
+	if s.PFNames, err = pfNames(path+".pfNames", r.PFNames); err != nil {
+		return s, err
+	}
+	if s.RootDevices, err = pciAddresses(path+".rootDevices", r.RootDevices); err != nil {
+		return s, err
+	}
+	if s.PCIAddresses, err = pciAddresses(path+".pciAddresses", r.PCIAddresses); err != nil {
+		return s, err
+	}
+	if s.LinkTypes, err = linkTypes(path+".linkTypes", r.LinkTypes); err != nil {
+		return s, err
+	}
+	if s.IfNames, err = names(path+".ifNames", r.IfNames); err != nil {
+		return s, err
+	}
+	return s, nil
+}

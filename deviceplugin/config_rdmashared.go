@@ -1,0 +1,84 @@
+package deviceplugin
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The k8s-rdma-shared-dev-plugin format, taken unchanged:
+//
+//	{"periodicUpdateInterval": 300, "configList": [{"resourceName": "...",
+//	  "resourcePrefix": "...", "rdmaHcaMax": 1000, "devices": ["ib0"],
+//	  "selectors": {"vendors", "deviceIDs", "drivers", "ifNames", "linkTypes"}}]}
+//
+// Every selected RDMA device is advertised rdmaHcaMax times and each pod
+// gets its char devices.
+
+type rdmaSharedFile struct {
+	// PeriodicUpdateInterval is the plugin's rescan period in seconds;
+	// sluice rescans on events and on --resync, so it is accepted and unused.
+	PeriodicUpdateInterval *int               `json:"periodicUpdateInterval,omitempty"`
+	ConfigList             []rdmaSharedConfig `json:"configList"`
+}
+
+type rdmaSharedConfig struct {
+	ResourceName   string `json:"resourceName"`
+	ResourcePrefix string `json:"resourcePrefix,omitempty"`
+	RdmaHcaMax     int    `json:"rdmaHcaMax"`
+	// Devices is the older spelling of selectors.ifNames.
+	Devices   []string           `json:"devices,omitempty"`
+	Selectors rdmaSharedSelector `json:"selectors,omitempty"`
+}
+
+type rdmaSharedSelector struct {
+	Vendors   []string `json:"vendors,omitempty"`
+	DeviceIDs []string `json:"deviceIDs,omitempty"`
+	Drivers   []string `json:"drivers,omitempty"`
+	IfNames   []string `json:"ifNames,omitempty"`
+	LinkTypes []string `json:"linkTypes,omitempty"`
+}
+
+func parseRDMAShared(data []byte, defaultPrefix string) (*Config, error) {
+	var f rdmaSharedFile
+	if err := decodeStrict("", data, &f); err != nil {
+		return nil, err
+	}
+	if f.PeriodicUpdateInterval != nil && *f.PeriodicUpdateInterval < 0 {
+		return nil, fmt.Errorf("periodicUpdateInterval %d: use 0 or more seconds", *f.PeriodicUpdateInterval)
+	}
+	c := &Config{Format: FormatRDMAShared}
+	for i, r := range f.ConfigList {
+		path := fmt.Sprintf("configList[%d]", i)
+		if r.RdmaHcaMax < 1 || r.RdmaHcaMax > maxShared {
+			return nil, fmt.Errorf("%s.rdmaHcaMax %d: set how many pods may share each RDMA device, 1 to %d", path, r.RdmaHcaMax, maxShared)
+		}
+		p := Pool{Prefix: r.ResourcePrefix, Name: r.ResourceName, SharedMax: r.RdmaHcaMax, RDMA: true}
+		if p.Prefix == "" {
+			p.Prefix = defaultPrefix
+		}
+		s := r.Selectors
+		ifNames := s.IfNames
+		if len(r.Devices) > 0 {
+			if len(ifNames) > 0 {
+				return nil, fmt.Errorf("%s.devices and %s.selectors.ifNames both name interfaces: keep selectors.ifNames only", path, path)
+			}
+			ifNames = r.Devices
+		}
+		sel, err := selectorOf(path+".selectors", rawSelector{
+			Vendors: s.Vendors, Devices: s.DeviceIDs, Drivers: s.Drivers, IfNames: ifNames, LinkTypes: s.LinkTypes, IsRdma: true,
+		})
+		if err != nil {
+			return nil, renameField(err, ".selectors.devices", ".selectors.deviceIDs")
+		}
+		p.Selectors = []Selector{sel}
+		c.Pools = append(c.Pools, p)
+	}
+	return c, nil
+}
+
+// renameField rewrites a field name in an error from a shared helper to
+// the name the format uses.
+func renameField(err error, from, to string) error {
+	return errors.New(strings.Replace(err.Error(), from, to, 1))
+}

@@ -1,0 +1,22 @@
+// Package deviceplugin is sluice's kubelet device plugin: one
+// k8s.io/kubelet deviceplugin/v1beta1 server per pool, resource name
+// <prefix>/<name>, advertising SR-IOV VFs (device ID: the VF's PCI
+// address) or shares of RDMA devices (device ID: <rdma device>-<k>).
+//
+// Scanning is kept apart from gRPC. A scan reads the node (host.Discover),
+// the readiness gate the node agent writes (package gate) and the CNI's
+// attachment registry, and builds a Tree: pool -> devices with their
+// health, NUMA node and what an allocation hands out. The Manager diffs
+// each Tree against the last one and starts, updates or stops the pool
+// servers; a server only serves the Tree it was given.
+//
+// Scans run on events: the config file replaced (fsnotify on its
+// directory), the gate changed, a netlink link event, an RDMA device
+// appearing, vanishing or changing port state (a light poll, as RDMA has
+// no event source here), a Rescan call or Options.Trigger, and a periodic
+// safety resync. When the kubelet restarts (kubelet.sock recreated, plugin
+// sockets wiped) every pool's socket is recreated and registered again.
+//
+// The config file is the node agent's native format, or an unchanged
+// sriov-network-device-plugin or k8s-rdma-shared-dev-plugin config.
+package deviceplugin

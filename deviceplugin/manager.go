@@ -1,0 +1,347 @@
+package deviceplugin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/host"
+)
+
+// nodeHost is what the plugin reads of the node.
+type nodeHost interface {
+	Discover(ctx context.Context) (*host.Snapshot, error)
+	DevPath(p string) string
+	RDMAPortStates(name string) ([]string, bool)
+	RDMADeviceNames() []string
+}
+
+// Manager runs the device plugin: it scans the node into a device tree,
+// diffs it against the previous one and starts, updates or stops one
+// kubelet device plugin server per pool.
+type Manager struct {
+	opts        Options
+	log         logr.Logger
+	host        nodeHost
+	links       LinkEvents
+	attachments attachment.Dir
+	alloc       allocator
+	cdi         *cdiWriter
+	rescanReq   chan struct{}
+	wg          sync.WaitGroup
+
+	// Owned by the Run goroutine.
+	servers  map[string]*poolServer
+	cfgRaw   []byte
+	lastGate *gate.State
+
+	mu     sync.Mutex
+	cfg    *Config
+	cfgErr error
+	tree   *Tree
+}
+
+// NewManager prepares a device plugin; Run serves it.
+func NewManager(opts Options) (*Manager, error) {
+	opts.defaults()
+	m := &Manager{
+		opts: opts, log: opts.Log, host: opts.Host, links: opts.LinkEvents,
+		attachments: attachment.New(opts.AttachmentsDir),
+		rescanReq:   make(chan struct{}, 1),
+		servers:     map[string]*poolServer{},
+	}
+	if opts.Host == nil {
+		m.host = host.New(host.Paths{Sys: opts.SysRoot, Dev: opts.DevRoot})
+	}
+	if m.links == nil {
+		m.links = netlinkEvents{}
+	}
+	m.alloc = allocator{devPath: m.host.DevPath, cdi: opts.CDI}
+	if opts.CDI {
+		m.cdi = newCDIWriter(opts.CDIDir, m.host.DevPath)
+	}
+	if opts.KubeletDir == "" {
+		return nil, errors.New("kubelet directory is empty: set --kubelet-dir")
+	}
+	return m, nil
+}
+
+// Rescan asks for a rescan as soon as possible; it does not wait for it.
+func (m *Manager) Rescan() {
+	select {
+	case m.rescanReq <- struct{}{}:
+	default:
+	}
+}
+
+// PoolCount is one pool's figures for metrics.
+type PoolCount struct {
+	Resource string
+	// Advertised devices, Healthy among them.
+	Advertised, Healthy int
+	// Allocated are the pool's VFs the CNI attachment registry lists as
+	// attached to pods. Shared RDMA pools report 0: the kubelet does not
+	// tell a plugin when a pod releases a device.
+	Allocated int
+}
+
+// Counts returns each pool's figures at the last scan, sorted by resource.
+func (m *Manager) Counts() []PoolCount {
+	m.mu.Lock()
+	t := m.tree
+	m.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	out := make([]PoolCount, 0, len(t.Pools))
+	for res, pd := range t.Pools {
+		c := PoolCount{Resource: res, Advertised: len(pd.Devices), Healthy: pd.Healthy()}
+		if !pd.Pool.Shared() {
+			for i := range pd.Devices {
+				if _, ok := t.attached[pd.Devices[i].PCIAddress]; ok {
+					c.Allocated++
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Resource < out[j].Resource })
+	return out
+}
+
+// ConfigError is why the config file was last refused (the pools of the
+// last good one keep running), nil when it was accepted.
+func (m *Manager) ConfigError() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfgErr
+}
+
+func (m *Manager) kubeletSocket() string {
+	return filepath.Join(m.opts.KubeletDir, "kubelet.sock")
+}
+
+// loadConfig re-reads the config file and reports whether the pools may
+// have changed. A file that cannot be read or parsed keeps the last good
+// config.
+func (m *Manager) loadConfig() bool {
+	b, err := os.ReadFile(m.opts.ConfigFile)
+	if err != nil {
+		m.mu.Lock()
+		first := m.cfg == nil
+		if first {
+			m.cfg = &Config{Format: FormatNative}
+		}
+		changed := m.cfgErr == nil || first
+		m.cfgErr = fmt.Errorf("read device plugin config: %w", err)
+		m.mu.Unlock()
+		if changed {
+			if errors.Is(err, os.ErrNotExist) {
+				m.log.Info("no device plugin config yet; serving no pools until it appears", "file", m.opts.ConfigFile)
+			} else {
+				m.log.Error(err, "cannot read the device plugin config; keeping the last good one", "file", m.opts.ConfigFile)
+			}
+		}
+		m.cfgRaw = nil
+		return first
+	}
+	if m.cfgRaw != nil && bytes.Equal(b, m.cfgRaw) {
+		return false
+	}
+	m.cfgRaw = b
+	cfg, err := ParseConfig(b, m.opts.ResourcePrefix)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.cfgErr = fmt.Errorf("%s: %w", m.opts.ConfigFile, err)
+		if m.cfg == nil {
+			m.cfg = &Config{Format: FormatNative}
+		}
+		m.log.Error(err, "invalid device plugin config; keeping the last good one", "file", m.opts.ConfigFile)
+		return false
+	}
+	m.cfg, m.cfgErr = cfg, nil
+	res := make([]string, len(cfg.Pools))
+	for i := range cfg.Pools {
+		res[i] = cfg.Pools[i].Resource()
+	}
+	m.log.Info("loaded device plugin config", "file", m.opts.ConfigFile, "format", cfg.Format, "pools", res)
+	return true
+}
+
+// readGate returns the readiness gate: nil when disabled, an empty state
+// when closed. An unreadable gate keeps the last one read.
+func (m *Manager) readGate() *gate.State {
+	if m.opts.ReadinessFile == "" {
+		return nil
+	}
+	s, err := gate.Read(m.opts.ReadinessFile)
+	switch {
+	case err == nil:
+		m.lastGate = &s
+	case gate.Closed(err):
+		m.lastGate = &gate.State{}
+	default:
+		m.log.Error(err, "cannot read the readiness gate; keeping the last one read", "file", m.opts.ReadinessFile)
+		if m.lastGate == nil {
+			m.lastGate = &gate.State{}
+		}
+	}
+	return m.lastGate
+}
+
+// scan discovers the node, builds the tree and applies it.
+func (m *Manager) scan(ctx context.Context) error {
+	// Listed before discovery: a device appearing in between makes the
+	// next RDMA check rescan rather than go unseen.
+	rdmaNames := m.host.RDMADeviceNames()
+	snap, err := m.host.Discover(ctx)
+	if err != nil {
+		return fmt.Errorf("discover the node: %w", err)
+	}
+	g := m.readGate()
+	att, err := m.attachments.Attached()
+	if err != nil {
+		m.log.Error(err, "cannot read the CNI attachment registry; VFs moved into pods may show as Unhealthy", "dir", m.attachments.Root())
+	}
+	m.mu.Lock()
+	prev, cfg := m.tree, m.cfg
+	m.mu.Unlock()
+	t := buildTree(scanInput{snap: snap, cfg: cfg, gate: g, attached: att, prev: prev})
+	t.rdmaNames = rdmaNames
+	m.apply(ctx, prev, t)
+	m.mu.Lock()
+	m.tree = t
+	m.mu.Unlock()
+	return nil
+}
+
+// apply starts, updates and stops servers to match the new tree.
+func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
+	for res, pd := range t.Pools {
+		var old *PoolDevices
+		if prev != nil {
+			old = prev.Pools[res]
+		}
+		m.logHealth(old, pd)
+		srv := m.servers[res]
+		if srv == nil {
+			srv = newPoolServer(pd, m.opts.KubeletDir, m.alloc, m.log)
+			if err := srv.serve(); err != nil {
+				m.log.Error(err, "cannot serve pool; retrying at the next scan", "resource", res)
+				continue
+			}
+			m.servers[res] = srv
+			m.log.Info("serving pool", "resource", res, "devices", len(pd.Devices), "healthy", pd.Healthy())
+			m.register(ctx, srv)
+			continue
+		}
+		if old == nil || !pd.sameAs(old) {
+			srv.update(pd)
+		}
+	}
+	for res, srv := range m.servers {
+		if t.Pools[res] == nil {
+			srv.stop()
+			delete(m.servers, res)
+			m.log.Info("stopped pool", "resource", res)
+		}
+	}
+	if m.cdi != nil {
+		if err := m.cdi.sync(t); err != nil {
+			m.log.Error(err, "cannot write CDI specs", "dir", m.opts.CDIDir)
+		}
+	}
+}
+
+// logHealth logs devices that changed health.
+func (m *Manager) logHealth(old, pd *PoolDevices) {
+	if old == nil {
+		return
+	}
+	for i := range pd.Devices {
+		d := &pd.Devices[i]
+		o, ok := old.Device(d.ID)
+		if !ok || o.Healthy == d.Healthy {
+			continue
+		}
+		if d.Healthy {
+			m.log.Info("device healthy again", "resource", pd.Pool.Resource(), "device", d.ID)
+		} else {
+			m.log.Info("device unhealthy", "resource", pd.Pool.Resource(), "device", d.ID, "reason", d.Reason)
+		}
+	}
+}
+
+// register announces a pool to the kubelet in the background; a failure
+// is retried when kubelet.sock is (re)created and at every resync.
+func (m *Manager) register(ctx context.Context, srv *poolServer) {
+	srv.registered.Store(false)
+	if _, err := os.Stat(m.kubeletSocket()); err != nil {
+		return // registered when kubelet.sock appears
+	}
+	m.wg.Go(func() {
+		if err := srv.register(ctx, m.kubeletSocket()); err != nil {
+			if ctx.Err() == nil {
+				m.log.Error(err, "registration failed; retrying when the kubelet restarts or at the next resync")
+			}
+			return
+		}
+		srv.registered.Store(true)
+		m.log.V(1).Info("registered with the kubelet", "resource", srv.resource)
+	})
+}
+
+// reregister recreates missing sockets and registers every pool again:
+// the kubelet was restarted.
+func (m *Manager) reregister(ctx context.Context, onlyFailed bool) {
+	for _, srv := range m.servers {
+		if !srv.socketPresent() {
+			if err := srv.serve(); err != nil {
+				m.log.Error(err, "cannot recreate the pool's socket", "resource", srv.resource)
+				continue
+			}
+		} else if onlyFailed && srv.registered.Load() {
+			continue
+		}
+		m.register(ctx, srv)
+	}
+}
+
+// rdmaChanged polls the RDMA devices the pools advertise and reports
+// whether one changed port state since the scan, or whether the node's set
+// of RDMA devices changed.
+func (m *Manager) rdmaChanged() bool {
+	m.mu.Lock()
+	t := m.tree
+	m.mu.Unlock()
+	if t == nil || len(t.rdma) == 0 {
+		return false
+	}
+	if !slices.Equal(m.host.RDMADeviceNames(), t.rdmaNames) {
+		return true // one appeared (perhaps under a new name) or vanished
+	}
+	for name, want := range t.rdma {
+		states, ok := m.host.RDMAPortStates(name)
+		if rdmaState(ok, states) != want {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) stopAll() {
+	for res, srv := range m.servers {
+		srv.stop()
+		delete(m.servers, res)
+	}
+}

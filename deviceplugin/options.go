@@ -1,0 +1,102 @@
+package deviceplugin
+
+import (
+	"flag"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/host"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// Defaults of the flags.
+const (
+	DefaultConfigFile    = "/run/sluice/device-plugin.json"
+	DefaultReadinessFile = "/run/sluice/readiness.json"
+	DefaultCDIDir        = "/var/run/cdi"
+	DefaultResync        = 30 * time.Second
+	// DefaultRDMACheck is the period of the light RDMA health check.
+	DefaultRDMACheck = 500 * time.Millisecond
+)
+
+// Options configure the device plugin. The zero value of a field means its
+// flag's default, except ReadinessFile, where empty disables the gate.
+type Options struct {
+	// ConfigFile holds the pools, in any of the three formats.
+	ConfigFile string
+	// ResourcePrefix is the prefix of pools that name none (sluice.dev).
+	ResourcePrefix string
+	// ReadinessFile is the node agent's readiness gate; empty advertises
+	// every selected VF at once (standalone use, without the agent).
+	ReadinessFile string
+	// KubeletDir is the kubelet's device-plugins directory.
+	KubeletDir string
+	// AttachmentsDir is the CNI's attachment registry.
+	AttachmentsDir string
+	// SysRoot and DevRoot are where sysfs and devtmpfs are mounted.
+	SysRoot, DevRoot string
+	// Resync is the period of the safety rescan (and config re-read).
+	Resync time.Duration
+	// CDI hands out devices as CDI device names, with specs in CDIDir.
+	CDI    bool
+	CDIDir string
+
+	// Not flags.
+
+	// Log receives the plugin's logs; the zero value discards them.
+	Log logr.Logger
+	// Host, when set, is used instead of one over SysRoot and DevRoot (the
+	// agent shares its own; tests pass a fake node's).
+	Host *host.Host
+	// LinkEvents, when set, replaces the netlink link subscription.
+	LinkEvents LinkEvents
+	// Trigger asks for an immediate rescan each time it receives.
+	Trigger <-chan struct{}
+	// RDMACheck is the period of the light RDMA health check (500 ms).
+	RDMACheck time.Duration
+}
+
+// BindFlags binds the options to flags, with their defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.ConfigFile, "config-file", DefaultConfigFile, "device plugin pools: sluice's {\"pools\"}, sriov-network-device-plugin's {\"resourceList\"} or k8s-rdma-shared-dev-plugin's {\"configList\"}; re-read when it changes")
+	fs.StringVar(&o.ResourcePrefix, "resource-prefix", DefaultResourcePrefix, "resource prefix of pools that set none (e.g. intel.com to keep an sriov-network-device-plugin config's names)")
+	fs.StringVar(&o.ReadinessFile, "readiness-file", DefaultReadinessFile, "the node agent's readiness gate: VFs are advertised only once their PF is listed; empty disables the gate (standalone use)")
+	fs.StringVar(&o.KubeletDir, "kubelet-dir", pluginapi.DevicePluginPath, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
+	fs.StringVar(&o.AttachmentsDir, "attachments-dir", attachment.DefaultDir, "the CNI's registry of VFs attached to pods")
+	fs.StringVar(&o.SysRoot, "sys", "/sys", "where sysfs is mounted")
+	fs.StringVar(&o.DevRoot, "dev", "/dev", "where the host's /dev is mounted (device paths handed to the kubelet are under it)")
+	fs.DurationVar(&o.Resync, "resync", DefaultResync, "period of the safety rescan; events trigger rescans in between")
+	fs.BoolVar(&o.CDI, "cdi", false, "hand devices out as CDI device names (kind <prefix>/<pool>) and write their CDI specs to --cdi-dir")
+	fs.StringVar(&o.CDIDir, "cdi-dir", DefaultCDIDir, "where CDI specs are written when --cdi is set")
+}
+
+func (o *Options) defaults() {
+	if o.ConfigFile == "" {
+		o.ConfigFile = DefaultConfigFile
+	}
+	if o.ResourcePrefix == "" {
+		o.ResourcePrefix = DefaultResourcePrefix
+	}
+	if o.KubeletDir == "" {
+		o.KubeletDir = pluginapi.DevicePluginPath
+	}
+	if o.AttachmentsDir == "" {
+		o.AttachmentsDir = attachment.DefaultDir
+	}
+	if o.SysRoot == "" {
+		o.SysRoot = "/sys"
+	}
+	if o.DevRoot == "" {
+		o.DevRoot = "/dev"
+	}
+	if o.Resync <= 0 {
+		o.Resync = DefaultResync
+	}
+	if o.CDIDir == "" {
+		o.CDIDir = DefaultCDIDir
+	}
+	if o.RDMACheck <= 0 {
+		o.RDMACheck = DefaultRDMACheck
+	}
+}

@@ -1,0 +1,194 @@
+package deviceplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// poolServer is the kubelet device plugin of one pool: a gRPC server on a
+// unix socket in the kubelet's device-plugins directory. Its devices are
+// replaced by the manager after each scan that changed them; every open
+// ListAndWatch stream then sends the new list.
+type poolServer struct {
+	pluginapi.UnimplementedDevicePluginServer
+
+	resource string
+	dir      string
+	log      logr.Logger
+	alloc    allocator
+
+	mu      sync.Mutex
+	pd      *PoolDevices
+	changed chan struct{} // closed and replaced on every update
+	srv     *grpc.Server
+	stopped bool
+
+	allocations atomic.Int64
+	// registered is set once the kubelet accepted the registration.
+	registered atomic.Bool
+}
+
+func newPoolServer(pd *PoolDevices, dir string, alloc allocator, log logr.Logger) *poolServer {
+	return &poolServer{
+		resource: pd.Pool.Resource(), dir: dir, alloc: alloc, pd: pd,
+		changed: make(chan struct{}), log: log.WithValues("resource", pd.Pool.Resource()),
+	}
+}
+
+func (s *poolServer) socket() string { return filepath.Join(s.dir, socketName(s.resource)) }
+
+// serve (re)creates the socket and serves on it, replacing a server whose
+// socket is gone (the kubelet wipes the directory when it restarts).
+func (s *poolServer) serve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("server stopped")
+	}
+	if s.srv != nil {
+		s.srv.Stop()
+		s.srv = nil
+	}
+	path := s.socket()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen on %s (check --kubelet-dir): %w", path, err)
+	}
+	srv := grpc.NewServer()
+	pluginapi.RegisterDevicePluginServer(srv, s)
+	s.srv = srv
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error(err, "device plugin server ended")
+		}
+	}()
+	return nil
+}
+
+// socketPresent reports whether the socket file is still there.
+func (s *poolServer) socketPresent() bool {
+	_, err := os.Stat(s.socket())
+	return err == nil
+}
+
+// stop ends the server and its streams and removes its socket.
+func (s *poolServer) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	if s.srv != nil {
+		s.srv.Stop()
+		s.srv = nil
+	}
+	_ = os.Remove(s.socket())
+	close(s.changed)
+}
+
+// update replaces the pool's devices and wakes the streams.
+func (s *poolServer) update(pd *PoolDevices) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.pd = pd
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *poolServer) current() (*PoolDevices, <-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pd, s.changed, s.stopped
+}
+
+// register announces the pool to the kubelet.
+func (s *poolServer) register(ctx context.Context, kubeletSocket string) error {
+	conn, err := grpc.NewClient("unix://"+kubeletSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("connect to kubelet at %s: %w", kubeletSocket, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
+		Version:      pluginapi.Version,
+		Endpoint:     socketName(s.resource),
+		ResourceName: s.resource,
+		Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
+	})
+	if err != nil {
+		return fmt.Errorf("register %s with the kubelet at %s: %w", s.resource, kubeletSocket, err)
+	}
+	return nil
+}
+
+// GetDevicePluginOptions tells the kubelet to ask for preferred allocations.
+func (s *poolServer) GetDevicePluginOptions(context.Context, *pluginapi.Empty) (*pluginapi.DevicePluginOptions, error) {
+	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}, nil
+}
+
+// ListAndWatch sends the full list at once, then again on every change.
+func (s *poolServer) ListAndWatch(_ *pluginapi.Empty, stream grpc.ServerStreamingServer[pluginapi.ListAndWatchResponse]) error {
+	for {
+		pd, changed, stopped := s.current()
+		if stopped {
+			return nil
+		}
+		if err := stream.Send(&pluginapi.ListAndWatchResponse{Devices: pd.apiDevices()}); err != nil {
+			return fmt.Errorf("send %s devices: %w", s.resource, err)
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+// GetPreferredAllocation prefers one NUMA node and spreads over PFs.
+func (s *poolServer) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
+	pd, _, _ := s.current()
+	resp := &pluginapi.PreferredAllocationResponse{}
+	for _, cr := range req.ContainerRequests {
+		ids := preferred(pd, cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize))
+		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
+	}
+	return resp, nil
+}
+
+// Allocate hands out the devices of each container request.
+func (s *poolServer) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+	pd, _, _ := s.current()
+	resp := &pluginapi.AllocateResponse{ContainerResponses: make([]*pluginapi.ContainerAllocateResponse, 0, len(req.ContainerRequests))}
+	for _, cr := range req.ContainerRequests {
+		c, err := s.alloc.container(pd, cr.DevicesIds)
+		if err != nil {
+			s.log.Info("refused allocation", "devices", cr.DevicesIds, "error", err.Error())
+			return nil, err
+		}
+		resp.ContainerResponses = append(resp.ContainerResponses, c)
+	}
+	s.allocations.Add(1)
+	return resp, nil
+}
+
+// PreStartContainer is not used (PreStartRequired is false).
+func (s *poolServer) PreStartContainer(context.Context, *pluginapi.PreStartContainerRequest) (*pluginapi.PreStartContainerResponse, error) {
+	return &pluginapi.PreStartContainerResponse{}, nil
+}

@@ -1,0 +1,340 @@
+package deviceplugin
+
+import (
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/host"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// Tree is every pool's devices at one scan. It is immutable once built:
+// servers read it concurrently with the next scan.
+type Tree struct {
+	// Pools by resource name.
+	Pools map[string]*PoolDevices
+	// rdma maps each RDMA device an RDMA pool advertises to its state at
+	// the scan ("" when absent, else the port states), for the light
+	// health check between scans.
+	rdma map[string]string
+	// rdmaNames are the node's RDMA devices listed just before the scan.
+	rdmaNames []string
+	// attached is the attachment registry at the scan.
+	attached map[string]attachment.Record
+}
+
+// PoolDevices is one pool's devices, sorted by ID.
+type PoolDevices struct {
+	Pool    Pool
+	Devices []Device
+
+	index     map[string]int
+	protoOnce sync.Once
+	proto     []*pluginapi.Device
+}
+
+// Device is one advertised device: a VF, or one share of an RDMA device.
+type Device struct {
+	ID string
+	// Healthy is false with a Reason when the device cannot be used now.
+	Healthy bool
+	Reason  string
+	// NUMANode is -1 when unknown.
+	NUMANode int
+	// PCIAddress is the VF's, or for a share the function owning the RDMA
+	// device.
+	PCIAddress string
+	PFAddress  string
+	PFName     string
+	// VFIndex is -1 for a PF.
+	VFIndex    int
+	Netdev     string
+	Driver     string
+	IOMMUGroup string
+	// RDMA is the RDMA device handed out with the device, nil for none.
+	RDMA *RDMAInfo
+	// Group is what preferred allocation spreads over: the PF of a VF, the
+	// RDMA device of a share.
+	Group string
+}
+
+// RDMAInfo is an RDMA device and the char devices a container needs for
+// it, as the container sees them.
+type RDMAInfo struct {
+	Name        string
+	CharDevices []string
+}
+
+func (d *Device) equal(o *Device) bool {
+	if d.ID != o.ID || d.Healthy != o.Healthy || d.Reason != o.Reason || d.NUMANode != o.NUMANode ||
+		d.PCIAddress != o.PCIAddress || d.PFAddress != o.PFAddress || d.PFName != o.PFName ||
+		d.VFIndex != o.VFIndex || d.Netdev != o.Netdev || d.Driver != o.Driver ||
+		d.IOMMUGroup != o.IOMMUGroup || d.Group != o.Group {
+		return false
+	}
+	if (d.RDMA == nil) != (o.RDMA == nil) {
+		return false
+	}
+	return d.RDMA == nil || (d.RDMA.Name == o.RDMA.Name && slices.Equal(d.RDMA.CharDevices, o.RDMA.CharDevices))
+}
+
+func newPoolDevices(p Pool, devs []Device) *PoolDevices {
+	sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })
+	pd := &PoolDevices{Pool: p, Devices: devs, index: make(map[string]int, len(devs))}
+	for i := range devs {
+		pd.index[devs[i].ID] = i
+	}
+	return pd
+}
+
+// Device returns the device with the given ID.
+func (pd *PoolDevices) Device(id string) (*Device, bool) {
+	i, ok := pd.index[id]
+	if !ok {
+		return nil, false
+	}
+	return &pd.Devices[i], true
+}
+
+// Healthy counts the healthy devices.
+func (pd *PoolDevices) Healthy() int {
+	n := 0
+	for i := range pd.Devices {
+		if pd.Devices[i].Healthy {
+			n++
+		}
+	}
+	return n
+}
+
+// apiDevices is the ListAndWatch list, built once per PoolDevices.
+func (pd *PoolDevices) apiDevices() []*pluginapi.Device {
+	pd.protoOnce.Do(func() {
+		pd.proto = make([]*pluginapi.Device, len(pd.Devices))
+		for i := range pd.Devices {
+			d := &pd.Devices[i]
+			ad := &pluginapi.Device{ID: d.ID, Health: pluginapi.Healthy}
+			if !d.Healthy {
+				ad.Health = pluginapi.Unhealthy
+			}
+			if d.NUMANode >= 0 && !pd.Pool.ExcludeTopology {
+				ad.Topology = &pluginapi.TopologyInfo{Nodes: []*pluginapi.NUMANode{{ID: int64(d.NUMANode)}}}
+			}
+			pd.proto[i] = ad
+		}
+	})
+	return pd.proto
+}
+
+// sameAs reports whether two scans of a pool advertise the same thing.
+func (pd *PoolDevices) sameAs(o *PoolDevices) bool {
+	if !poolEqual(&pd.Pool, &o.Pool) || len(pd.Devices) != len(o.Devices) {
+		return false
+	}
+	for i := range pd.Devices {
+		if !pd.Devices[i].equal(&o.Devices[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanInput is everything a scan reads.
+type scanInput struct {
+	snap *host.Snapshot
+	cfg  *Config
+	// gate is nil when the readiness gate is disabled.
+	gate     *gate.State
+	attached map[string]attachment.Record
+	// prev is the previous scan, nil for the first.
+	prev *Tree
+}
+
+// buildTree builds the device tree of a scan. It only computes: all reads
+// happened before.
+func buildTree(in scanInput) *Tree {
+	t := &Tree{Pools: map[string]*PoolDevices{}, rdma: map[string]string{}, attached: in.attached}
+	if in.cfg == nil || in.snap == nil {
+		return t
+	}
+	for i := range in.cfg.Pools {
+		p := &in.cfg.Pools[i]
+		var prev *PoolDevices
+		if in.prev != nil {
+			prev = in.prev.Pools[p.Resource()]
+		}
+		var devs []Device
+		if p.Shared() {
+			devs = sharedDevices(in, p, prev)
+		} else {
+			devs = vfDevices(in, p, prev)
+		}
+		pd := newPoolDevices(*p, devs)
+		t.Pools[p.Resource()] = pd
+		if p.RDMA {
+			t.watchRDMA(in.snap, pd)
+		}
+	}
+	return t
+}
+
+// prevByAddress indexes a previous scan's devices by PCI address.
+func prevByAddress(prev *PoolDevices) map[string]*Device {
+	if prev == nil {
+		return nil
+	}
+	m := make(map[string]*Device, len(prev.Devices))
+	for i := range prev.Devices {
+		d := &prev.Devices[i]
+		if _, ok := m[d.PCIAddress]; !ok {
+			m[d.PCIAddress] = d
+		}
+	}
+	return m
+}
+
+func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
+	before := prevByAddress(prev)
+	var devs []Device
+	for i := range in.snap.PFs {
+		pf := &in.snap.PFs[i]
+		if in.gate != nil && !in.gate.IsReady(pf.PCIAddress) {
+			continue
+		}
+		for j := range pf.VFs {
+			vf := &pf.VFs[j]
+			old := before[vf.PCIAddress]
+			if !p.matchesVF(pf, vf, old != nil) {
+				continue
+			}
+			_, attached := in.attached[vf.PCIAddress]
+			d := Device{
+				ID: vf.PCIAddress, NUMANode: vf.NUMANode, PCIAddress: vf.PCIAddress,
+				PFAddress: pf.PCIAddress, PFName: pf.Name, VFIndex: vf.Index, Netdev: vf.Netdev,
+				Driver: vf.Driver, IOMMUGroup: vf.IOMMUGroup, Group: pf.PCIAddress,
+			}
+			if p.RDMA {
+				d.RDMA = rdmaInfo(vf.RDMA)
+				if d.RDMA == nil && old != nil {
+					d.RDMA = old.RDMA // keep watching the one that vanished
+				}
+			}
+			reasons := vfHealth(p, pf, vf, old, attached)
+			d.Healthy, d.Reason = len(reasons) == 0, strings.Join(reasons, "; ")
+			devs = append(devs, d)
+		}
+	}
+	return devs
+}
+
+func (p *Pool) matchesVF(pf *host.PF, vf *host.VF, inPool bool) bool {
+	for i := range p.Selectors {
+		if p.Selectors[i].matchVF(pf, vf, inPool) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Pool) matchesShared(c candidate, inPool bool) bool {
+	for i := range p.Selectors {
+		if p.Selectors[i].matchShared(c, inPool) {
+			return true
+		}
+	}
+	return false
+}
+
+func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
+	before := prevByAddress(prev)
+	var devs []Device
+	add := func(c candidate) {
+		old := before[c.address()]
+		if !p.matchesShared(c, old != nil) {
+			return
+		}
+		r := rdmaInfo(c.rdma())
+		if r == nil {
+			if old == nil || old.RDMA == nil {
+				return
+			}
+			r = old.RDMA
+		}
+		base := Device{
+			NUMANode: c.pf.NUMANode, PCIAddress: c.address(), PFAddress: c.pf.PCIAddress, PFName: c.pf.Name,
+			VFIndex: -1, Netdev: c.netdev(), Driver: c.pf.Driver, RDMA: r, Group: r.Name,
+		}
+		if c.vf != nil {
+			base.VFIndex, base.Driver, base.IOMMUGroup = c.vf.Index, c.vf.Driver, c.vf.IOMMUGroup
+		}
+		reasons := sharedHealth(c, old)
+		base.Healthy, base.Reason = len(reasons) == 0, strings.Join(reasons, "; ")
+		for k := range p.SharedMax {
+			d := base
+			d.ID = r.Name + "-" + strconv.Itoa(k)
+			devs = append(devs, d)
+		}
+	}
+	for i := range in.snap.PFs {
+		pf := &in.snap.PFs[i]
+		add(candidate{pf: pf})
+		if in.gate != nil && !in.gate.IsReady(pf.PCIAddress) {
+			continue
+		}
+		for j := range pf.VFs {
+			add(candidate{pf: pf, vf: &pf.VFs[j]})
+		}
+	}
+	return devs
+}
+
+func rdmaInfo(r *host.RDMADevice) *RDMAInfo {
+	if r == nil {
+		return nil
+	}
+	return &RDMAInfo{Name: r.Name, CharDevices: r.CharDevices}
+}
+
+// watchRDMA records the state of every RDMA device the pool advertises.
+func (t *Tree) watchRDMA(snap *host.Snapshot, pd *PoolDevices) {
+	present := map[string]*host.RDMADevice{}
+	for i := range snap.PFs {
+		pf := &snap.PFs[i]
+		if pf.RDMA != nil {
+			present[pf.RDMA.Name] = pf.RDMA
+		}
+		for j := range pf.VFs {
+			if r := pf.VFs[j].RDMA; r != nil {
+				present[r.Name] = r
+			}
+		}
+	}
+	for i := range pd.Devices {
+		r := pd.Devices[i].RDMA
+		if r == nil {
+			continue
+		}
+		var states []string
+		d := present[r.Name]
+		if d != nil {
+			for _, p := range d.Ports {
+				states = append(states, p.State)
+			}
+		}
+		t.rdma[r.Name] = rdmaState(d != nil, states)
+	}
+}
+
+// rdmaState summarises an RDMA device's presence and port states as the
+// light health check compares them.
+func rdmaState(present bool, ports []string) string {
+	if !present {
+		return ""
+	}
+	return "ports:" + strings.Join(ports, ",")
+}
