@@ -326,7 +326,9 @@ func TestConcurrentAddsOnOnePF(t *testing.T) {
 			}
 		}
 	}
-	args := func(i int) []byte { return e.conf(vfAddr(i), map[string]any{"vlan": 100 + i, "mac": fmt.Sprintf("02:cc:00:00:00:%02x", i)}) }
+	args := func(i int) []byte {
+		return e.conf(vfAddr(i), map[string]any{"vlan": 100 + i, "mac": fmt.Sprintf("02:cc:00:00:00:%02x", i)})
+	}
 	run(func(i int) error {
 		_, err := e.add(cmdArgs(pods[i], fmt.Sprintf("c%d", i), "net1", args(i)))
 		return err

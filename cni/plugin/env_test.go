@@ -370,4 +370,3 @@ func cniCode(err error) uint {
 
 // podLinks is links of a pod namespace.
 func podLinks(t testing.TB, pod ns.NetNS) map[string]linkState { return links(t, pod) }
-
