@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/Mellanox/rdmamap"
 )
@@ -34,29 +35,48 @@ func (h *Host) readRDMA() rdmaIndex {
 	if err != nil || len(names) == 0 {
 		return idx
 	}
-	chars := h.rdmaCharDevices()
-	for _, name := range names {
-		dir := filepath.Join(classDir, name)
-		d := &RDMADevice{Name: name, CharDevices: chars[name]}
-		d.Parent = linkBase(filepath.Join(dir, "device"))
+	// Every device costs a dozen system calls; read them in chunks
+	// concurrently (an SR-IOV node has one per VF).
+	devs := make([]*RDMADevice, len(names))
+	var wg sync.WaitGroup
+	var chars map[string][]string
+	wg.Go(func() { chars = h.rdmaCharDevices() })
+	const chunk = 128
+	for lo := 0; lo < len(names); lo += chunk {
+		hi := min(lo+chunk, len(names))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				devs[i] = readRDMADevice(classDir, names[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, d := range devs {
+		d.CharDevices = chars[d.Name]
+		idx.byName[d.Name] = d
 		if d.Parent != "" {
 			idx.byParent[d.Parent] = d
+		} else if d.Netdev != "" {
+			idx.byNetdev[d.Netdev] = d
 		}
-		d.Ports = readPorts(filepath.Join(dir, rdmamap.RdmaPortsdir))
-		if d.Parent == "" {
-			// Software RDMA (rxe, siw): rxe names its netdev in "parent";
-			// otherwise the first GID's netdev says which one it runs on.
-			d.Netdev = readAttr(filepath.Join(dir, "parent"))
-			if d.Netdev == "" {
-				d.Netdev = readAttr(filepath.Join(dir, rdmamap.RdmaPortsdir, "1", rdmamap.RdmaGidAttrDir, rdmamap.RdmaGidAttrNdevDir, "0"))
-			}
-			if d.Netdev != "" {
-				idx.byNetdev[d.Netdev] = d
-			}
-		}
-		idx.byName[name] = d
 	}
 	return idx
+}
+
+func readRDMADevice(classDir, name string) *RDMADevice {
+	dir := filepath.Join(classDir, name)
+	d := &RDMADevice{Name: name}
+	d.Parent = linkBase(filepath.Join(dir, "device"))
+	d.Ports = readPorts(filepath.Join(dir, rdmamap.RdmaPortsdir))
+	if d.Parent == "" {
+		// Software RDMA (rxe, siw): rxe names its netdev in "parent";
+		// otherwise the first GID's netdev says which one it runs on.
+		d.Netdev = readAttr(filepath.Join(dir, "parent"))
+		if d.Netdev == "" {
+			d.Netdev = readAttr(filepath.Join(dir, rdmamap.RdmaPortsdir, "1", rdmamap.RdmaGidAttrDir, rdmamap.RdmaGidAttrNdevDir, "0"))
+		}
+	}
+	return d
 }
 
 // forDevice returns the RDMA device of a PCI function: one parented by it
