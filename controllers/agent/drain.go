@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
@@ -63,10 +64,27 @@ type evictResult struct {
 	blocked []string
 }
 
+// evictor posts one Eviction.
+type evictor interface {
+	Evict(ctx context.Context, namespace, name string) error
+}
+
+// restEvictor posts Evictions without client-go's transparent retries: a
+// 429 from a PodDisruptionBudget carries Retry-After, which client-go
+// would otherwise honour up to ten times inside one call, blocking the
+// sync for minutes instead of reporting the refusal.
+type restEvictor struct{ rc rest.Interface }
+
+func (e restEvictor) Evict(ctx context.Context, namespace, name string) error {
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	return e.rc.Post().AbsPath("/api/v1").Namespace(namespace).Resource("pods").Name(name).
+		SubResource("eviction").Body(ev).MaxRetries(0).Do(ctx).Error()
+}
+
 // evict asks the Eviction API to evict each pod still there, so that
 // PodDisruptionBudgets are respected: an eviction they refuse (429) is
 // reported and retried on the next sync.
-func evict(ctx context.Context, c client.Client, pods []PodRef) (evictResult, error) {
+func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef) (evictResult, error) {
 	var res evictResult
 	var errs []error
 	for _, p := range pods {
@@ -83,8 +101,7 @@ func evict(ctx context.Context, c client.Client, pods []PodRef) (evictResult, er
 		if pod.DeletionTimestamp != nil {
 			continue // on its way out
 		}
-		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name}}
-		err = c.SubResource("eviction").Create(ctx, pod, ev)
+		err = ev.Evict(ctx, p.Namespace, p.Name)
 		switch {
 		case err == nil, apierrors.IsNotFound(err):
 		case apierrors.IsTooManyRequests(err):
@@ -152,7 +169,7 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 	if st.Drain == nil || st.Drain.State != sluicev1.DrainDraining {
 		s.event(corev1.EventTypeNormal, "Draining", "Evict", fmt.Sprintf("evicting %s: %s", podList(pods), why))
 	}
-	res, evictErr := evict(ctx, r.client, pods)
+	res, evictErr := evict(ctx, r.client, r.evictor, pods)
 	reason := fmt.Sprintf("%s; evicting %s", why, podList(pods))
 	if len(res.blocked) > 0 {
 		reason += fmt.Sprintf("; %s; retrying every %s", strings.Join(res.blocked, "; "), r.retry)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -220,6 +221,7 @@ func newHarness(t *testing.T) *harness {
 		ResyncPeriod:       time.Second,
 		RetryPeriod:        200 * time.Millisecond,
 		LeaseDuration:      10 * time.Second,
+		Logger:             testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
 	}
 	return h
 }
@@ -354,7 +356,9 @@ func (h *harness) numVFs(pf string) int {
 	return p.NumVFs
 }
 
-// pod creates a pod (not scheduled: an eviction deletes it at once).
+// pod creates a Running pod. It is not scheduled, so that an eviction
+// deletes it at once (no kubelet runs); Running, because the eviction API
+// ignores PodDisruptionBudgets for Pending pods.
 func (h *harness) pod(name string, labels map[string]string) PodRef {
 	h.t.Helper()
 	p := &corev1.Pod{
@@ -362,6 +366,10 @@ func (h *harness) pod(name string, labels map[string]string) PodRef {
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}},
 	}
 	if err := h.env.Client.Create(context.Background(), p); err != nil {
+		h.t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	if err := h.env.Client.Status().Update(context.Background(), p); err != nil {
 		h.t.Fatal(err)
 	}
 	return PodRef{Namespace: h.ns, Name: name, UID: string(p.UID)}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -87,7 +88,11 @@ func Run(ctx context.Context, o Options) error {
 	if usage == nil {
 		usage = defaultUsage(o)
 	}
-	r := newReconciler(mgr.GetClient(), h, usage, mgr.GetEventRecorder(FieldManager), o)
+	policy, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("create eviction client: %w", err)
+	}
+	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, h, usage, mgr.GetEventRecorder(FieldManager), o)
 
 	// triggers start a sync from outside the API server: at start (the
 	// NodeNetworkState may not exist yet) and on host link events.
