@@ -18,7 +18,7 @@ const (
 	DefaultSysRoot            = "/sys"
 	DefaultDevRoot            = "/dev"
 	DefaultStateDir           = "/run/sluice"
-	DefaultGatePath           = "/run/sluice/ready.json"
+	DefaultGatePath           = "/run/sluice/readiness.json"
 	DefaultDevicePluginConfig = "/run/sluice/device-plugin.json"
 	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	DefaultAttachmentsDir     = attachment.DefaultDir
