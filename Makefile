@@ -47,6 +47,14 @@ manifests: generate ## Regenerate config/agent/daemonset.yaml from the operator'
 verify-generate: manifests ## Fail when generated files differ from the committed ones.
 	@git diff --exit-code -- api config || { echo "run 'make manifests' and commit the result"; exit 1; }
 
+.PHONY: bundle
+bundle: $(KUSTOMIZE) ## Regenerate the OLM bundle (bundle/) from config/ at VERSION.
+	go run ./hack/bundle -kustomize $(KUSTOMIZE) -version $(VERSION) -out bundle
+
+.PHONY: verify-bundle
+verify-bundle: bundle ## Fail when bundle/ differs from what config/ generates.
+	@test -z "$$(git status --porcelain -- bundle)" || { git status --short -- bundle; git diff -- bundle; echo "run 'make bundle' and commit the result"; exit 1; }
+
 .PHONY: fmt
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -44,15 +44,6 @@ type VFIOInfo struct {
 	DevPath string `json:"devPath"`
 }
 
-// MarshalJSON keeps the RDMA object's field names in the INFO variable's
-// lower-case style.
-func (r RDMAInfo) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Device      string   `json:"device"`
-		CharDevices []string `json:"charDevices"`
-	}{r.Name, r.CharDevices})
-}
-
 const (
 	vfioDriver    = "vfio-pci"
 	vfioContainer = "/dev/vfio/vfio"

@@ -1,8 +1,10 @@
 package deviceplugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -40,16 +42,26 @@ type rdmaSharedSelector struct {
 }
 
 func parseRDMAShared(data []byte, defaultPrefix string) (*Config, error) {
-	var f rdmaSharedFile
-	if err := decodeStrict("", data, &f); err != nil {
+	if err := checkKeys("", data, reflect.TypeFor[rdmaSharedFile]()); err != nil {
 		return nil, err
 	}
-	if f.PeriodicUpdateInterval != nil && *f.PeriodicUpdateInterval < 0 {
-		return nil, fmt.Errorf("periodicUpdateInterval %d: use 0 or more seconds", *f.PeriodicUpdateInterval)
+	var top struct {
+		PeriodicUpdateInterval *int              `json:"periodicUpdateInterval"`
+		ConfigList             []json.RawMessage `json:"configList"`
+	}
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, valueError("config", err)
+	}
+	if top.PeriodicUpdateInterval != nil && *top.PeriodicUpdateInterval < 0 {
+		return nil, fmt.Errorf("periodicUpdateInterval %d: use 0 or more seconds", *top.PeriodicUpdateInterval)
 	}
 	c := &Config{Format: FormatRDMAShared}
-	for i, r := range f.ConfigList {
+	for i, raw := range top.ConfigList {
 		path := fmt.Sprintf("configList[%d]", i)
+		var r rdmaSharedConfig
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, valueError(path, err)
+		}
 		if r.RdmaHcaMax < 1 || r.RdmaHcaMax > maxShared {
 			return nil, fmt.Errorf("%s.rdmaHcaMax %d: set how many pods may share each RDMA device, 1 to %d", path, r.RdmaHcaMax, maxShared)
 		}

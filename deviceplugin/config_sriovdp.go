@@ -90,13 +90,23 @@ func (s *sriovdpSelectors) checkKeys(path string, raw json.RawMessage) error {
 }
 
 func parseSRIOVDP(data []byte, defaultPrefix string) (*Config, error) {
-	var f sriovdpFile
-	if err := decodeStrict("", data, &f); err != nil {
+	if err := checkKeys("", data, reflect.TypeFor[sriovdpFile]()); err != nil {
 		return nil, err
 	}
+	var top struct {
+		ResourceList []json.RawMessage `json:"resourceList"`
+	}
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, valueError("config", err)
+	}
 	c := &Config{Format: FormatSRIOVDP}
-	for i, r := range f.ResourceList {
-		p, err := sriovdpPool(fmt.Sprintf("resourceList[%d]", i), r, defaultPrefix)
+	for i, raw := range top.ResourceList {
+		path := fmt.Sprintf("resourceList[%d]", i)
+		var r sriovdpResource
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, valueError(path, err)
+		}
+		p, err := sriovdpPool(path, r, defaultPrefix)
 		if err != nil {
 			return nil, err
 		}

@@ -124,7 +124,7 @@ func checkKeys(path string, raw json.RawMessage, t reflect.Type) error {
 		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
-			return fmt.Errorf("%s: got %s, want a list", path, jsonKind(raw))
+			return fmt.Errorf("%s: got %s, want %s", path, jsonKind(raw), describeType(t))
 		}
 		for i, it := range items {
 			if err := checkKeys(fmt.Sprintf("%s[%d]", path, i), it, t.Elem()); err != nil {

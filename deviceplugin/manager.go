@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	"github.com/sluice-net/sluice/cni/attachment"
@@ -38,6 +39,8 @@ type Manager struct {
 	cdi         *cdiWriter
 	rescanReq   chan struct{}
 	wg          sync.WaitGroup
+	// scans counts completed scans.
+	scans atomic.Int64
 
 	// Owned by the Run goroutine.
 	servers  map[string]*poolServer
@@ -222,11 +225,19 @@ func (m *Manager) scan(ctx context.Context) error {
 	m.mu.Lock()
 	m.tree = t
 	m.mu.Unlock()
+	m.scans.Add(1)
 	return nil
 }
 
 // apply starts, updates and stops servers to match the new tree.
 func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
+	// CDI specs first: a device must be in its spec before the kubelet
+	// can allocate it.
+	if m.cdi != nil {
+		if err := m.cdi.sync(t); err != nil {
+			m.log.Error(err, "cannot write CDI specs", "dir", m.opts.CDIDir)
+		}
+	}
 	for res, pd := range t.Pools {
 		var old *PoolDevices
 		if prev != nil {
@@ -254,11 +265,6 @@ func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
 			srv.stop()
 			delete(m.servers, res)
 			m.log.Info("stopped pool", "resource", res)
-		}
-	}
-	if m.cdi != nil {
-		if err := m.cdi.sync(t); err != nil {
-			m.log.Error(err, "cannot write CDI specs", "dir", m.opts.CDIDir)
 		}
 	}
 }

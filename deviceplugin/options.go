@@ -7,7 +7,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/sluice-net/sluice/cni/attachment"
 	"github.com/sluice-net/sluice/host"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
 // Defaults of the flags.
@@ -15,6 +14,7 @@ const (
 	DefaultConfigFile    = "/run/sluice/device-plugin.json"
 	DefaultReadinessFile = "/run/sluice/readiness.json"
 	DefaultCDIDir        = "/var/run/cdi"
+	DefaultKubeletDir    = "/var/lib/kubelet/device-plugins"
 	DefaultResync        = 30 * time.Second
 	// DefaultRDMACheck is the period of the light RDMA health check.
 	DefaultRDMACheck = 500 * time.Millisecond
@@ -62,7 +62,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConfigFile, "config-file", DefaultConfigFile, "device plugin pools: sluice's {\"pools\"}, sriov-network-device-plugin's {\"resourceList\"} or k8s-rdma-shared-dev-plugin's {\"configList\"}; re-read when it changes")
 	fs.StringVar(&o.ResourcePrefix, "resource-prefix", DefaultResourcePrefix, "resource prefix of pools that set none (e.g. intel.com to keep an sriov-network-device-plugin config's names)")
 	fs.StringVar(&o.ReadinessFile, "readiness-file", DefaultReadinessFile, "the node agent's readiness gate: VFs are advertised only once their PF is listed; empty disables the gate (standalone use)")
-	fs.StringVar(&o.KubeletDir, "kubelet-dir", pluginapi.DevicePluginPath, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
+	fs.StringVar(&o.KubeletDir, "kubelet-dir", DefaultKubeletDir, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
 	fs.StringVar(&o.AttachmentsDir, "attachments-dir", attachment.DefaultDir, "the CNI's registry of VFs attached to pods")
 	fs.StringVar(&o.SysRoot, "sys", "/sys", "where sysfs is mounted")
 	fs.StringVar(&o.DevRoot, "dev", "/dev", "where the host's /dev is mounted (device paths handed to the kubelet are under it)")
@@ -79,7 +79,7 @@ func (o *Options) defaults() {
 		o.ResourcePrefix = DefaultResourcePrefix
 	}
 	if o.KubeletDir == "" {
-		o.KubeletDir = pluginapi.DevicePluginPath
+		o.KubeletDir = DefaultKubeletDir
 	}
 	if o.AttachmentsDir == "" {
 		o.AttachmentsDir = attachment.DefaultDir

@@ -66,8 +66,8 @@ type Device struct {
 // RDMAInfo is an RDMA device and the char devices a container needs for
 // it, as the container sees them.
 type RDMAInfo struct {
-	Name        string
-	CharDevices []string
+	Name        string   `json:"device"`
+	CharDevices []string `json:"charDevices"`
 }
 
 func (d *Device) equal(o *Device) bool {

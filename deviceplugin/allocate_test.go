@@ -1,0 +1,279 @@
+package deviceplugin
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluice-net/sluice/host/hosttest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+func specs(r *pluginapi.ContainerAllocateResponse) map[string]string {
+	m := map[string]string{}
+	for _, d := range r.Devices {
+		m[d.ContainerPath] = d.HostPath
+		if d.Permissions != "rw" {
+			m[d.ContainerPath] += " perm=" + d.Permissions
+		}
+	}
+	return m
+}
+
+func infoOf(t *testing.T, r *pluginapi.ContainerAllocateResponse, env string) map[string]DeviceInfo {
+	t.Helper()
+	var info map[string]DeviceInfo
+	if err := json.Unmarshal([]byte(r.Envs[env+"_INFO"]), &info); err != nil {
+		t.Fatalf("%s_INFO = %q: %v", env, r.Envs[env+"_INFO"], err)
+	}
+	return info
+}
+
+func TestAllocateNetdevice(t *testing.T) {
+	n := twoNICNode(t, 2)
+	e := newEnv(t, n, native(pool("intel-a", map[string]any{"deviceType": "netdevice", "selectors": map[string]any{"rootDevices": []string{e810}}})))
+	const res = "sluice.dev/intel-a"
+	e.kubelet.Wait(res, wait, "2 VFs", allHealthy(2))
+	a, b := n.VFAddress(e810, 0), n.VFAddress(e810, 1)
+	r, err := e.kubelet.Allocate(context.Background(), res, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Envs["PCIDEVICE_SLUICE_DEV_INTEL_A"]; got != a+","+b {
+		t.Errorf("PCIDEVICE_SLUICE_DEV_INTEL_A = %q, want %q", got, a+","+b)
+	}
+	if len(r.Devices) != 0 || len(r.CdiDevices) != 0 {
+		t.Errorf("netdevice VFs got device nodes: %v %v", r.Devices, r.CdiDevices)
+	}
+	info := infoOf(t, r, "PCIDEVICE_SLUICE_DEV_INTEL_A")
+	ia := info[a]
+	if ia.Type != "pci" || ia.PCI.PCIAddress != a || ia.PCI.PFPCIAddress != e810 || ia.Netdev != "ens2f0v0" ||
+		ia.PF != "ens2f0" || ia.VFIndex == nil || *ia.VFIndex != 0 || ia.NUMA == nil || *ia.NUMA != 1 || ia.RDMA != nil || ia.VFIO != nil {
+		t.Errorf("INFO[%s] = %+v", a, ia)
+	}
+	if ib := info[b]; ib.VFIndex == nil || *ib.VFIndex != 1 || ib.Netdev != "ens2f0v1" {
+		t.Errorf("INFO[%s] = %+v", b, ib)
+	}
+}
+
+func TestAllocateVfio(t *testing.T) {
+	n := twoNICNode(t, 2)
+	n.AddDriver("vfio-pci")
+	for i := range 2 {
+		if err := n.Host().BindDriver(context.Background(), n.VFAddress(e810, i), "vfio-pci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEnv(t, n, native(pool("dpdk", map[string]any{"deviceType": "vfio-pci", "selectors": map[string]any{"pfNames": []string{"ens2f0"}, "drivers": []string{"vfio-pci"}}})))
+	const res = "sluice.dev/dpdk"
+	e.kubelet.Wait(res, wait, "2 vfio VFs", allHealthy(2))
+	vf := n.VFAddress(e810, 1)
+	group := filepath.Base(n.Host().VfioGroup(vf))
+	if group == "." {
+		t.Fatal("fake VF has no IOMMU group")
+	}
+	r, err := e.kubelet.Allocate(context.Background(), res, vf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := filepath.Join(n.Root, "dev")
+	want := map[string]string{"/dev/vfio/vfio": dev + "/vfio/vfio", "/dev/vfio/" + group: dev + "/vfio/" + group}
+	if got := specs(r); !mapsEqual(got, want) {
+		t.Errorf("device specs = %v, want %v", got, want)
+	}
+	for _, d := range r.Devices {
+		if !fileExists(d.HostPath) {
+			t.Errorf("host path %s does not exist", d.HostPath)
+		}
+	}
+	info := infoOf(t, r, "PCIDEVICE_SLUICE_DEV_DPDK")[vf]
+	if info.VFIO == nil || info.VFIO.Group != group || info.VFIO.DevPath != "/dev/vfio/"+group || info.Netdev != "" {
+		t.Errorf("INFO = %+v", info)
+	}
+}
+
+func TestAllocateRDMA(t *testing.T) {
+	for _, linkType := range []string{"eth", "ib"} {
+		t.Run(linkType, func(t *testing.T) {
+			n := hosttest.New(t)
+			spec := hosttest.ConnectX6(cx0, "ib0", 0)
+			spec.LinkType = linkType
+			n.AddPF(spec)
+			n.SetNumVFs(cx0, 2)
+			e := newEnv(t, n, native(pool("rdma", map[string]any{"selectors": map[string]any{"pfNames": []string{"ib0"}, "isRdma": true}})))
+			const res = "sluice.dev/rdma"
+			e.kubelet.Wait(res, wait, "2 RDMA VFs", allHealthy(2))
+			vf := n.VFAddress(cx0, 1)
+			rdma := n.RDMADevice(vf)
+			r, err := e.kubelet.Allocate(context.Background(), res, vf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := specs(r)
+			var uverbs string
+			for p := range got {
+				if strings.HasPrefix(p, "/dev/infiniband/uverbs") {
+					uverbs = p
+				}
+			}
+			wantPaths := []string{uverbs, "/dev/infiniband/rdma_cm"}
+			if linkType == "ib" {
+				k := strings.TrimPrefix(uverbs, "/dev/infiniband/uverbs")
+				wantPaths = append(wantPaths, "/dev/infiniband/umad"+k, "/dev/infiniband/issm"+k)
+			}
+			if uverbs == "" || len(got) != len(wantPaths) {
+				t.Fatalf("device specs = %v, want %v", got, wantPaths)
+			}
+			for _, p := range wantPaths {
+				host, ok := got[p]
+				if !ok || host != filepath.Join(n.Root, p) || !fileExists(host) {
+					t.Errorf("spec %s -> %q (ok=%v), want the fake node's %s", p, host, ok, filepath.Join(n.Root, p))
+				}
+			}
+			info := infoOf(t, r, "PCIDEVICE_SLUICE_DEV_RDMA")[vf]
+			if info.RDMA == nil || info.RDMA.Name != rdma || info.PCI.RDMADevice != rdma || !slices.Contains(info.RDMA.CharDevices, uverbs) {
+				t.Errorf("INFO = %+v (rdma %+v), want RDMA device %s", info, info.RDMA, rdma)
+			}
+		})
+	}
+}
+
+func TestAllocateSharedRDMA(t *testing.T) {
+	n := twoNICNode(t, 1)
+	e := newEnv(t, n, map[string]any{"configList": []any{
+		map[string]any{"resourceName": "hca", "rdmaHcaMax": 3, "selectors": map[string]any{"ifNames": []string{"ens1f0"}}},
+	}}, func(o *Options) { o.ResourcePrefix = "rdma" })
+	const res = "rdma/hca"
+	rdma := pfRDMA(t, n, cx0)
+	s := e.kubelet.Wait(res, wait, "3 shares", allHealthy(3))
+	if want := []string{rdma + "-0", rdma + "-1", rdma + "-2"}; !slices.Equal(s.IDs(), want) {
+		t.Fatalf("IDs = %v, want %v", s.IDs(), want)
+	}
+	// Two pods, the same device.
+	for _, id := range []string{rdma + "-0", rdma + "-2"} {
+		r, err := e.kubelet.Allocate(context.Background(), res, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := specs(r)
+		if _, ok := got["/dev/infiniband/rdma_cm"]; !ok || len(got) != 2 {
+			t.Errorf("%s specs = %v, want uverbs and rdma_cm of %s", id, got, rdma)
+		}
+		if r.Envs["PCIDEVICE_RDMA_HCA"] != cx0 {
+			t.Errorf("PCIDEVICE_RDMA_HCA = %q, want the PF %s", r.Envs["PCIDEVICE_RDMA_HCA"], cx0)
+		}
+	}
+	// Two shares of one device in one container: its char devices once.
+	r, err := e.kubelet.Allocate(context.Background(), res, rdma+"-0", rdma+"-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Devices) != 2 {
+		t.Errorf("specs for two shares of one device = %v", specs(r))
+	}
+}
+
+// pfRDMA is the RDMA device of a PF, read through discovery.
+func pfRDMA(t *testing.T, n *hosttest.Node, pf string) string {
+	t.Helper()
+	snap, err := n.Host().Discover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := snap.PFByAddress(pf)
+	if p == nil || p.RDMA == nil {
+		t.Fatalf("PF %s has no RDMA device", pf)
+	}
+	return p.RDMA.Name
+}
+
+func TestAllocateCDI(t *testing.T) {
+	n := twoNICNode(t, 2)
+	e := newEnv(t, n, native(
+		pool("rdma", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}, "isRdma": true}}),
+		pool("plain", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens2f0"}}}),
+	), func(o *Options) { o.CDI = true })
+	const res = "sluice.dev/rdma"
+	e.kubelet.Wait(res, wait, "2 VFs", allHealthy(2))
+	vf := n.VFAddress(cx0, 0)
+	r, err := e.kubelet.Allocate(context.Background(), res, vf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.CdiDevices) != 1 || r.CdiDevices[0].Name != "sluice.dev/rdma="+vf || len(r.Devices) != 0 {
+		t.Errorf("CDI devices = %v, device specs = %v; want sluice.dev/rdma=%s only", r.CdiDevices, r.Devices, vf)
+	}
+	if r.Envs["PCIDEVICE_SLUICE_DEV_RDMA"] != vf {
+		t.Errorf("env = %v", r.Envs)
+	}
+	b, err := os.ReadFile(filepath.Join(e.m.opts.CDIDir, "sluice-sluice.dev_rdma.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec cdiSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Kind != "sluice.dev/rdma" || spec.Version == "" || len(spec.Devices) != 2 {
+		t.Fatalf("spec = %s", b)
+	}
+	var dev *cdiDevice
+	for i := range spec.Devices {
+		if spec.Devices[i].Name == vf {
+			dev = &spec.Devices[i]
+		}
+	}
+	if dev == nil || len(dev.Edits.DeviceNodes) != 2 {
+		t.Fatalf("spec device %s = %+v", vf, dev)
+	}
+	for _, node := range dev.Edits.DeviceNodes {
+		if node.HostPath != filepath.Join(n.Root, node.Path) || !strings.HasPrefix(node.Path, "/dev/infiniband/") {
+			t.Errorf("device node %+v", node)
+		}
+	}
+	// A pool without device nodes has no spec; a removed pool loses its spec.
+	if fileExists(filepath.Join(e.m.opts.CDIDir, "sluice-sluice.dev_plain.json")) {
+		t.Error("spec written for a pool without device nodes")
+	}
+	e.writeConfig(native(pool("plain", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens2f0"}}})))
+	e.kubelet.WaitGone(res, wait)
+	if fileExists(filepath.Join(e.m.opts.CDIDir, "sluice-sluice.dev_rdma.json")) {
+		t.Error("spec of the removed pool left behind")
+	}
+}
+
+func TestAllocateUnknownDevices(t *testing.T) {
+	n := twoNICNode(t, 1)
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens2f0"}}})))
+	e.kubelet.Wait("sluice.dev/a", wait, "1 VF", allHealthy(1))
+	_, err := e.kubelet.Allocate(context.Background(), "sluice.dev/a", n.VFAddress(e810, 0), "0000:99:00.1", "0000:99:00.2")
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("err = %v, want NotFound", err)
+	}
+	for _, id := range []string{"0000:99:00.1", "0000:99:00.2", "sluice.dev/a"} {
+		if !strings.Contains(err.Error(), id) {
+			t.Errorf("error %q does not name %s", err, id)
+		}
+	}
+	if strings.Contains(err.Error(), n.VFAddress(e810, 0)) {
+		t.Errorf("error %q names the known device too", err)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
