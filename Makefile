@@ -63,6 +63,10 @@ fmt:
 vet: ## go vet every package.
 	go vet $(GO_PACKAGES)
 
+.PHONY: docker-build
+docker-build: ## Build the image IMG (sluice and sluice-cni) from the Dockerfile.
+	docker build --build-arg VERSION=v$(VERSION) -t $(IMG) .
+
 ##@ Test
 
 .PHONY: test
