@@ -35,7 +35,7 @@ func (s *syncRun) setCondition(typ string, status metav1.ConditionStatus, reason
 		msg = msg[:maxMessage-3] + "..."
 	}
 	meta.SetStatusCondition(&s.nns.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.nns.Generation,
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: s.gen,
 	})
 }
 

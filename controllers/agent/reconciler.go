@@ -69,7 +69,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	s := &syncRun{r: r, nns: nns, base: nns.DeepCopy()}
+	s := &syncRun{r: r, nns: nns, base: nns.DeepCopy(), spec: nns.Spec.DeepCopy(), gen: nns.Generation}
 	requeue := s.run(ctx)
 	if err := s.flush(ctx); err != nil {
 		return reconcile.Result{}, err

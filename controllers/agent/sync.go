@@ -27,6 +27,10 @@ type syncRun struct {
 	nns *sluicev1.NodeNetworkState
 	// base is the status as last written.
 	base *sluicev1.NodeNetworkState
+	// spec and gen are the spec this sync applies: a status write returns
+	// the object as stored, whose spec may already be newer.
+	spec *sluicev1.NodeNetworkStateSpec
+	gen  int64
 	errs []error
 
 	snap  *host.Snapshot
@@ -146,7 +150,7 @@ func (s *syncRun) discover(ctx context.Context) error {
 }
 
 func (s *syncRun) replan() {
-	spec := &s.nns.Spec
+	spec := s.spec
 	s.plan = planNode(spec.Interfaces, spec.RDMAMode, s.snap, s.rec, s.users)
 }
 
@@ -228,8 +232,8 @@ func (s *syncRun) recordBefore(work []*pfPlan) error {
 func (s *syncRun) remember() {
 	changed := false
 	specs := map[string]*sluicev1.InterfaceSpec{}
-	for i := range s.nns.Spec.Interfaces {
-		specs[string(s.nns.Spec.Interfaces[i].PCIAddress)] = &s.nns.Spec.Interfaces[i]
+	for i := range s.spec.Interfaces {
+		specs[string(s.spec.Interfaces[i].PCIAddress)] = &s.spec.Interfaces[i]
 	}
 	for _, addr := range s.plan.ready {
 		r := s.rec.PFs[addr]
@@ -261,11 +265,11 @@ func (s *syncRun) publish() error {
 	if s.plan.rdmaMode != nil {
 		ready = slices.DeleteFunc(ready, func(addr string) bool { return s.hasRDMAGroup(addr) })
 	}
-	gateChanged, err := s.r.files.writeGate(s.nns.Generation, ready)
+	gateChanged, err := s.r.files.writeGate(s.gen, ready)
 	if err != nil {
 		return err
 	}
-	poolsChanged, err := s.r.files.writePools(s.nns.Spec.Pools)
+	poolsChanged, err := s.r.files.writePools(s.spec.Pools)
 	if err != nil {
 		return err
 	}
@@ -276,7 +280,7 @@ func (s *syncRun) publish() error {
 }
 
 func (s *syncRun) hasRDMAGroup(addr string) bool {
-	for _, in := range s.nns.Spec.Interfaces {
+	for _, in := range s.spec.Interfaces {
 		if string(in.PCIAddress) == addr {
 			return slices.ContainsFunc(in.VFGroups, func(g sluicev1.VFGroup) bool { return g.RDMA })
 		}
@@ -294,12 +298,12 @@ func (s *syncRun) rescan() {
 // is now; nothing is applied and nobody evicted.
 func (s *syncRun) dryRun() {
 	st := &s.nns.Status
-	d := s.nns.Spec.DryRun
+	d := s.spec.DryRun
 	if d == nil {
 		st.DryRun = nil
 		return
 	}
-	p := planNode(d.Interfaces, s.nns.Spec.RDMAMode, s.snap, s.rec, s.users)
+	p := planNode(d.Interfaces, s.spec.RDMAMode, s.snap, s.rec, s.users)
 	pods := p.drainPods()
 	res := &sluicev1.DryRunResult{
 		Policies:      append([]string{}, d.Policies...),
@@ -316,11 +320,11 @@ func (s *syncRun) dryRun() {
 // host is touched, so that watchers see the sync start.
 func (s *syncRun) inProgress(ctx context.Context) {
 	st := &s.nns.Status
-	if st.SyncStatus == sluicev1.SyncInProgress && st.ObservedGeneration == s.nns.Generation {
+	if st.SyncStatus == sluicev1.SyncInProgress && st.ObservedGeneration == s.gen {
 		return
 	}
 	st.SyncStatus = sluicev1.SyncInProgress
-	st.ObservedGeneration = s.nns.Generation
+	st.ObservedGeneration = s.gen
 	s.setReady(metav1ConditionFalse, ReasonApplying, "applying the spec to the host")
 	if err := s.flush(ctx); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "report InProgress")
@@ -350,7 +354,7 @@ func (s *syncRun) flush(ctx context.Context) error {
 func (s *syncRun) report(ctx context.Context, held []*pfPlan, drifted map[string]*pfPlan) {
 	st := &s.nns.Status
 	prevErr := st.LastSyncError
-	st.ObservedGeneration = s.nns.Generation
+	st.ObservedGeneration = s.gen
 	switch {
 	case len(s.errs) > 0:
 		st.SyncStatus = sluicev1.SyncFailed
