@@ -11,7 +11,7 @@ log() { echo "node-deps: $*" >&2; }
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in busybox-static iproute2 iputils-ping rdma-core ibverbs-utils ibverbs-providers perftest kmod cpio; do
+for p in busybox-static iproute2 iputils-ping rdma-core rdmacm-utils ibverbs-utils ibverbs-providers perftest kmod cpio; do
   have_pkg "$p" || need+=("$p")
 done
 qemu_ok() {
