@@ -78,6 +78,10 @@ test: vet envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); 
 envtest-assets: ## Build (or take from the cache) kube-apiserver, etcd and kubectl for envtest.
 	@hack/envtest-bins.sh >/dev/null
 
+.PHONY: test-node
+test-node: ## Only the emulated SR-IOV/RDMA node (QEMU guest tests, docs/emulated-node.md).
+	go test -count=1 -v ./test/node/...
+
 ##@ Tools
 
 $(CONTROLLER_GEN):
