@@ -65,7 +65,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.KubeletDir, "kubelet-dir", DefaultKubeletDir, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
 	fs.StringVar(&o.AttachmentsDir, "attachments-dir", attachment.DefaultDir, "the CNI's registry of VFs attached to pods")
 	fs.StringVar(&o.SysRoot, "sys", "/sys", "where sysfs is mounted")
-	fs.StringVar(&o.DevRoot, "dev", "/dev", "where the host's /dev is mounted (device paths handed to the kubelet are under it)")
+	fs.StringVar(&o.DevRoot, "dev", "/dev", "the host's /dev as the plugin sees it; device host paths handed to the kubelet are under it, so on a node it must be the host's own path (/dev)")
 	fs.DurationVar(&o.Resync, "resync", DefaultResync, "period of the safety rescan; events trigger rescans in between")
 	fs.BoolVar(&o.CDI, "cdi", false, "hand devices out as CDI device names (kind <prefix>/<pool>) and write their CDI specs to --cdi-dir")
 	fs.StringVar(&o.CDIDir, "cdi-dir", DefaultCDIDir, "where CDI specs are written when --cdi is set")

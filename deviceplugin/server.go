@@ -35,7 +35,6 @@ type poolServer struct {
 	srv     *grpc.Server
 	stopped bool
 
-	allocations atomic.Int64
 	// registered is set once the kubelet accepted the registration.
 	registered atomic.Bool
 }
@@ -184,7 +183,6 @@ func (s *poolServer) Allocate(_ context.Context, req *pluginapi.AllocateRequest)
 		}
 		resp.ContainerResponses = append(resp.ContainerResponses, c)
 	}
-	s.allocations.Add(1)
 	return resp, nil
 }
 
