@@ -18,6 +18,13 @@ const eventDelay = 20 * time.Millisecond
 // linkRetry is how soon a failed netlink subscription is retried.
 const linkRetry = time.Second
 
+// maxScanGap bounds the pause kept between two scans. The pause is twice
+// the last scan's duration, so a storm of link events (pods starting by the
+// hundred, each with a veth) costs at most a third of a core on a node
+// whose scan is slow, and a health change still shows within
+// maxScanGap + eventDelay + a scan.
+const maxScanGap = 250 * time.Millisecond
+
 // Run serves the device plugin until ctx ends.
 func Run(ctx context.Context, opts Options) error {
 	m, err := NewManager(opts)
@@ -77,11 +84,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	debounce.Stop()
 	defer debounce.Stop()
 	pending := false
+	var lastEnd time.Time
+	var gap time.Duration
 	schedule := func(d time.Duration) {
-		if !pending {
-			pending = true
-			debounce.Reset(d)
+		if pending {
+			return
 		}
+		if wait := time.Until(lastEnd.Add(gap)); wait > d {
+			d = wait
+		}
+		pending = true
+		debounce.Reset(d)
 	}
 	trigger := m.opts.Trigger
 	fsEvents, fsErrors := w.Events, w.Errors
@@ -137,9 +150,12 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		case <-debounce.C:
 			pending = false
+			start := time.Now()
 			if err := m.scan(ctx); err != nil {
 				m.log.Error(err, "scan failed; keeping the devices of the last scan")
 			}
+			lastEnd = time.Now()
+			gap = min(2*lastEnd.Sub(start), maxScanGap)
 		}
 	}
 }

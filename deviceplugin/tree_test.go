@@ -2,6 +2,7 @@ package deviceplugin
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -181,4 +182,29 @@ func TestIdlePluginDoesNotRescan(t *testing.T) {
 	if after := e.m.scans.Load(); after != before {
 		t.Errorf("%d rescans on an idle node over %v (the RDMA check must only rescan on a change)", after-before, 3*DefaultRDMACheck)
 	}
+}
+
+func TestEventBurstCoalesces(t *testing.T) {
+	n := twoNICNode(t, 2)
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
+	e.kubelet.Wait("sluice.dev/a", wait, "registered", allHealthy(2))
+	before := e.m.scans.Load()
+	start := time.Now()
+	for i := range 200 {
+		e.links.fire(fmt.Sprintf("veth%d", i))
+	}
+	elapsed := time.Since(start)
+	// The last event is followed by one more scan at most.
+	deadline := time.Now().Add(time.Second)
+	for e.m.scans.Load() == before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	scans := e.m.scans.Load() - before
+	// One scan per eventDelay window at most, plus the trailing one.
+	limit := int64(elapsed/eventDelay) + 2
+	if scans < 1 || scans > limit {
+		t.Errorf("200 link events in %v made %d scans, want 1 to %d", elapsed, scans, limit)
+	}
+	t.Logf("200 link events in %v: %d scans", elapsed, scans)
 }
