@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 
@@ -108,20 +107,6 @@ func (p PFName) Has(index int) bool {
 		}
 	}
 	return false
-}
-
-// LoadConfig reads and parses a config file. defaultPrefix applies to pools
-// that name no prefix.
-func LoadConfig(path, defaultPrefix string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read device plugin config: %w", err)
-	}
-	c, err := ParseConfig(b, defaultPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
 }
 
 // ParseConfig parses any of the three formats, told apart by their top-level

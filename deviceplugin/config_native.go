@@ -55,15 +55,6 @@ func parseNative(data []byte, defaultPrefix string) (*Config, error) {
 	return c, nil
 }
 
-// NativePool converts one DevicePluginPool, for callers that hold the API
-// objects rather than a file.
-func NativePool(dp v1alpha1.DevicePluginPool, defaultPrefix string) (Pool, error) {
-	if defaultPrefix == "" {
-		defaultPrefix = DefaultResourcePrefix
-	}
-	return nativePool("pool "+dp.ResourceName, dp, defaultPrefix)
-}
-
 func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string) (Pool, error) {
 	p := Pool{Prefix: dp.ResourcePrefix, Name: dp.ResourceName, Driver: dp.DeviceType, RDMA: dp.Selectors.IsRdma}
 	if p.Prefix == "" {
