@@ -72,6 +72,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	s := &syncRun{r: r, nns: nns, base: nns.DeepCopy(), spec: nns.Spec.DeepCopy(), gen: nns.Generation}
 	requeue := s.run(ctx)
 	if err := s.flush(ctx); err != nil {
+		if ctx.Err() != nil {
+			return reconcile.Result{}, nil // stopping: the next start syncs again
+		}
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil

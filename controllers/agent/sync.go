@@ -122,7 +122,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 		s.errs = append(s.errs, rdmaErr)
 	}
 
-	s.remember()
+	s.remember(ctx)
 	if err := s.publish(); err != nil {
 		s.errs = append(s.errs, err)
 	}
@@ -229,7 +229,7 @@ func (s *syncRun) recordBefore(work []*pfPlan) error {
 }
 
 // remember records the verified PFs' spec and forgets PFs back at zero VFs.
-func (s *syncRun) remember() {
+func (s *syncRun) remember(ctx context.Context) {
 	changed := false
 	specs := map[string]*sluicev1.InterfaceSpec{}
 	for i := range s.spec.Interfaces {
@@ -248,6 +248,7 @@ func (s *syncRun) remember() {
 		}
 	}
 	for _, addr := range s.plan.forget {
+		ctrl.LoggerFrom(ctx).Info("PF left the spec and has nothing left to undo: no longer sluice's", "pf", addr)
 		delete(s.rec.PFs, addr)
 		changed = true
 	}
