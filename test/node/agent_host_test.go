@@ -1,0 +1,68 @@
+package node
+
+import (
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/sluice-net/sluice/test/testenv"
+)
+
+// The agent suite (test/node/guest/agent) runs the node agent in the guest
+// against an envtest API server started here. The guest dials it at
+// 10.0.2.2:<port>; envtest's serving certificate names localhost and
+// 127.0.0.1 only, so the guest's kubeconfig keeps full verification
+// against envtest's CA with tls-server-name: localhost (no insecure mode).
+func init() {
+	registerSuite(Suite{
+		Name: "agent",
+		PFs:  1,
+		Setup: func(t *testing.T, h *Host) {
+			env, err := testenv.Start()
+			if err != nil {
+				t.Fatalf("agent suite: envtest: %v", err)
+			}
+			t.Cleanup(func() { _ = env.Stop() })
+			u, err := url.Parse(env.Config.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kc := clientcmdapi.NewConfig()
+			kc.Clusters["envtest"] = &clientcmdapi.Cluster{
+				Server:                   "https://" + h.GuestAddr(u.Host),
+				CertificateAuthorityData: env.Config.CAData,
+				TLSServerName:            "localhost",
+			}
+			kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
+				ClientCertificateData: env.Config.CertData,
+				ClientKeyData:         env.Config.KeyData,
+				Token:                 env.Config.BearerToken,
+			}
+			kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
+			kc.CurrentContext = "envtest"
+			path := h.Path("kubeconfig")
+			if err := clientcmd.WriteToFile(*kc, path); err != nil {
+				t.Fatal(err)
+			}
+			h.Setenv("SLUICE_AGENT_KUBECONFIG", path)
+		},
+		Check: func(t *testing.T, h *Host) {
+			raw, err := os.ReadFile(filepath.Join(h.OutDir(), "timings.json"))
+			if err != nil {
+				t.Logf("agent suite: no timings: %v", err)
+				return
+			}
+			var m map[string]any
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Errorf("agent suite timings: %v", err)
+				return
+			}
+			t.Logf("agent on the emulated node (real igb VFs): %s", raw)
+		},
+	})
+}
