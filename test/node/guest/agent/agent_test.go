@@ -31,7 +31,9 @@ import (
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/controllers/agent"
+	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
 
@@ -80,6 +82,22 @@ func TestAgentOnEmulatedNode(t *testing.T) {
 		RetryPeriod:  time.Second,
 		Logger:       testr.New(t),
 	}
+	// The device plugin in-process, as 'sluice agent' will run it: through
+	// Options.Alongside, rescanning on Options.Rescan; the kubelet is a fake
+	// one that records what is advertised.
+	kubelet := kubelettest.New(t)
+	rescan := make(chan struct{}, 1)
+	o.Rescan = func() {
+		select {
+		case rescan <- struct{}{}:
+		default:
+		}
+	}
+	dpo := deviceplugin.Options{
+		ConfigFile: o.DevicePluginConfig, ReadinessFile: o.GatePath, KubeletDir: kubelet.Dir,
+		AttachmentsDir: o.AttachmentsDir, Trigger: rescan, Log: testr.New(t),
+	}
+	o.Alongside = []func(context.Context) error{func(ctx context.Context) error { return deviceplugin.Run(ctx, dpo) }}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	agentStart := time.Now()
@@ -164,6 +182,13 @@ func TestAgentOnEmulatedNode(t *testing.T) {
 	specToSucceeded := time.Since(applied)
 	timings["specToSucceeded"] = specToSucceeded.Round(time.Millisecond).String()
 	t.Logf("spec (4 VFs) to Succeeded: %s", specToSucceeded.Round(time.Millisecond))
+
+	kubelet.Wait("sluice.dev/igb_net", 60*time.Second, "4 healthy VFs advertised to the kubelet", func(s kubelettest.Snapshot) bool {
+		return len(s.Devices) == 4 && s.Healthy() == 4
+	})
+	specToAdvertised := time.Since(applied)
+	timings["specToAdvertised"] = specToAdvertised.Round(time.Millisecond).String()
+	t.Logf("spec (4 VFs) to 4 VFs advertised by the in-process device plugin: %s", specToAdvertised.Round(time.Millisecond))
 
 	vfs, err := nu.ListVFs(pf)
 	if err != nil {
