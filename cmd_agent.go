@@ -12,6 +12,7 @@ import (
 	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/sluice-net/sluice/controllers/agent"
+	"github.com/sluice-net/sluice/deviceplugin"
 )
 
 // agentCommand binds the flags of 'sluice agent'.
@@ -39,6 +40,12 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.DurationVar(&o.LeaseDuration, "drain-lease-duration", agent.DefaultLeaseDuration, "how long a drain slot stays taken without renewal (an agent that died)")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", "0", `address of the Prometheus /metrics endpoint; "0" turns it off`)
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", "0", `address of /healthz; "0" turns it off`)
+	servePlugin := fs.Bool("device-plugin", true, "serve the kubelet device plugin in this process (over the same gate, pools file and attachment registry)")
+	var dp deviceplugin.Options
+	fs.StringVar(&dp.KubeletDir, "kubelet-dir", deviceplugin.DefaultKubeletDir, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
+	fs.DurationVar(&dp.Resync, "device-plugin-resync", deviceplugin.DefaultResync, "period of the device plugin's safety rescan; events trigger rescans in between")
+	fs.BoolVar(&dp.CDI, "cdi", false, "hand devices out as CDI device names and write their CDI specs to --cdi-dir")
+	fs.StringVar(&dp.CDIDir, "cdi-dir", deviceplugin.DefaultCDIDir, "where CDI specs are written when --cdi is set")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 
 	return func(ctx context.Context) error {
@@ -49,6 +56,11 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 		logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 		ctrl.SetLogger(logger)
 		o.Logger = logger
+		o.WatchLinks = true
+		if *servePlugin {
+			dp.DevRoot, dp.SysRoot = o.DevRoot, o.SysRoot
+			o.DevicePlugin = &dp
+		}
 		return agent.Run(ctx, o)
 	}
 }

@@ -64,7 +64,7 @@ func controlPlane(t *testing.T) *testenv.Env {
 }
 
 const (
-	agentUser   = "system:serviceaccount:" + DefaultNamespace + ":sluice-agent"
+	agentUser   = "system:serviceaccount:" + DefaultNamespace + ":sluice-node"
 	waitTimeout = 30 * time.Second
 )
 
@@ -84,7 +84,7 @@ func rbacDocs() ([]string, error) {
 }
 
 // installClusterRBAC installs the agent's ClusterRole and its binding: the
-// agents under test act as the sluice-agent ServiceAccount, so every test
+// agents under test act as the sluice-node ServiceAccount, so every test
 // also proves config/rbac/agent_role.yaml is enough.
 func installClusterRBAC(env *testenv.Env) error {
 	docs, err := rbacDocs()

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -78,8 +79,17 @@ type Options struct {
 	// Logger; the zero value discards.
 	Logger logr.Logger
 
+	// DevicePlugin, when set, serves the kubelet device plugin in this
+	// process over the agent's host, readiness gate, pools file, attachment
+	// registry and resource prefix (those fields of it are overridden), and
+	// rescans it after every sync that changed the gate or the pools.
+	DevicePlugin *deviceplugin.Options
+	// WatchLinks subscribes to netlink link events in the agent's network
+	// namespace, so drift (VFs destroyed behind its back) is repaired in
+	// seconds instead of at the next resync.
+	WatchLinks bool
 	// Rescan, when set, is called after a sync changed the readiness gate or
-	// the pools file: an in-process device plugin passes its rescan here.
+	// the pools file (besides DevicePlugin's own rescan).
 	Rescan func()
 	// Alongside are run next to the agent (e.g. the device plugin's serve
 	// loop); Run returns when any of them or the agent fails.

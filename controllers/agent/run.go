@@ -28,6 +28,7 @@ import (
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -84,6 +85,10 @@ func Run(ctx context.Context, o Options) error {
 	if h == nil {
 		h = host.New(host.Paths{Sys: o.SysRoot, Dev: o.DevRoot})
 	}
+	var servePlugin func(ctx context.Context) error
+	if o.DevicePlugin != nil {
+		servePlugin = devicePluginAlongside(&o, h)
+	}
 	usage := o.Usage
 	if usage == nil {
 		usage = defaultUsage(o)
@@ -122,13 +127,48 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	kick()
-	if o.Host == nil && o.SysRoot == DefaultSysRoot {
+	if o.WatchLinks {
 		g.Go(func() error { return watchLinks(gctx, 2*time.Second, kick, o.Logger) })
+	}
+	if servePlugin != nil {
+		g.Go(func() error { return servePlugin(gctx) })
 	}
 	for _, f := range o.Alongside {
 		g.Go(func() error { return f(gctx) })
 	}
 	return g.Wait()
+}
+
+// devicePluginAlongside prepares the in-process device plugin: it works on
+// the agent's host and files, and o.Rescan is chained to rescan it.
+func devicePluginAlongside(o *Options, h *host.Host) func(ctx context.Context) error {
+	dpo := *o.DevicePlugin
+	dpo.Host = h
+	dpo.ConfigFile = o.DevicePluginConfig
+	dpo.ReadinessFile = o.GatePath
+	dpo.AttachmentsDir = o.AttachmentsDir
+	dpo.ResourcePrefix = o.ResourcePrefix
+	if dpo.Log.GetSink() == nil {
+		dpo.Log = o.Logger.WithName("device-plugin")
+	}
+	rescan := make(chan struct{}, 1)
+	dpo.Trigger = rescan
+	next := o.Rescan
+	o.Rescan = func() {
+		select {
+		case rescan <- struct{}{}:
+		default: // a rescan is already pending
+		}
+		if next != nil {
+			next()
+		}
+	}
+	return func(ctx context.Context) error {
+		if err := deviceplugin.Run(ctx, dpo); err != nil {
+			return fmt.Errorf("device plugin: %w", err)
+		}
+		return nil
+	}
 }
 
 // defaultUsage reads VF usage from the kubelet and the CNI's records.

@@ -82,22 +82,11 @@ func TestAgentOnEmulatedNode(t *testing.T) {
 		RetryPeriod:  time.Second,
 		Logger:       testr.New(t),
 	}
-	// The device plugin in-process, as 'sluice agent' will run it: through
-	// Options.Alongside, rescanning on Options.Rescan; the kubelet is a fake
-	// one that records what is advertised.
+	// The device plugin in-process, as 'sluice agent' runs it; the kubelet
+	// is a fake one that records what is advertised.
 	kubelet := kubelettest.New(t)
-	rescan := make(chan struct{}, 1)
-	o.Rescan = func() {
-		select {
-		case rescan <- struct{}{}:
-		default:
-		}
-	}
-	dpo := deviceplugin.Options{
-		ConfigFile: o.DevicePluginConfig, ReadinessFile: o.GatePath, KubeletDir: kubelet.Dir,
-		AttachmentsDir: o.AttachmentsDir, Trigger: rescan, Log: testr.New(t),
-	}
-	o.Alongside = []func(context.Context) error{func(ctx context.Context) error { return deviceplugin.Run(ctx, dpo) }}
+	o.DevicePlugin = &deviceplugin.Options{KubeletDir: kubelet.Dir, Log: testr.New(t)}
+	o.WatchLinks = true
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	agentStart := time.Now()
