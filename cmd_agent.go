@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/sluice-net/sluice/controllers/agent"
 	"github.com/sluice-net/sluice/deviceplugin"
@@ -57,6 +58,7 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 		ctrl.SetLogger(logger)
 		o.Logger = logger
 		o.WatchLinks = true
+		o.Metrics = ctrlmetrics.Registry // served by the agent's manager on --metrics-bind-address
 		if *servePlugin {
 			dp.DevRoot, dp.SysRoot = o.DevRoot, o.SysRoot
 			o.DevicePlugin = &dp

@@ -2,12 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-net/sluice/deviceplugin"
 )
@@ -16,6 +24,7 @@ import (
 func devicePluginCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	var o deviceplugin.Options
 	o.BindFlags(fs)
+	metricsAddr := fs.String("metrics-bind-address", "0", `address of the Prometheus /metrics endpoint; "0" turns it off`)
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 
 	return func(ctx context.Context) error {
@@ -24,6 +33,36 @@ func devicePluginCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 			return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
 		}
 		o.Log = logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-		return deviceplugin.Run(ctx, o)
+		if *metricsAddr == "0" {
+			return deviceplugin.Run(ctx, o)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		o.Metrics = reg
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return serveMetrics(gctx, *metricsAddr, reg) })
+		g.Go(func() error { return deviceplugin.Run(gctx, o) })
+		return g.Wait()
 	}
+}
+
+// serveMetrics serves reg on addr's /metrics until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-bind-address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve metrics: %w", err)
+	}
+	return nil
 }

@@ -18,6 +18,9 @@ const (
 	AgentContainer = "agent"
 	// CNIInstallContainer copies the CNI plugin onto the host.
 	CNIInstallContainer = "cni-install"
+	// AgentMetricsPort serves the agent's (and its device plugin's and the
+	// CNI's) Prometheus metrics on the node's network.
+	AgentMetricsPort = 9402
 
 	// cniInImage is where the image carries the CNI plugin.
 	cniInImage = "/usr/local/bin/sluice-cni"
@@ -90,7 +93,8 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 		WithName(AgentContainer).
 		WithImage(o.Image).
 		WithCommand("/usr/local/bin/sluice", "agent").
-		WithArgs(fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable)).
+		WithArgs(fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable), fmt.Sprintf("--metrics-bind-address=:%d", AgentMetricsPort)).
+		WithPorts(corev1ac.ContainerPort().WithName("metrics").WithContainerPort(AgentMetricsPort).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(
 			corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().
 				WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("spec.nodeName"))),

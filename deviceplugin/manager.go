@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/sluice-net/sluice/cni/attachment"
@@ -41,6 +42,8 @@ type Manager struct {
 	wg          sync.WaitGroup
 	// scans counts completed scans.
 	scans atomic.Int64
+	// metrics is nil without Options.Metrics.
+	metrics *metrics
 
 	// Owned by the Run goroutine.
 	servers  map[string]*poolServer
@@ -74,6 +77,12 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if opts.KubeletDir == "" {
 		return nil, errors.New("kubelet directory is empty: set --kubelet-dir")
+	}
+	if opts.Metrics != nil {
+		m.metrics = newMetrics()
+		if err := opts.Metrics.Register(collector{m: m, mt: m.metrics}); err != nil {
+			return nil, fmt.Errorf("register device plugin metrics: %w", err)
+		}
 	}
 	return m, nil
 }
@@ -204,6 +213,8 @@ func (m *Manager) readGate() *gate.State {
 
 // scan discovers the node, builds the tree and applies it.
 func (m *Manager) scan(ctx context.Context) error {
+	start := time.Now()
+	defer func() { m.metrics.scanned(time.Since(start)) }()
 	// Listed before discovery: a device appearing in between makes the
 	// next RDMA check rescan rather than go unseen.
 	rdmaNames := m.host.RDMADeviceNames()
@@ -247,6 +258,7 @@ func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
 		srv := m.servers[res]
 		if srv == nil {
 			srv = newPoolServer(pd, m.opts.KubeletDir, m.alloc, m.log)
+			srv.metrics = m.metrics
 			if err := srv.serve(); err != nil {
 				m.log.Error(err, "cannot serve pool; retrying at the next scan", "resource", res)
 				continue

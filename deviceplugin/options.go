@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluice-net/sluice/cni/attachment"
 	"github.com/sluice-net/sluice/host"
 )
@@ -55,6 +56,9 @@ type Options struct {
 	Trigger <-chan struct{}
 	// RDMACheck is the period of the light RDMA health check (500 ms).
 	RDMACheck time.Duration
+	// Metrics, when set, receives the plugin's Prometheus metrics: devices
+	// per pool and state, scan durations, allocations.
+	Metrics prometheus.Registerer
 }
 
 // BindFlags binds the options to flags, with their defaults.

@@ -23,6 +23,8 @@ import (
 // ListAndWatch stream then sends the new list.
 type poolServer struct {
 	pluginapi.UnimplementedDevicePluginServer
+	// metrics is nil when none are kept.
+	metrics *metrics
 
 	resource string
 	dir      string
@@ -177,6 +179,7 @@ func (s *poolServer) Allocate(_ context.Context, req *pluginapi.AllocateRequest)
 	resp := &pluginapi.AllocateResponse{ContainerResponses: make([]*pluginapi.ContainerAllocateResponse, 0, len(req.ContainerRequests))}
 	for _, cr := range req.ContainerRequests {
 		c, err := s.alloc.container(pd, cr.DevicesIds)
+		s.metrics.allocated(s.resource, len(cr.DevicesIds), err)
 		if err != nil {
 			s.log.Info("refused allocation", "devices", cr.DevicesIds, "error", err.Error())
 			return nil, err

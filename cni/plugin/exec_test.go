@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/sluice-net/sluice/cni/stats"
 )
 
 // execPlugin runs the plugin binary as the runtime does (CNI_* variables,
@@ -78,6 +81,19 @@ func TestLeak1000(t *testing.T) {
 		}
 	}
 	e.requireSame(before, fmt.Sprintf("%d ADD/DEL cycles", cycles))
+	e.requireStats(map[stats.Key]uint64{{Command: "ADD", Result: "success"}: cycles, {Command: "DEL", Result: "success"}: cycles})
+}
+
+// requireStats checks the outcome counts the plugin processes recorded.
+func (e *env) requireStats(want map[stats.Key]uint64) {
+	e.t.Helper()
+	got, err := stats.New(filepath.Join(e.dir, "stats.json")).Read()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		e.t.Errorf("CNI outcome counts = %v, want %v", got, want)
+	}
 }
 
 // TestBinary runs the real sluice-cni binary: VERSION, and STATUS and a
@@ -112,6 +128,7 @@ func TestBinary(t *testing.T) {
 	if _, err := e.execPlugin("sluice-cni", "DEL", pod, "c1", "net1", conf); err != nil {
 		t.Errorf("DEL with cniVersion 0.4.0: %v", err)
 	}
+	e.requireStats(map[stats.Key]uint64{{Command: "STATUS", Result: "success"}: 1, {Command: "ADD", Result: "error-7"}: 2, {Command: "DEL", Result: "success"}: 1})
 }
 
 // BenchmarkAddDelExec is the latency of attaching and detaching one VF as

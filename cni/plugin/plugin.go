@@ -33,6 +33,8 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,7 +42,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/sluice-net/sluice/cni/stats"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -73,9 +77,38 @@ func New(node Node) *Plugin {
 	return &Plugin{Node: node, Stdout: os.Stdout, Stderr: os.Stderr, LockTimeout: 10 * time.Second}
 }
 
-// Funcs are the commands for skel.PluginMainFuncs.
+// Funcs are the commands for skel.PluginMainFuncs; each outcome is counted
+// (package stats) for the node agent's metrics.
 func (p *Plugin) Funcs() skel.CNIFuncs {
-	return skel.CNIFuncs{Add: p.CmdAdd, Del: p.CmdDel, Check: p.CmdCheck, GC: p.CmdGC, Status: p.CmdStatus}
+	return skel.CNIFuncs{
+		Add: p.counted("ADD", p.CmdAdd), Del: p.counted("DEL", p.CmdDel), Check: p.counted("CHECK", p.CmdCheck),
+		GC: p.counted("GC", p.CmdGC), Status: p.counted("STATUS", p.CmdStatus),
+	}
+}
+
+// counted runs a command and counts its outcome: "success", or "error-N"
+// with the CNI error code. Counting never changes the command's result.
+func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
+	return func(args *skel.CmdArgs) error {
+		err := cmd(args)
+		result := "success"
+		if err != nil {
+			code := uint(types.ErrInternal)
+			var e *types.Error
+			if errors.As(err, &e) {
+				code = e.Code
+			}
+			result = fmt.Sprintf("error-%d", code)
+		}
+		// The stats file is named by the config; a config too broken to
+		// read counts in the default file.
+		var conf BaseConf
+		_ = json.Unmarshal(args.StdinData, &conf)
+		if serr := stats.New(or(conf.StatsFile, stats.DefaultFile)).Add(stats.Key{Command: command, Result: result}); serr != nil {
+			p.logf("cannot count the %s outcome: %v", command, serr)
+		}
+		return err
+	}
 }
 
 func (p *Plugin) logf(format string, a ...any) {

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 
 	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/cni/stats"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
 )
@@ -88,6 +90,12 @@ type Options struct {
 	// namespace, so drift (VFs destroyed behind its back) is repaired in
 	// seconds instead of at the next resync.
 	WatchLinks bool
+	// Metrics, when set, receives the agent's Prometheus metrics (sync
+	// durations, VFs configured per pool, the CNI plugin's outcomes from
+	// CNIStatsFile) and the in-process device plugin's.
+	Metrics prometheus.Registerer
+	// CNIStatsFile is where sluice-cni counts its outcomes.
+	CNIStatsFile string
 	// Rescan, when set, is called after a sync changed the readiness gate or
 	// the pools file (besides DevicePlugin's own rescan).
 	Rescan func()
@@ -110,6 +118,7 @@ func (o Options) withDefaults() Options {
 	def(&o.DevicePluginConfig, DefaultDevicePluginConfig)
 	def(&o.ResourcePrefix, DefaultResourcePrefix)
 	def(&o.Namespace, DefaultNamespace)
+	def(&o.CNIStatsFile, stats.DefaultFile)
 	def(&o.MetricsBindAddress, "0")
 	def(&o.HealthProbeBindAddress, "0")
 	dur := func(d *time.Duration, v time.Duration) {

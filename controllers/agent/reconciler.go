@@ -47,6 +47,8 @@ type Reconciler struct {
 	retry, resync, drainTimeout time.Duration
 	rescan                      func()
 	now                         func() time.Time
+	// metrics is nil without Options.Metrics.
+	metrics *agentMetrics
 }
 
 func newReconciler(c client.Client, ev evictor, h nodeHost, usage UsageSource, rec eventRecorder, o Options) *Reconciler {
@@ -70,7 +72,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	s := &syncRun{r: r, nns: nns, base: nns.DeepCopy(), spec: nns.Spec.DeepCopy(), gen: nns.Generation}
+	start := r.now()
 	requeue := s.run(ctx)
+	r.metrics.synced(r.now().Sub(start), s.result())
 	if err := s.flush(ctx); err != nil {
 		if ctx.Err() != nil {
 			return reconcile.Result{}, nil // stopping: the next start syncs again

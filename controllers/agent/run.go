@@ -98,6 +98,11 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("create eviction client: %w", err)
 	}
 	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, h, usage, mgr.GetEventRecorder(FieldManager), o)
+	if o.Metrics != nil {
+		if r.metrics, err = newAgentMetrics(o.Metrics, o.CNIStatsFile); err != nil {
+			return fmt.Errorf("register agent metrics: %w", err)
+		}
+	}
 
 	// triggers start a sync from outside the API server: at start (the
 	// NodeNetworkState may not exist yet) and on host link events.
@@ -148,6 +153,7 @@ func devicePluginAlongside(o *Options, h *host.Host) func(ctx context.Context) e
 	dpo.ReadinessFile = o.GatePath
 	dpo.AttachmentsDir = o.AttachmentsDir
 	dpo.ResourcePrefix = o.ResourcePrefix
+	dpo.Metrics = o.Metrics
 	if dpo.Log.GetSink() == nil {
 		dpo.Log = o.Logger.WithName("device-plugin")
 	}

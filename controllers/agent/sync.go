@@ -270,6 +270,7 @@ func (s *syncRun) publish() error {
 	if err != nil {
 		return err
 	}
+	s.r.metrics.configured(s.spec, ready)
 	poolsChanged, err := s.r.files.writePools(s.spec.Pools)
 	if err != nil {
 		return err
@@ -434,4 +435,15 @@ func joinErrors(errs []error) string {
 		msgs = append(msgs, e.Error())
 	}
 	return strings.Join(msgs, "; ")
+}
+
+// result names the sync's outcome for the metrics.
+func (s *syncRun) result() string {
+	switch s.nns.Status.SyncStatus {
+	case sluicev1.SyncSucceeded:
+		return "succeeded"
+	case sluicev1.SyncFailed:
+		return "failed"
+	}
+	return "waiting"
 }

@@ -41,7 +41,7 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 	if agent.Name != "agent" || agent.Image != testNodeImage {
 		return errorf("agent container %s image %s", agent.Name, agent.Image)
 	}
-	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2"}) {
+	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2", "--metrics-bind-address=:9402"}) || len(agent.Ports) != 1 || agent.Ports[0].ContainerPort != 9402 {
 		return errorf("agent runs %v %v", agent.Command, agent.Args)
 	}
 	if agent.SecurityContext == nil || agent.SecurityContext.Privileged == nil || !*agent.SecurityContext.Privileged {
