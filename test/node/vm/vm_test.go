@@ -129,7 +129,7 @@ func TestNodeEnvAndArgs(t *testing.T) {
 	}
 	args := strings.Join(qemuArgs(opts, "/cache/initrd", "/cache/runs/1"), " ")
 	for _, want := range []string{
-		"-accel tcg,thread=multi", "-machine q35", "-device intel-iommu,intremap=off",
+		"-accel tcg,thread=single", "-machine q35", "-device intel-iommu,intremap=off",
 		"mount_tag=hostroot,security_model=none,readonly=on", "path=/cache/runs/1,mount_tag=rundir",
 		"-device igb,bus=rp1,netdev=pf0", "-device igb,bus=rp2,netdev=pf1",
 		"sluice.rundir=/cache/runs/1", "intel_iommu=on", "ib_core.netns_mode=0",
