@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"log/slog"
 	"os"
 
-	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -47,14 +44,13 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.DurationVar(&dp.Resync, "device-plugin-resync", deviceplugin.DefaultResync, "period of the device plugin's safety rescan; events trigger rescans in between")
 	fs.BoolVar(&dp.CDI, "cdi", false, "hand devices out as CDI device names and write their CDI specs to --cdi-dir")
 	fs.StringVar(&dp.CDIDir, "cdi-dir", deviceplugin.DefaultCDIDir, "where CDI specs are written when --cdi is set")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	newLogger := logFlag(fs)
 
 	return func(ctx context.Context) error {
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-			return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
+		logger, err := newLogger()
+		if err != nil {
+			return err
 		}
-		logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 		ctrl.SetLogger(logger)
 		o.Logger = logger
 		o.WatchLinks = true

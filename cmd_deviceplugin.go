@@ -5,13 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,14 +22,14 @@ func devicePluginCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	var o deviceplugin.Options
 	o.BindFlags(fs)
 	metricsAddr := fs.String("metrics-bind-address", "0", `address of the Prometheus /metrics endpoint; "0" turns it off`)
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	newLogger := logFlag(fs)
 
 	return func(ctx context.Context) error {
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-			return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
+		logger, err := newLogger()
+		if err != nil {
+			return err
 		}
-		o.Log = logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		o.Log = logger
 		if *metricsAddr == "0" {
 			return deviceplugin.Run(ctx, o)
 		}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -36,14 +34,13 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.StringVar(&o.NodeDaemonSet.ServiceAccount, "node-service-account", controllers.DefaultServiceAccount, "service account of the node agent")
 	fs.IntVar(&o.NodeStateWorkers, "node-state-workers", 4, "concurrent NodeNetworkState renders")
 	fs.IntVar(&o.PolicyStatusWorkers, "policy-status-workers", 2, "concurrent NetworkNodePolicy status updates")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	newLogger := logFlag(fs)
 
 	return func(ctx context.Context) error {
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-			return fmt.Errorf("--log-level %q: use debug, info, warn or error", *logLevel)
+		logger, err := newLogger()
+		if err != nil {
+			return err
 		}
-		logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 		ctrl.SetLogger(logger)
 		o.Logger = logger
 
