@@ -2,13 +2,9 @@ package node
 
 import (
 	"encoding/json"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/sluice-net/sluice/test/testenv"
 )
@@ -18,8 +14,8 @@ import (
 // 10.0.2.2:<port>; envtest's serving certificate names localhost and
 // 127.0.0.1 only, so the guest's kubeconfig keeps full verification
 // against envtest's CA with tls-server-name: localhost (no insecure mode).
-func init() {
-	registerSuite(Suite{
+func agentSuite() Suite {
+	return Suite{
 		Name: "agent",
 		PFs:  1,
 		Setup: func(t *testing.T, h *Host) {
@@ -28,25 +24,8 @@ func init() {
 				t.Fatalf("agent suite: envtest: %v", err)
 			}
 			t.Cleanup(func() { _ = env.Stop() })
-			u, err := url.Parse(env.Config.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kc := clientcmdapi.NewConfig()
-			kc.Clusters["envtest"] = &clientcmdapi.Cluster{
-				Server:                   "https://" + h.GuestAddr(u.Host),
-				CertificateAuthorityData: env.Config.CAData,
-				TLSServerName:            "localhost",
-			}
-			kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
-				ClientCertificateData: env.Config.CertData,
-				ClientKeyData:         env.Config.KeyData,
-				Token:                 env.Config.BearerToken,
-			}
-			kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
-			kc.CurrentContext = "envtest"
 			path := h.Path("kubeconfig")
-			if err := clientcmd.WriteToFile(*kc, path); err != nil {
+			if err := env.WriteKubeconfig(path, "https://"+h.GuestAddr(env.HostPort())); err != nil {
 				t.Fatal(err)
 			}
 			h.Setenv("SLUICE_AGENT_KUBECONFIG", path)
@@ -64,5 +43,5 @@ func init() {
 			}
 			t.Logf("agent on the emulated node (real igb VFs): %s", raw)
 		},
-	})
+	}
 }

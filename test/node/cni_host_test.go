@@ -7,8 +7,8 @@ import (
 
 // The cni suite (test/node/guest/cni) runs the real sluice-cni binary with
 // host-local IPAM on the node's VFs; both are built here.
-func init() {
-	registerSuite(Suite{
+func cniSuite() Suite {
+	return Suite{
 		Name:  "cni",
 		PFs:   1,
 		IOMMU: true,
@@ -17,5 +17,5 @@ func init() {
 			h.GoBuild(t, "host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local")
 			h.Setenv("SLUICE_CNI_PATH", filepath.Dir(bin))
 		},
-	})
+	}
 }

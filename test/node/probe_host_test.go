@@ -15,8 +15,8 @@ import (
 // Its host side opens a TCP echo server the guest dials through 10.0.2.2,
 // hands it an executable through the run directory, and checks the file it
 // writes back.
-func init() {
-	registerSuite(Suite{
+func probeSuite() Suite {
+	return Suite{
 		Name:  "probe",
 		PFs:   2,
 		IOMMU: true,
@@ -45,7 +45,7 @@ func init() {
 				t.Fatalf("probe-result.json: %v: %s", err, b)
 			}
 		},
-	})
+	}
 }
 
 // serveEcho answers each line with "echo: <line>" until the listener closes.

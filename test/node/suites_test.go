@@ -16,16 +16,16 @@ import (
 )
 
 // Suite is what a guest suite (a package under test/node/guest with
-// //go:build nodetest test files) needs from the host. Suites without a
-// registration run with the zero Suite (1 PF, no IOMMU, shared VM).
-// Register one from an init function in a file of this package, e.g.
-// test/node/<suite>_host_test.go:
+// //go:build nodetest test files) needs from the host. Suites not listed in
+// hostSuites run with the zero Suite (1 PF, no IOMMU, shared VM). Define one
+// in a file of this package, e.g. test/node/<suite>_host_test.go, and add it
+// to hostSuites:
 //
-//	func init() {
-//		registerSuite(Suite{Name: "cni", PFs: 1, Setup: func(t *testing.T, h *Host) {
+//	func cniSuite() Suite {
+//		return Suite{Name: "cni", PFs: 1, Setup: func(t *testing.T, h *Host) {
 //			h.GoBuild(t, "sluice-cni", "./cni")
 //			h.Setenv("SLUICE_API", h.GuestAddr(apiServerAddr))
-//		}})
+//		}}
 //	}
 type Suite struct {
 	// Name is the suite's directory under test/node/guest.
@@ -58,14 +58,16 @@ type Suite struct {
 	Check func(t *testing.T, h *Host)
 }
 
-// registry is the set of registered suites; written only by init functions.
-var registry = map[string]Suite{}
-
-func registerSuite(s Suite) {
-	if _, dup := registry[s.Name]; dup {
-		panic("suite " + s.Name + " registered twice")
+// hostSuites are the suites with host-side needs, by name.
+func hostSuites() (map[string]Suite, error) {
+	m := map[string]Suite{}
+	for _, s := range []Suite{probeSuite(), agentSuite(), cniSuite(), devicePluginSuite(), hostLayerSuite()} {
+		if _, dup := m[s.Name]; dup {
+			return nil, fmt.Errorf("suite %s defined twice", s.Name)
+		}
+		m[s.Name] = s
 	}
-	registry[s.Name] = s
+	return m, nil
 }
 
 // Host is a suite's view of the host side of a run.
@@ -179,6 +181,10 @@ func discoverSuites(ctx context.Context, root string) ([]*guestSuite, error) {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return nil, fmt.Errorf("go list ./test/node/guest/...: %w: %s", err, ee.Stderr)
 		}
+		return nil, err
+	}
+	registry, err := hostSuites()
+	if err != nil {
 		return nil, err
 	}
 	var suites []*guestSuite
