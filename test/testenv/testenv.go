@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -148,4 +151,45 @@ func (e *Env) Namespace(t testing.TB) string {
 	}
 	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), ns) })
 	return ns.Name
+}
+
+// WriteKubeconfig writes a kubeconfig for the control plane's admin. An
+// empty server keeps the API server's own address; a client elsewhere (the
+// emulated node reaches the host's loopback at 10.0.2.2) passes its address
+// for it, and verification stays on: tls-server-name is "localhost", which
+// envtest's serving certificate names.
+func (e *Env) WriteKubeconfig(path, server string) error {
+	u, err := url.Parse(e.Config.Host)
+	if err != nil {
+		return fmt.Errorf("parse API server address %q: %w", e.Config.Host, err)
+	}
+	if server == "" {
+		server = "https://" + u.Host
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{
+		Server:                   server,
+		CertificateAuthorityData: e.Config.CAData,
+		TLSServerName:            "localhost",
+	}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: e.Config.CertData,
+		ClientKeyData:         e.Config.KeyData,
+		Token:                 e.Config.BearerToken,
+	}
+	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
+	kc.CurrentContext = "envtest"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+// HostPort is the API server's host:port on the loopback.
+func (e *Env) HostPort() string {
+	u, err := url.Parse(e.Config.Host)
+	if err != nil {
+		return e.Config.Host
+	}
+	return u.Host
 }

@@ -332,12 +332,21 @@ func WaitRDMAActive(t testing.TB, dev string) {
 // an address is added).
 func GIDIndex(t testing.TB, dev, ipv4 string) int {
 	t.Helper()
-	want, err := ipv4GID(ipv4)
+	idx, err := GIDIndexErr(dev, ipv4, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return idx
+}
+
+// GIDIndexErr is GIDIndex returning an error instead of failing a test.
+func GIDIndexErr(dev, ipv4 string, timeout time.Duration) (int, error) {
+	want, err := ipv4GID(ipv4)
+	if err != nil {
+		return -1, err
+	}
 	idx := -1
-	Poll(t, 20*time.Second, 100*time.Millisecond, fmt.Sprintf("GID of %s on %s", ipv4, dev), func() (bool, error) {
+	err = PollErr(timeout, 100*time.Millisecond, func() (bool, error) {
 		files, err := filepath.Glob("/sys/class/infiniband/" + dev + "/ports/1/gids/*")
 		if err != nil || len(files) == 0 {
 			return false, fmt.Errorf("no gids: %v", err)
@@ -348,9 +357,12 @@ func GIDIndex(t testing.TB, dev, ipv4 string) int {
 				return err == nil, err
 			}
 		}
-		return false, nil
+		return false, fmt.Errorf("no GID %s on %s yet", want, dev)
 	})
-	return idx
+	if err != nil {
+		return -1, fmt.Errorf("GID of %s on %s: %w", ipv4, dev, err)
+	}
+	return idx, nil
 }
 
 func ipv4GID(ip string) (string, error) {

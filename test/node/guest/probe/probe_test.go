@@ -524,46 +524,13 @@ func TestRDMATraffic(t *testing.T) {
 	})
 }
 
-// policyRouting addresses two VFs in the initial namespace and makes each
-// address's locally generated traffic leave through its own VF instead of
-// loopback: per-source tables, the local table moved after them, local
-// sources accepted on input, ARP answered only on the owning VF.
+// policyRouting is nu.PolicyRouting for the test's lifetime.
 func policyRouting(t *testing.T, devA, ipA, devB, ipB, subnet string) {
 	t.Helper()
-	sysctls := map[string]string{
-		"net.ipv4.conf.all.accept_local": "1", "net.ipv4.conf.all.rp_filter": "0",
-		"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2",
-		"net.ipv4.conf." + devA + ".accept_local": "1", "net.ipv4.conf." + devA + ".rp_filter": "0",
-		"net.ipv4.conf." + devB + ".accept_local": "1", "net.ipv4.conf." + devB + ".rp_filter": "0",
-	}
-	for k, v := range sysctls {
-		path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-		old, err := nu.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nu.MustWrite(t, path, v)
-		t.Cleanup(func() { _ = nu.Write(path, old) })
-	}
-	for _, c := range []struct{ dev, ip, table, pref string }{{devA, ipA, "111", "111"}, {devB, ipB, "112", "112"}} {
-		nu.Run(t, "ip", "addr", "add", c.ip+"/24", "dev", c.dev)
-		nu.Run(t, "ip", "link", "set", c.dev, "up")
-		nu.Run(t, "ip", "route", "add", subnet, "dev", c.dev, "src", c.ip, "table", c.table)
-		nu.Run(t, "ip", "rule", "add", "pref", c.pref, "iif", "lo", "from", c.ip, "lookup", c.table)
-		pref, table := c.pref, c.table
-		t.Cleanup(func() {
-			_, _ = nu.Exec(10*time.Second, "ip", "rule", "del", "pref", pref)
-			_, _ = nu.Exec(10*time.Second, "ip", "route", "flush", "table", table)
-		})
-	}
-	nu.Run(t, "ip", "rule", "add", "pref", "1000", "lookup", "local")
-	nu.Run(t, "ip", "rule", "del", "pref", "0")
-	t.Cleanup(func() {
-		_, _ = nu.Exec(10*time.Second, "ip", "rule", "add", "pref", "0", "lookup", "local")
-		_, _ = nu.Exec(10*time.Second, "ip", "rule", "del", "pref", "1000")
-	})
-	if out := nu.Run(t, "ip", "route", "get", ipB, "from", ipA); !strings.Contains(out, "dev "+devA) {
-		t.Fatalf("ip route get %s from %s: %s (want dev %s)", ipB, ipA, out, devA)
+	undo, err := nu.PolicyRouting(devA, ipA, devB, ipB, subnet, [2]int{111, 112})
+	t.Cleanup(undo)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
