@@ -67,6 +67,16 @@ vet: ## go vet every package.
 docker-build: ## Build the image IMG (sluice and sluice-cni) from the Dockerfile.
 	docker build --build-arg VERSION=v$(VERSION) -t $(IMG) .
 
+##@ Demo
+
+.PHONY: demo
+demo: ## The whole system on one machine: control plane, operator, an emulated SR-IOV node, policy to ping. Installs what it needs.
+	go run ./test/demo
+
+.PHONY: bench
+bench: envtest-assets ## Benchmarks of every part and the emulated node; writes _out/bench-report.md.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" go run ./test/bench/report -out _out/bench-report.md
+
 ##@ Test
 
 .PHONY: test

@@ -69,12 +69,26 @@ func New(t testing.TB) *Kubelet {
 // NewAt starts a fake kubelet in dir.
 func NewAt(t testing.TB, dir string) *Kubelet {
 	t.Helper()
-	k := &Kubelet{Dir: dir, t: t, plugins: map[string]*Plugin{}, changed: make(chan struct{})}
-	if err := k.Start(); err != nil {
+	k, err := Open(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
+	k.t = t
 	t.Cleanup(k.Stop)
 	return k
+}
+
+// Open starts a fake kubelet in dir outside a test (the demo's node runs
+// one); Stop stops it. Wait and WaitGone need a test: use Until.
+func Open(dir string) (*Kubelet, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fake kubelet: %w", err)
+	}
+	k := &Kubelet{Dir: dir, plugins: map[string]*Plugin{}, changed: make(chan struct{})}
+	if err := k.Start(); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // Socket is kubelet.sock's path.
@@ -272,21 +286,30 @@ func (k *Kubelet) Plugin(resource string) Snapshot {
 // fails the test after timeout, showing the last state.
 func (k *Kubelet) Wait(resource string, timeout time.Duration, what string, cond func(Snapshot) bool) Snapshot {
 	k.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := k.Until(ctx, resource, cond)
+	if err != nil {
+		k.t.Fatalf("%s: not within %v: %s", resource, timeout, what+"; last state: "+s.String())
+	}
+	return s
+}
+
+// Until waits until cond holds for the resource's state and returns it, or
+// returns the last state and ctx's error.
+func (k *Kubelet) Until(ctx context.Context, resource string, cond func(Snapshot) bool) (Snapshot, error) {
 	for {
 		k.mu.Lock()
 		s := k.snapshotLocked(resource)
 		ch := k.changed
 		k.mu.Unlock()
 		if cond(s) {
-			return s
+			return s, nil
 		}
 		select {
 		case <-ch:
-		case <-deadline.C:
-			k.t.Fatalf("%s: not within %v: %s", resource, timeout, what+"; last state: "+s.String())
-			return s
+		case <-ctx.Done():
+			return s, ctx.Err()
 		}
 	}
 }
