@@ -85,7 +85,7 @@ test: vet envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); 
 	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE) go test -count=1 $(GO_PACKAGES)
 
 .PHONY: envtest-assets
-envtest-assets: ## Build (or take from the cache) kube-apiserver, etcd and kubectl for envtest.
+envtest-assets: ## Build (or take from the cache) kube-apiserver and etcd for envtest.
 	@hack/envtest-bins.sh >/dev/null
 
 .PHONY: test-node

@@ -68,15 +68,24 @@ type demo struct {
 func (d *demo) run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "sluice demo: SR-IOV VFs and RDMA devices for pods, on one machine (%d cores)\n\n", runtime.NumCPU())
 
-	d.begin("Installing what the demo needs (QEMU igb, backports kernel, envtest binaries)")
-	if err := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh")); err != nil {
-		return err
+	d.begin("Installing what the demo needs (QEMU igb, backports kernel, envtest binaries; cached after the first run)")
+	// apt and the kube-apiserver build are independent: run them together.
+	var assets string
+	var assetsErr error
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		assets, assetsErr = testenv.Assets()
+	}()
+	depsErr := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh"))
+	<-built
+	if depsErr != nil {
+		return depsErr
+	}
+	if assetsErr != nil {
+		return assetsErr
 	}
 	k, err := vm.FindKernel("", "")
-	if err != nil {
-		return err
-	}
-	assets, err := testenv.Assets()
 	if err != nil {
 		return err
 	}
