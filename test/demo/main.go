@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,8 +32,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/sluice-net/sluice/test/node/vm"
 	"github.com/sluice-net/sluice/test/testenv"
@@ -44,6 +47,8 @@ const nodeName = "emunode"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// envtest logs through controller-runtime; the demo reports itself.
+	ctrl.SetLogger(logr.Discard())
 	d := &demo{out: os.Stdout, start: time.Now(), root: testenv.RepoRoot()}
 	err := d.run(ctx)
 	d.printSummary(err)
@@ -66,48 +71,31 @@ type demo struct {
 }
 
 func (d *demo) run(ctx context.Context) error {
+	var err error
 	fmt.Fprintf(d.out, "sluice demo: SR-IOV VFs and RDMA devices for pods, on one machine (%d cores)\n\n", runtime.NumCPU())
 
-	d.begin("Installing what the demo needs (QEMU igb, backports kernel, envtest binaries; cached after the first run)")
-	// apt and the kube-apiserver build are independent: run them together.
+	d.begin("Installing what the demo needs and building sluice (cached after the first run)")
+	// apt (QEMU, the kernel), the kube-apiserver build and the sluice builds
+	// are independent: run them together.
 	var assets string
-	var assetsErr error
-	built := make(chan struct{})
-	go func() {
-		defer close(built)
-		assets, assetsErr = testenv.Assets()
-	}()
-	depsErr := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh"))
-	<-built
-	if depsErr != nil {
-		return depsErr
+	var assetsErr, buildErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { assets, assetsErr = testenv.Assets() })
+	if d.runDir, err = vm.NewRunDir(""); err != nil {
+		return err
 	}
-	if assetsErr != nil {
-		return assetsErr
+	bin := filepath.Join(d.runDir, "bin")
+	wg.Go(func() { buildErr = d.buildAll(ctx, bin) })
+	depsErr := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh"))
+	wg.Wait()
+	if err := errors.Join(depsErr, assetsErr, buildErr); err != nil {
+		return err
 	}
 	k, err := vm.FindKernel("", "")
 	if err != nil {
 		return err
 	}
-	d.done("guest kernel %s; envtest binaries in %s", k.Version, assets)
-
-	d.begin("Building sluice, sluice-cni, host-local IPAM and the node driver")
-	if d.runDir, err = vm.NewRunDir(""); err != nil {
-		return err
-	}
-	bin := filepath.Join(d.runDir, "bin")
-	builds := []struct{ out, pkg string }{
-		{"sluice", "."},
-		{"sluice-cni", "./cni"},
-		{"host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
-		{"demo-node", "./test/demo/node"},
-	}
-	for _, b := range builds {
-		if err := d.goBuild(ctx, filepath.Join(bin, b.out), b.pkg); err != nil {
-			return err
-		}
-	}
-	d.done("into %s", bin)
+	d.done("QEMU with igb, guest kernel %s; envtest binaries in %s; sluice, sluice-cni, host-local and the node driver in %s", k.Version, assets, bin)
 
 	d.begin("Starting a control plane (kube-apiserver v1.37 + etcd, sluice CRDs)")
 	env, err := testenv.Start()
@@ -186,6 +174,23 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("the node's demo exited %d; console in %s, agent log in %s", res.ExitCode, console.Name(), filepath.Join(d.runDir, "out", "agent.log"))
 	}
 	d.begin("Tearing down (node powered off after %s, boot %s)", res.Duration.Round(time.Second), res.Boot.Round(100*time.Millisecond))
+	return nil
+}
+
+// buildAll builds the binaries the demo runs: sluice (the operator on the
+// host, the agent in the node), sluice-cni, host-local and the node driver.
+func (d *demo) buildAll(ctx context.Context, bin string) error {
+	builds := []struct{ out, pkg string }{
+		{"sluice", "."},
+		{"sluice-cni", "./cni"},
+		{"host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
+		{"demo-node", "./test/demo/node"},
+	}
+	for _, b := range builds {
+		if err := d.goBuild(ctx, filepath.Join(bin, b.out), b.pkg); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
