@@ -6,7 +6,11 @@ SHELL := /usr/bin/env bash -o pipefail
 
 export GOTOOLCHAIN := local
 # Setting GOFLAGS replaces go.env's default, so -buildvcs=false must stay here.
-export GOFLAGS := -buildvcs=false
+# -trimpath and CGO_ENABLED=0 are also what hack/envtest-bins.sh builds
+# kube-apiserver and etcd with: with the same flags, the k8s.io packages
+# compiled for one are reused by the other on a fresh machine.
+export GOFLAGS := -buildvcs=false -trimpath
+export CGO_ENABLED := 0
 
 SLUICE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/sluice
 export SLUICE_CACHE
@@ -31,7 +35,7 @@ all: build
 .PHONY: build
 build: ## Build bin/sluice and bin/sluice-cni.
 	go build -o $(BIN)/sluice .
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/sluice-cni ./cni
+	go build -ldflags "-s -w" -o $(BIN)/sluice-cni ./cni
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy, CRDs and RBAC from the API markers.

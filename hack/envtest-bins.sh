@@ -29,7 +29,9 @@ work="$CACHE_ROOT/envtest/build"
 mkdir -p "$work"
 # Building must not pick up the project's go.work or flags.
 export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0
-export GOFLAGS="-buildvcs=false -mod=mod"
+# -trimpath and CGO_ENABLED=0 as in the Makefile: packages both builds
+# share (k8s.io/api, apimachinery, client-go at v0.37.1) compile once.
+export GOFLAGS="-buildvcs=false -trimpath -mod=mod"
 
 build_kube() {
   local dir="$work/kube-$KUBE_VERSION"
@@ -57,11 +59,11 @@ build_kube() {
     } > go.mod
     local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
     if [[ ! -x "$ASSETS/kube-apiserver" ]]; then
-      go build -trimpath -ldflags "$ld" -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+      go build -ldflags "$ld" -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
       mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
     fi
     if [[ "$want_kubectl" == 1 && ! -x "$ASSETS/kubectl" ]]; then
-      go build -trimpath -ldflags "$ld" -o "$ASSETS/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
+      go build -ldflags "$ld" -o "$ASSETS/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
       mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
     fi
   )
@@ -91,7 +93,7 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
     go mod tidy >&2
-    go build -trimpath -ldflags "-s -w" -o "$ASSETS/etcd.tmp" .
+    go build -ldflags "-s -w" -o "$ASSETS/etcd.tmp" .
   )
   mv "$ASSETS/etcd.tmp" "$ASSETS/etcd"
 }

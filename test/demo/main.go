@@ -74,28 +74,38 @@ func (d *demo) run(ctx context.Context) error {
 	var err error
 	fmt.Fprintf(d.out, "sluice demo: SR-IOV VFs and RDMA devices for pods, on one machine (%d cores)\n\n", runtime.NumCPU())
 
-	d.begin("Installing what the demo needs and building sluice (cached after the first run)")
-	// apt (QEMU, the kernel), the kube-apiserver build and the sluice builds
-	// are independent: run them together.
+	d.begin("Installing what the demo needs (QEMU igb, backports kernel, envtest binaries; cached after the first run)")
+	// apt (QEMU, the kernel) and the kube-apiserver build are independent:
+	// run them together. (Building sluice at the same time is slower: two
+	// builds compile the same k8s.io packages twice before either caches
+	// them.)
 	var assets string
-	var assetsErr, buildErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { assets, assetsErr = testenv.Assets() })
-	if d.runDir, err = vm.NewRunDir(""); err != nil {
-		return err
-	}
-	bin := filepath.Join(d.runDir, "bin")
-	wg.Go(func() { buildErr = d.buildAll(ctx, bin) })
+	var assetsErr error
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		assets, assetsErr = testenv.Assets()
+	}()
 	depsErr := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh"))
-	wg.Wait()
-	if err := errors.Join(depsErr, assetsErr, buildErr); err != nil {
+	<-built
+	if err := errors.Join(depsErr, assetsErr); err != nil {
 		return err
 	}
 	k, err := vm.FindKernel("", "")
 	if err != nil {
 		return err
 	}
-	d.done("QEMU with igb, guest kernel %s; envtest binaries in %s; sluice, sluice-cni, host-local and the node driver in %s", k.Version, assets, bin)
+	d.done("QEMU with igb, guest kernel %s; envtest binaries in %s", k.Version, assets)
+
+	d.begin("Building sluice, sluice-cni, host-local IPAM and the node driver")
+	if d.runDir, err = vm.NewRunDir(""); err != nil {
+		return err
+	}
+	bin := filepath.Join(d.runDir, "bin")
+	if err := d.buildAll(ctx, bin); err != nil {
+		return err
+	}
+	d.done("into %s", bin)
 
 	d.begin("Starting a control plane (kube-apiserver v1.37 + etcd, sluice CRDs)")
 	env, err := testenv.Start()
@@ -196,9 +206,11 @@ func (d *demo) buildAll(ctx context.Context, bin string) error {
 
 // goBuild builds one binary of this module (or of a module it requires).
 func (d *demo) goBuild(ctx context.Context, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Dir = d.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	// The flags of hack/envtest-bins.sh and the Makefile, so the packages
+	// compiled for one are reused by the others.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false -trimpath", "GOTOOLCHAIN=local")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}

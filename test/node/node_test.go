@@ -30,12 +30,10 @@ import (
 	"time"
 
 	"github.com/sluice-net/sluice/test/node/vm"
+	"github.com/sluice-net/sluice/test/testenv"
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
+func repoRoot() string { return testenv.RepoRoot() }
 
 func goBin() string {
 	if p, err := exec.LookPath("go"); err == nil {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -30,11 +29,26 @@ import (
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
 
-// RepoRoot is the repository's top directory, found from this file's path.
+// RepoRoot is the repository's top directory: the nearest directory above
+// the working directory (a test's is its package's) whose go.mod is this
+// module's. Source file paths cannot tell: builds use -trimpath.
 func RepoRoot() string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	dir, err := os.Getwd()
+	if err != nil {
+		panic(fmt.Sprintf("testenv: working directory: %v", err))
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.HasPrefix(string(b), "module "+module+"\n") {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			panic(fmt.Sprintf("testenv: no go.mod of %s above %s", module, dir))
+		}
+	}
 }
+
+// module is this repository's module path.
+const module = "github.com/sluice-net/sluice"
 
 // Assets returns the directory holding kube-apiserver and etcd: the
 // KUBEBUILDER_ASSETS variable when set, else what hack/envtest-bins.sh
