@@ -16,10 +16,7 @@ import (
 // agentCommand binds the flags of 'sluice agent'.
 func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	var o agent.Options
-	namespace := os.Getenv("POD_NAMESPACE")
-	if namespace == "" {
-		namespace = agent.DefaultNamespace
-	}
+	namespace := envOr("POD_NAMESPACE", agent.DefaultNamespace)
 	kubeconfig.RegisterFlags(fs)
 	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's Kubernetes name, also its NodeNetworkState's (NODE_NAME when set)")
 	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the drain slot Leases, the agent's own (POD_NAMESPACE when set)")

@@ -17,10 +17,7 @@ import (
 // operatorCommand binds the flags of 'sluice operator'.
 func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	var o controllers.Options
-	namespace := os.Getenv("POD_NAMESPACE")
-	if namespace == "" {
-		namespace = controllers.DefaultNamespace
-	}
+	namespace := envOr("POD_NAMESPACE", controllers.DefaultNamespace)
 	kubeconfig.RegisterFlags(fs)
 	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the operator, its node DaemonSet and its leader election lease (POD_NAMESPACE when set)")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint; "0" turns it off`)
