@@ -48,16 +48,16 @@ manifests: generate ## Regenerate config/agent/daemonset.yaml from the operator'
 	SLUICE_UPDATE_MANIFESTS=1 go test -count=1 -run TestNodeDaemonSetManifestUpToDate ./controllers/
 
 .PHONY: verify-generate
-verify-generate: manifests ## Fail when generated files differ from the committed ones.
-	@git diff --exit-code -- api config || { echo "run 'make manifests' and commit the result"; exit 1; }
-
-.PHONY: bundle
-bundle: $(KUSTOMIZE) ## Regenerate the OLM bundle (bundle/) from config/ at VERSION.
-	go run ./hack/bundle -kustomize $(KUSTOMIZE) -version $(VERSION) -out bundle
-
-.PHONY: verify-bundle
-verify-bundle: bundle ## Fail when bundle/ differs from what config/ generates.
-	@test -z "$$(git status --porcelain -- bundle)" || { git status --short -- bundle; git diff -- bundle; echo "run 'make bundle' and commit the result"; exit 1; }
+verify-generate: $(CONTROLLER_GEN) ## Fail when the CRDs, the operator's RBAC or the deepcopy code are stale.
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=$$tmp/crd && \
+	$(CONTROLLER_GEN) rbac:roleName=sluice-operator paths=./controllers/... output:rbac:artifacts:config=$$tmp/rbac && \
+	diff -r $$tmp/crd config/crd/bases && diff $$tmp/rbac/role.yaml config/rbac/role.yaml \
+		|| { echo "CRDs or RBAC are stale: run 'make generate'"; exit 1; }; \
+	cp api/v1alpha1/zz_generated.deepcopy.go $$tmp/deepcopy.go && \
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/... && \
+	cmp -s $$tmp/deepcopy.go api/v1alpha1/zz_generated.deepcopy.go \
+		|| { echo "api/v1alpha1/zz_generated.deepcopy.go was stale (now regenerated): commit it"; exit 1; }
 
 .PHONY: fmt
 fmt:
@@ -84,7 +84,7 @@ bench: envtest-assets ## Benchmarks of every part and the emulated node; writes 
 ##@ Test
 
 .PHONY: test
-test: vet envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); installs what it needs.
+test: vet verify-generate envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); installs what it needs.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE) go test -count=1 $(GO_PACKAGES)
 
