@@ -162,10 +162,11 @@ func (d *demo) run(ctx context.Context) error {
 			"SLUICE_DEMO_OUT":        filepath.Join(d.runDir, "out"),
 			"SLUICE_DEMO_NODE":       nodeName,
 		},
-		RunDir:  d.runDir,
-		PFs:     1,
-		Timeout: 8 * time.Minute,
-		Console: io.MultiWriter(console, lines),
+		RunDir:   d.runDir,
+		HostDirs: []string{d.root}, // the samples; a clone under /tmp is bound into the guest
+		PFs:      1,
+		Timeout:  8 * time.Minute,
+		Console:  io.MultiWriter(console, lines),
 	})
 	lines.flush()
 	if err != nil {

@@ -246,6 +246,9 @@ func runGroup(ctx context.Context, t *testing.T, g *vmGroup, runDir, guestRun st
 	opts := g.opts
 	opts.Script = script.String()
 	opts.RunDir = runDir
+	for _, s := range g.suites {
+		opts.HostDirs = append(opts.HostDirs, s.Dir) // each suite runs in its package directory
+	}
 	opts.Timeout = vmTimeout + 3*time.Minute
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < opts.Timeout {
 		opts.Timeout = time.Until(dl)

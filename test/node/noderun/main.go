@@ -54,8 +54,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	wd, err := os.Getwd()
+	if err != nil {
+		fatal(err)
+	}
 	res, err := vm.Run(ctx, vm.Options{
-		Script: script, Env: envMap, PFs: *pfs, IOMMU: *iommu,
+		Script: script, Env: envMap, PFs: *pfs, IOMMU: *iommu, HostDirs: []string{wd},
 		Timeout: *timeout, Console: os.Stdout,
 	})
 	if res != nil {

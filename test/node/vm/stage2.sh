@@ -40,6 +40,8 @@ $bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 for l in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 stderr:/proc/self/fd/2; do
 	$bb ln -sf "${l#*:}" "/dev/${l%%:*}"
 done
+# The host's /tmp stays reachable under /.host-tmp for SLUICE_NODE_HOST_TMP_DIRS.
+$bb mkdir -p /.host-tmp && $bb mount -o bind /tmp /.host-tmp || die "bind the host's /tmp to /.host-tmp"
 $bb mount -t tmpfs -o mode=1777 tmpfs /tmp || die "mount /tmp"
 $bb mount -t tmpfs -o mode=0755 tmpfs /run || die "mount /run"
 $bb mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
@@ -57,6 +59,10 @@ $bb mkdir -p "$rundir"
 $bb mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 rundir "$rundir" ||
 	die "mount the run directory over 9p (QEMU -virtfs mount_tag=rundir)"
 . "$rundir/.node.env" || die "read $rundir/.node.env"
+for d in $SLUICE_NODE_HOST_TMP_DIRS; do
+	$bb mkdir -p "$d" && $bb mount -o bind "/.host-tmp/${d#/tmp/}" "$d" ||
+		die "bind the host's $d into the guest's /tmp"
+done
 
 if [ -n "$SLUICE_NODE_MODULES" ]; then
 	modprobe -a $SLUICE_NODE_MODULES || die "modprobe -a $SLUICE_NODE_MODULES"

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,12 @@ type Options struct {
 	// means a new directory under <CacheDir>/runs, returned in
 	// Result.RunDir; the caller removes it.
 	RunDir string
+	// HostDirs are host directories the guest needs at the same path, such
+	// as the package directory a test binary runs in. Everything outside
+	// /tmp is visible already through the shared root; a directory under
+	// /tmp (a fresh tmpfs in the guest) is bound back from the host's /tmp,
+	// so that a clone under /tmp works too.
+	HostDirs []string
 	// Files are copied into RunDir before boot: run-directory-relative
 	// destination -> host source path. File modes are kept.
 	Files map[string]string
@@ -228,6 +235,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if runDir == "/tmp" || strings.HasPrefix(runDir, "/tmp/") {
 		return nil, fmt.Errorf("vm: run directory %q is under /tmp, which is a fresh tmpfs in the guest", runDir)
 	}
+	for _, d := range opts.HostDirs {
+		if !filepath.IsAbs(d) || strings.ContainsAny(d, " \t\n,'\"\\") {
+			return nil, fmt.Errorf("vm: host directory %q: give an absolute path without spaces, commas, quotes or backslashes", d)
+		}
+	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -326,6 +338,13 @@ func nodeEnv(runDir string, opts Options) string {
 	}
 	fmt.Fprintf(&b, "export SLUICE_NODE_IOMMU=%s\n", iommu)
 	fmt.Fprintf(&b, "export SLUICE_NODE_PF_COUNT=%d\n", opts.PFs)
+	var tmpDirs []string
+	for _, d := range opts.HostDirs {
+		if d = filepath.Clean(d); strings.HasPrefix(d, "/tmp/") && !slices.Contains(tmpDirs, d) {
+			tmpDirs = append(tmpDirs, d)
+		}
+	}
+	fmt.Fprintf(&b, "export SLUICE_NODE_HOST_TMP_DIRS=%s\n", ShellQuote(strings.Join(tmpDirs, " ")))
 	keys := make([]string, 0, len(opts.Env))
 	for k := range opts.Env {
 		keys = append(keys, k)

@@ -118,13 +118,15 @@ func TestShellQuote(t *testing.T) {
 func TestNodeEnvAndArgs(t *testing.T) {
 	opts := Options{PFs: 2, IOMMU: true, Modules: []string{"igb", "igbvf"}, CPUs: 2, MemoryMB: 2048,
 		Env: map[string]string{"B": "x y", "A": "it's"}, Kernel: &Kernel{Image: "/boot/vmlinuz-x"},
-		KernelArgs: []string{"ib_core.netns_mode=0"}}
+		KernelArgs: []string{"ib_core.netns_mode=0"},
+		HostDirs:   []string{"/work/repo/test/x", "/tmp/clone/test/a", "/tmp/clone/test/a/", "/tmp/clone/test/b"}}
 	env := nodeEnv("/cache/runs/1", opts)
-	out, err := exec.Command("sh", "-c", env+`printf '%s|%s|%s|%s|%s' "$SLUICE_NODE_RUNDIR" "$SLUICE_NODE_MODULES" "$SLUICE_NODE_PF_COUNT" "$A" "$B"`).Output()
+	out, err := exec.Command("sh", "-c", env+`printf '%s|%s|%s|%s|%s|%s' "$SLUICE_NODE_RUNDIR" "$SLUICE_NODE_MODULES" "$SLUICE_NODE_PF_COUNT" "$A" "$B" "$SLUICE_NODE_HOST_TMP_DIRS"`).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(out); got != "/cache/runs/1|igb igbvf|2|it's|x y" {
+	// Only directories under /tmp need binding, each once.
+	if got := string(out); got != "/cache/runs/1|igb igbvf|2|it's|x y|/tmp/clone/test/a /tmp/clone/test/b" {
 		t.Errorf("node env evaluates to %q", got)
 	}
 	args := strings.Join(qemuArgs(opts, "/cache/initrd", "/cache/runs/1"), " ")
@@ -154,6 +156,12 @@ func TestRunRejectsBadOptions(t *testing.T) {
 	} {
 		if _, err := Run(t.Context(), o); err == nil {
 			t.Errorf("%s: Run succeeded", name)
+		}
+	}
+	for _, d := range []string{"test/node", "/tmp/a b"} {
+		_, err := Run(t.Context(), Options{Script: "true", Kernel: k, RunDir: "/var/tmp/x", HostDirs: []string{d}})
+		if err == nil || !strings.Contains(err.Error(), "host directory") {
+			t.Errorf("host directory %q: Run gave %v, want an error naming the host directory", d, err)
 		}
 	}
 }
