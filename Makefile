@@ -86,7 +86,8 @@ bench: envtest-assets ## Benchmarks of every part and the emulated node; writes 
 .PHONY: test
 test: vet verify-generate envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); installs what it needs.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
-	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE) go test -count=1 $(GO_PACKAGES)
+	go build -o $(BIN)/testsummary ./hack/testsummary
+	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE) go test -count=1 -json $(GO_PACKAGES) | $(BIN)/testsummary
 
 .PHONY: envtest-assets
 envtest-assets: ## Build (or take from the cache) kube-apiserver and etcd for envtest.
