@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/host"
 )
 
 // DefaultDir is where the records live on a node.
@@ -36,6 +37,15 @@ type Record struct {
 	// HostIfName is the VF netdev's name in the host namespace before ADD;
 	// empty for a VF without netdev (vfio-pci).
 	HostIfName string `json:"hostIfName,omitempty"`
+	// PFName and VFIndex locate the VF on its PF. OriginalVF and
+	// OriginalNetdev are the VF's PF-side settings and its netdev's state
+	// before ADD (nil without a netdev): the CNI keeps them here as well as
+	// in its cache entry, so that a DEL or GC whose cache entry is gone
+	// still restores the VF completely.
+	PFName         string            `json:"pfName,omitempty"`
+	VFIndex        int               `json:"vfIndex"`
+	OriginalVF     *host.VFSettings  `json:"originalVF,omitempty"`
+	OriginalNetdev *host.NetdevState `json:"originalNetdev,omitempty"`
 	// RDMADevice is the RDMA device moved into the pod with the VF (exclusive
 	// RDMA mode), empty otherwise.
 	RDMADevice string `json:"rdmaDevice,omitempty"`

@@ -112,13 +112,14 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		PCIAddress: conf.PCI, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
 		PodNamespace: conf.Args.PodNamespace, PodName: conf.Args.PodName, PodUID: conf.Args.PodUID,
 		Network: conf.Name, Created: time.Now().UTC(),
+		PFName: vf.PFName, VFIndex: vf.Index, OriginalVF: &e.Original,
 	}
 	if hasNetdev {
 		st, err := hostNS.Netdev(vf.Netdev)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read VF netdev: %w", err)
 		}
-		e.Netdev = &st
+		e.Netdev, rec.OriginalNetdev = &st, &st
 		rec.HostIfName = st.Name
 	}
 	switch {

@@ -202,14 +202,17 @@ func TestDelAfterNetnsDeleted(t *testing.T) {
 
 func TestDelWithoutCacheEntry(t *testing.T) {
 	e := newEnv(t, 1)
+	before := e.snapshot()
 	pod := newNS(t)
-	args := cmdArgs(pod, "c1", "net1", e.conf(vfAddr(0), nil))
+	args := cmdArgs(pod, "c1", "net1", e.conf(vfAddr(0), map[string]any{"vlan": 30, "trust": "on", "mac": "02:00:00:00:00:42", "mtu": 1400}))
 	e.mustAdd(args)
 	if err := os.RemoveAll(filepath.Join(e.dir, "cache")); err != nil {
 		t.Fatal(err)
 	}
 	e.mustDel(args)
-	// The record gave the host name back; the address is released.
+	// The record gave back the host name, the netdev's MAC, MTU and state
+	// and the VF's settings; the address is released.
+	e.requireSame(before, "ADD, cache removed, DEL")
 	if l := links(t, e.hostNS)[vfNetdev(0)]; l.Alias != vfAddr(0) {
 		t.Errorf("VF netdev not back under its name: %+v", links(t, e.hostNS))
 	}
@@ -228,18 +231,16 @@ func TestDelWithoutCacheEntry(t *testing.T) {
 
 func TestDelWithoutCacheAndNetns(t *testing.T) {
 	e := newEnv(t, 1)
+	before := e.snapshot()
 	pod := newNS(t)
-	args := cmdArgs(pod, "c1", "net1", e.conf(vfAddr(0), nil))
+	args := cmdArgs(pod, "c1", "net1", e.conf(vfAddr(0), map[string]any{"vlan": 12, "spoofchk": "off", "mtu": 1300}))
 	e.mustAdd(args)
-	os.RemoveAll(filepath.Join(e.dir, "cache"))
+	if err := os.RemoveAll(filepath.Join(e.dir, "cache")); err != nil {
+		t.Fatal(err)
+	}
 	refund(t, e, pod, "net1", "net1")
 	e.mustDel(args)
-	if l := links(t, e.hostNS)[vfNetdev(0)]; l.Alias != vfAddr(0) {
-		t.Errorf("VF netdev not renamed back: %+v", links(t, e.hostNS))
-	}
-	if _, ok := e.record(vfAddr(0)); ok || len(e.ipamLeases()) != 0 {
-		t.Errorf("record or leases left: %v", e.ipamLeases())
-	}
+	e.requireSame(before, "ADD, cache removed, netns gone, DEL")
 }
 
 func TestIPReleasedAndReused(t *testing.T) {

@@ -187,25 +187,8 @@ func TestGC(t *testing.T) {
 		t.Error("GC of another network released this network's attachment")
 	}
 	e.mustDel(cmdArgs(pods[0], "keep", "net1", conf(0)))
-	// Without its cache entry only the netdev's name is known (from the
-	// record): the VF keeps the network's VLAN until the next ADD sets its
-	// own, and its netdev stays down.
-	if s := e.state().VFs[vfAddr(2)].Settings; s.VLAN != 40 {
-		t.Errorf("VF without cache entry: settings %+v", s)
-	}
-	zero := 0
-	if err := e.node.ConfigureVF(pfName, 2, host.VFConfig{VLAN: &zero, VLANProto: host.VLANProto8021Q}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.hostNS.Do(func(ns.NetNS) error {
-		l, err := netlink.LinkByName(vfNetdev(2))
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// The VF whose cache entry was gone got its settings (VLAN 40 off) and
+	// its netdev's state back from the attachment record.
 	e.requireSame(before, "ADDs, GC, DEL")
 }
 

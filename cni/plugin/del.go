@@ -62,6 +62,19 @@ func (t *target) withEntry(e entry) {
 	}
 }
 
+// fromRecord stands the attachment record in for a missing cache entry;
+// the address is released with the request's IPAM configuration.
+func (t *target) fromRecord(r attachment.Record) {
+	t.entry = &entry{
+		Network: r.Network, ContainerID: r.ContainerID, IfName: r.IfName, Netns: r.Netns,
+		PCIAddress: r.PCIAddress, PFName: r.PFName, VFIndex: r.VFIndex, Original: *r.OriginalVF,
+		Netdev: r.OriginalNetdev, RDMADevice: r.RDMADevice,
+	}
+	if t.netns == "" {
+		t.netns = r.Netns
+	}
+}
+
 // release restores the VF of t (netdev, RDMA device, PF-side settings),
 // releases its IPAM address and removes its attachment record and cache
 // entry, in that order. Missing pieces are skipped; the only failures
@@ -82,6 +95,9 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 		}
 		// A record of another attachment means the VF is someone else's now.
 		recOK = recOK && rec.ContainerID == t.containerID && rec.IfName == t.ifName
+		if t.entry == nil && recOK && rec.OriginalVF != nil {
+			t.fromRecord(rec) // the cache entry is gone: the record has the same state
+		}
 		if t.entry != nil || recOK {
 			var r *attachment.Record
 			if recOK {
@@ -139,7 +155,8 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 	case t.entry != nil:
 		orig, rdmaDev = t.entry.Netdev, t.entry.RDMADevice
 	case rec != nil && rec.HostIfName != "":
-		// No cache entry: the name is all that is known.
+		// No cache entry and a record of an older sluice-cni: the name is
+		// all that is known.
 		orig, rdmaDev = &host.NetdevState{Name: rec.HostIfName}, rec.RDMADevice
 	}
 

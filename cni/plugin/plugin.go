@@ -9,7 +9,7 @@
 // MAC, MTU and state, the RDMA device it moves, and the network
 // configuration) and an attachment record (package attachment, keyed by
 // PCI address) that tells the device plugin and the agent which pod holds
-// the VF. DEL uses them to restore the VF and removes them last. All of
+// the VF, with the same original state. DEL uses them to restore the VF and removes them last. All of
 // ADD, DEL and GC for one VF hold an exclusive flock on the VF's lock file.
 //
 // # DEL without a namespace or a cache entry
@@ -17,10 +17,11 @@
 // When the pod's namespace is gone, the kernel has already returned the VF's
 // netdev to the initial namespace (physical netdevs are returned, under the
 // pod's name or devN when that is taken): DEL finds it by PCI address and
-// gives it back its name and state. Without a cache entry DEL does what the
-// attachment record allows (the host name), or, with neither, only releases
-// the IPAM address: it never fails because state is missing, so it can run
-// any number of times.
+// gives it back its name and state. Without a cache entry DEL restores the
+// VF from the attachment record (a record of an older sluice-cni gives only
+// the host name), with the request's IPAM configuration; with neither it
+// only releases the IPAM address: it never fails because state is missing,
+// so it can run any number of times.
 //
 // # RDMA
 //
