@@ -59,6 +59,14 @@ verify-generate: $(CONTROLLER_GEN) ## Fail when the CRDs, the operator's RBAC or
 	cmp -s $$tmp/deepcopy.go api/v1alpha1/zz_generated.deepcopy.go \
 		|| { echo "api/v1alpha1/zz_generated.deepcopy.go was stale (now regenerated): commit it"; exit 1; }
 
+.PHONY: bundle
+bundle: $(KUSTOMIZE) ## Regenerate the OLM bundle (bundle/) from config/ at VERSION.
+	go run ./hack/bundle -kustomize $(KUSTOMIZE) -version $(VERSION) -out bundle
+
+.PHONY: verify-bundle
+verify-bundle: bundle ## Fail when bundle/ differs from what config/ generates.
+	@test -z "$$(git status --porcelain -- bundle)" || { git status --short -- bundle; git diff -- bundle; echo "run 'make bundle' and commit the result"; exit 1; }
+
 .PHONY: fmt
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -53,13 +53,16 @@ func normalizeHex(s string) string {
 // and, if so, the VF ranges the policy claims on it (sorted, overlapping
 // entries merged).
 //
-// Every set field must match. netFilter is not evaluated: NodeNetworkState
-// status carries no network metadata for a PF, so a policy's netFilter
-// neither selects nor excludes anything (it is reserved for when the agent
-// reports it). A PF whose link type the agent did not report is not picked
-// by a policy that names a linkType.
+// Every set field must match. A PF whose link type the agent did not report
+// is not picked by a policy that names a linkType. The agent reports no
+// network metadata for PFs (netFilter's OpenStack networks), so a policy
+// with a netFilter picks nothing rather than every PF its other fields
+// match: its Ready condition says why (netFilterUnsupported).
 func (p *compiledPolicy) selectPF(pf *sluicev1.InterfaceStatus) ([]vfRange, bool) {
 	sel := &p.policy.Spec.NicSelector
+	if sel.NetFilter != "" {
+		return nil, false
+	}
 	if sel.Vendor != "" && normalizeHex(string(sel.Vendor)) != normalizeHex(pf.Vendor) {
 		return nil, false
 	}
@@ -129,4 +132,10 @@ func sameSelectionInputs(a, b []sluicev1.InterfaceStatus) bool {
 		return x.Name == y.Name && x.PCIAddress == y.PCIAddress && x.Vendor == y.Vendor &&
 			x.DeviceID == y.DeviceID && x.LinkType == y.LinkType && x.TotalVfs == y.TotalVfs
 	})
+}
+
+// netFilterUnsupported is the Ready message of a policy with a netFilter.
+func netFilterUnsupported(filter string) string {
+	return fmt.Sprintf("spec.nicSelector.netFilter %q selects no PF: sluice's node agent reports no network metadata (OpenStack networks) for PFs, "+
+		"and a filter it cannot evaluate must not widen the selection; remove netFilter and select the PFs with vendor, deviceID, pfNames or rootDevices", filter)
 }

@@ -155,6 +155,8 @@ func readyCondition(p *sluicev1.NetworkNodePolicy, out policyOutcome) metav1.Con
 	switch {
 	case out.invalid != nil:
 		c.Reason, c.Message = ReasonInvalidSpec, out.invalid.Error()
+	case out.matched == 0 && p.Spec.NicSelector.NetFilter != "":
+		c.Reason, c.Message = ReasonNoMatchingNodes, netFilterUnsupported(p.Spec.NicSelector.NetFilter)
 	case out.matched == 0:
 		c.Reason = ReasonNoMatchingNodes
 		c.Message = "no node matching spec.nodeSelector reports a PF that spec.nicSelector and spec.linkType select"

@@ -67,6 +67,22 @@ func TestPolicyStatusReadiness(t *testing.T) {
 	}
 }
 
+// A netFilter the agent cannot evaluate selects nothing, and says so: it
+// must not widen the policy to every PF its other fields match.
+func TestPolicyStatusNetFilter(t *testing.T) {
+	p := testPolicy("openstack", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) {
+		s.NicSelector.NetFilter = "openstack/NetworkID:3f1b"
+	})
+	if r := merge(testNode(nil), p); len(r.Spec.Interfaces) != 0 {
+		t.Errorf("a netFilter policy selected %+v", r.Spec.Interfaces)
+	}
+	st, ready, _ := statusOf(p, []*sluicev1.NetworkNodePolicy{p}, []nodeView{{name: "n1", state: stateFor("n1", sluicev1.SyncSucceeded, true)}})
+	if st.MatchedNodes != 0 || ready.Reason != ReasonNoMatchingNodes ||
+		!strings.Contains(ready.Message, "spec.nicSelector.netFilter") || !strings.Contains(ready.Message, "remove netFilter") {
+		t.Errorf("status %+v, Ready %+v", st, ready)
+	}
+}
+
 func TestPolicyStatusInsufficientVFsAndInvalidSpec(t *testing.T) {
 	big := testPolicy("big", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 32 })
 	views := []nodeView{{name: "n1", state: stateFor("n1", sluicev1.SyncSucceeded, true, big)}}

@@ -43,8 +43,10 @@ type NicSelector struct {
 	// +kubebuilder:validation:MaxItems=64
 	RootDevices []PCIAddress `json:"rootDevices,omitempty"`
 	// NetFilter selects PFs by the network they attach to, as
-	// "openstack/NetworkID:<uuid>"; matched against the node's reported
-	// network metadata when present.
+	// "openstack/NetworkID:<uuid>" (sriov-network-operator's field, kept so
+	// its policies load unchanged). The node agent reports no network
+	// metadata yet, so a policy with a netFilter selects no PF (its Ready
+	// condition says so) rather than every PF the other fields match.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	NetFilter string `json:"netFilter,omitempty"`
