@@ -2,9 +2,8 @@ package deviceplugin
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/vishvananda/netlink"
+	"github.com/sluice-net/sluice/host"
 )
 
 // LinkEvents is a source of network link changes (a netdev appearing,
@@ -20,45 +19,5 @@ type LinkEvents interface {
 type netlinkEvents struct{}
 
 func (netlinkEvents) Subscribe(ctx context.Context) (<-chan string, error) {
-	updates := make(chan netlink.LinkUpdate, 256)
-	done := make(chan struct{})
-	// A receive error (ENOBUFS when events came faster than read) ends
-	// netlink's reader, which closes updates.
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ReceiveBufferSize: 1 << 20})
-	if err != nil {
-		close(done)
-		return nil, fmt.Errorf("subscribe to netlink link events: %w", err)
-	}
-	out := make(chan string, 64)
-	go func() {
-		defer func() {
-			close(done)
-			// Let netlink's reader finish a blocked send and close updates.
-			go func() {
-				for range updates {
-				}
-			}()
-			close(out)
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				name := ""
-				if u.Link != nil {
-					name = u.Attrs().Name
-				}
-				// A full buffer already holds a pending rescan.
-				select {
-				case out <- name:
-				default:
-				}
-			}
-		}
-	}()
-	return out, nil
+	return host.SubscribeLinks(ctx)
 }

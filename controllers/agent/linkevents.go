@@ -5,21 +5,19 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/vishvananda/netlink"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-net/sluice/host"
 )
 
 // watchLinks triggers a sync when netdevs appear, vanish or change (VFs
 // created or destroyed behind the agent's back, a driver reset), at most
-// once per quiet period. Without netlink events (a restricted container)
-// it returns and the periodic resync alone finds drift.
+// once per quiet period. Without netlink events (a restricted container, or
+// a subscription that failed) it returns and the periodic resync alone
+// finds drift.
 func watchLinks(ctx context.Context, quiet time.Duration, trigger func(), log logr.Logger) error {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) { log.V(1).Info("netlink link events", "error", err.Error()) },
-	}); err != nil {
+	updates, err := host.SubscribeLinks(ctx)
+	if err != nil {
 		log.Info("no netlink link events; drift is found by the periodic resync only", "error", err.Error())
 		return nil
 	}
@@ -30,6 +28,9 @@ func watchLinks(ctx context.Context, quiet time.Duration, trigger func(), log lo
 			return nil
 		case _, ok := <-updates:
 			if !ok {
+				if ctx.Err() == nil {
+					log.Info("netlink link events ended; drift is found by the periodic resync only")
+				}
 				return nil
 			}
 			if timer == nil {
