@@ -10,12 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sluice-net/sluice/cni/internal/jsonfile"
 	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/host"
 )
@@ -92,43 +92,26 @@ func (d Dir) Put(r Record) error {
 
 // Get returns the record of a VF; ok is false when it is not attached.
 func (d Dir) Get(pci string) (r Record, ok bool, err error) {
-	b, err := os.ReadFile(d.path(pci))
-	if errors.Is(err, os.ErrNotExist) {
-		return Record{}, false, nil
-	}
-	if err != nil {
-		return Record{}, false, fmt.Errorf("read attachment of %s: %w", pci, err)
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Record{}, false, fmt.Errorf("parse attachment %s: %w", d.path(pci), err)
+	if ok, err = jsonfile.Read(d.path(pci), &r); err != nil || !ok {
+		return Record{}, false, wrap("attachment of "+pci, err)
 	}
 	return r, true, nil
 }
 
 // Delete removes a VF's record; a missing record is not an error.
 func (d Dir) Delete(pci string) error {
-	if err := os.Remove(d.path(pci)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove attachment of %s: %w", pci, err)
-	}
-	return nil
+	return wrap("attachment of "+pci, jsonfile.Remove(d.path(pci)))
 }
 
 // List returns every record, sorted by PCI address. An absent directory is
 // an empty registry.
 func (d Dir) List() ([]Record, error) {
-	entries, err := os.ReadDir(d.root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := jsonfile.Names(d.root)
 	if err != nil {
-		return nil, fmt.Errorf("list attachments: %w", err)
+		return nil, fmt.Errorf("attachments: %w", err)
 	}
 	var out []Record
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for _, name := range names {
 		r, ok, err := d.Get(strings.TrimSuffix(name, ".json"))
 		if err != nil {
 			return nil, err
@@ -139,6 +122,13 @@ func (d Dir) List() ([]Record, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PCIAddress < out[j].PCIAddress })
 	return out, nil
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Attached returns the set of attached VF PCI addresses.

@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
+	"github.com/sluice-net/sluice/cni/internal/jsonfile"
 	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/host"
 )
@@ -60,22 +60,15 @@ func (c cache) get(containerID, ifName string) (e entry, ok bool, err error) {
 }
 
 func (c cache) read(path string) (e entry, ok bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return entry{}, false, nil
+	if ok, err = jsonfile.Read(path, &e); err != nil {
+		return entry{}, false, fmt.Errorf("cache entry: %w", err)
 	}
-	if err != nil {
-		return entry{}, false, fmt.Errorf("read cache entry: %w", err)
-	}
-	if err := json.Unmarshal(b, &e); err != nil {
-		return entry{}, false, fmt.Errorf("parse cache entry %s: %w", path, err)
-	}
-	return e, true, nil
+	return e, ok, nil
 }
 
 func (c cache) remove(containerID, ifName string) error {
-	if err := os.Remove(c.path(containerID, ifName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove cache entry: %w", err)
+	if err := jsonfile.Remove(c.path(containerID, ifName)); err != nil {
+		return fmt.Errorf("cache entry: %w", err)
 	}
 	return nil
 }
@@ -83,20 +76,14 @@ func (c cache) remove(containerID, ifName string) error {
 // list returns every readable entry, sorted by file name; unreadable ones
 // are returned as errors beside them.
 func (c cache) list() ([]entry, error) {
-	names, err := os.ReadDir(c.dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := jsonfile.Names(c.dir)
 	if err != nil {
-		return nil, fmt.Errorf("list cache: %w", err)
+		return nil, fmt.Errorf("cache: %w", err)
 	}
 	var out []entry
 	var errs []error
 	for _, n := range names {
-		if !strings.HasSuffix(n.Name(), ".json") || strings.HasPrefix(n.Name(), ".") {
-			continue
-		}
-		e, ok, err := c.read(filepath.Join(c.dir, n.Name()))
+		e, ok, err := c.read(filepath.Join(c.dir, n))
 		if err != nil {
 			errs = append(errs, err)
 			continue
