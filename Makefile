@@ -34,8 +34,20 @@ all: build
 
 .PHONY: build
 build: ## Build bin/sluice and bin/sluice-cni.
-	go build -o $(BIN)/sluice .
+	go build -ldflags "-X main.version=v$(VERSION)" -o $(BIN)/sluice .
 	go build -ldflags "-s -w" -o $(BIN)/sluice-cni ./cni
+
+# The image's names (the first is the manifests'), and the archive.
+IMAGE_NAMES ?= $(IMG)
+IMAGE_ARCHIVE ?= _out/sluice-image.tar
+
+.PHONY: image
+image: build ## Build the sluice image as an OCI archive (IMAGE_ARCHIVE) from make build's binaries, without a container engine.
+	@mkdir -p $(dir $(IMAGE_ARCHIVE))
+	go run ./hack/image -out $(IMAGE_ARCHIVE) $(foreach n,$(IMAGE_NAMES),-name $(n)) \
+		-add /usr/local/bin/sluice=$(BIN)/sluice -add /usr/local/bin/sluice-cni=$(BIN)/sluice-cni \
+		-passwd -entrypoint /usr/local/bin/sluice -user 0:0
+	@echo "$(IMAGE_ARCHIVE): $(IMAGE_NAMES) (ctr -n k8s.io images import $(IMAGE_ARCHIVE))"
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy, CRDs and RBAC from the API markers.
@@ -91,11 +103,25 @@ bench: envtest-assets ## Benchmarks of every part and the emulated node; writes 
 
 ##@ Test
 
+# The real-cluster suite boots its own VM: it runs after the other
+# packages (whose emulated-node suite boots one too), never beside them.
+CLUSTER_PKG := ./test/node/cluster
+
 .PHONY: test
-test: vet verify-generate envtest-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU); installs what it needs.
+test: vet verify-generate envtest-assets cluster-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU) + the real-cluster node; installs what it needs.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go build -o $(BIN)/testsummary ./hack/testsummary
-	KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE) go test -count=1 -json $(GO_PACKAGES) | $(BIN)/testsummary
+	export KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE); \
+	{ go test -count=1 -json $$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$'); \
+	  go test -count=1 -json -timeout 80m $(CLUSTER_PKG); } | $(BIN)/testsummary
+
+.PHONY: cluster-assets
+cluster-assets: ## Build (or take from the cache) the real-cluster node's binaries: Kubernetes, containerd, runc, Multus, CNI plugins.
+	@hack/cluster-bins.sh >/dev/null
+
+.PHONY: test-cluster
+test-cluster: cluster-assets ## Only the real-cluster suite (control plane on the host, kubelet + containerd + Multus in the emulated node).
+	go test -count=1 -v -timeout 80m $(CLUSTER_PKG)
 
 .PHONY: envtest-assets
 envtest-assets: ## Build (or take from the cache) kube-apiserver and etcd for envtest.

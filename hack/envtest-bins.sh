@@ -3,7 +3,9 @@
 # archives: both are built from source through the Go module proxy and cached
 # by version outside the repository. Prints the directory to use as
 # KUBEBUILDER_ASSETS on stdout (everything else goes to stderr).
-# ENVTEST_KUBECTL=1 builds kubectl too (nothing in the repository needs it).
+# ENVTEST_KUBECTL=1 builds kubectl too; KUBE_CMDS="kubelet kube-proxy ..."
+# builds those commands of k8s.io/kubernetes/cmd as well, at the same version
+# and in the same module (hack/cluster-bins.sh uses it for the real node).
 #
 # Idempotent: a second run with the binaries in the cache only prints the path.
 set -euo pipefail
@@ -15,9 +17,12 @@ ASSETS="$CACHE_ROOT/envtest/k8s-${KUBE_VERSION}-etcd-${ETCD_VERSION}"
 
 log() { echo "envtest-bins: $*" >&2; }
 
-want_kubectl="${ENVTEST_KUBECTL:-0}"
+cmds=(kube-apiserver ${KUBE_CMDS:-})
+[[ "${ENVTEST_KUBECTL:-0}" == 1 ]] && cmds+=(kubectl)
 have_all() {
-  [[ -x "$ASSETS/kube-apiserver" && -x "$ASSETS/etcd" ]] && { [[ "$want_kubectl" != 1 ]] || [[ -x "$ASSETS/kubectl" ]]; }
+  [[ -x "$ASSETS/etcd" ]] || return 1
+  local c
+  for c in "${cmds[@]}"; do [[ -x "$ASSETS/$c" ]] || return 1; done
 }
 if have_all; then
   echo "$ASSETS"
@@ -36,7 +41,7 @@ export GOFLAGS="-buildvcs=false -trimpath -mod=mod"
 build_kube() {
   local dir="$work/kube-$KUBE_VERSION"
   mkdir -p "$dir"
-  log "building kube-apiserver $KUBE_VERSION from the module proxy (cold: ~6 min on 2 cores)"
+  log "building ${cmds[*]} $KUBE_VERSION from the module proxy (cold: ~6 min on 2 cores for kube-apiserver)"
   ( cd "$dir"
     go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" >/dev/null
     local kmod
@@ -58,14 +63,12 @@ build_kube() {
       echo ")"
     } > go.mod
     local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-    if [[ ! -x "$ASSETS/kube-apiserver" ]]; then
-      go build -ldflags "$ld" -o "$ASSETS/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-      mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
-    fi
-    if [[ "$want_kubectl" == 1 && ! -x "$ASSETS/kubectl" ]]; then
-      go build -ldflags "$ld" -o "$ASSETS/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-      mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
-    fi
+    local c
+    for c in "${cmds[@]}"; do
+      [[ -x "$ASSETS/$c" ]] && continue
+      go build -ldflags "$ld" -o "$ASSETS/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+      mv "$ASSETS/$c.tmp" "$ASSETS/$c"
+    done
   )
 }
 

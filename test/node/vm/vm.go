@@ -103,6 +103,20 @@ type Options struct {
 	Kernel *Kernel
 	// QEMU is the emulator binary; qemu-system-x86_64 when empty.
 	QEMU string
+	// Forwards are TCP ports on the host's loopback forwarded to the
+	// guest's management address (QEMU user networking's hostfwd), so that
+	// the host reaches servers in a running guest (the real-cluster node's
+	// kubelet and its exec server).
+	Forwards []Forward
+	// Disk is a raw disk image attached as the guest's /dev/vda
+	// (virtio-blk): state that persists across runs of the same node, as a
+	// real node's /var does across reboots. Empty: none.
+	Disk string
+}
+
+// Forward is one host loopback port forwarded to a guest port.
+type Forward struct {
+	HostPort, GuestPort int
 }
 
 // Result is what a run produced.
@@ -238,6 +252,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, d := range opts.HostDirs {
 		if !filepath.IsAbs(d) || strings.ContainsAny(d, " \t\n,'\"\\") {
 			return nil, fmt.Errorf("vm: host directory %q: give an absolute path without spaces, commas, quotes or backslashes", d)
+		}
+	}
+	if strings.ContainsAny(opts.Disk, " \t\n,'\"\\") {
+		return nil, fmt.Errorf("vm: disk image %q: spaces, commas, quotes and backslashes are not supported", opts.Disk)
+	}
+	for _, f := range opts.Forwards {
+		if f.HostPort <= 0 || f.HostPort > 65535 || f.GuestPort <= 0 || f.GuestPort > 65535 {
+			return nil, fmt.Errorf("vm: forward %d->%d: ports must be 1..65535", f.HostPort, f.GuestPort)
 		}
 	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
@@ -383,7 +405,7 @@ func qemuArgs(opts Options, initrd, runDir string) []string {
 		"-kernel", opts.Kernel.Image, "-initrd", initrd,
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		"-virtfs", "local,path="+runDir+",mount_tag=rundir,security_model=none,multidevs=remap",
-		"-netdev", "user,id=mgmt", "-device", "virtio-net-pci,netdev=mgmt,romfile=",
+		"-netdev", "user,id=mgmt"+hostForwards(opts.Forwards), "-device", "virtio-net-pci,netdev=mgmt,romfile=",
 		"-netdev", "user,id=uplink,net=10.0.3.0/24", "-netdev", "hubport,id=hub0up,hubid=0,netdev=uplink",
 	)
 	for i := 0; i < opts.PFs; i++ {
@@ -393,8 +415,20 @@ func qemuArgs(opts Options, initrd, runDir string) []string {
 			"-device", fmt.Sprintf("igb,bus=rp%d,netdev=pf%d,romfile=", i+1, i),
 		)
 	}
+	if opts.Disk != "" {
+		args = append(args, "-drive", "file="+opts.Disk+",if=virtio,format=raw,cache=unsafe,discard=unmap")
+	}
 	cmdline = append(cmdline, opts.KernelArgs...)
 	return append(args, "-append", strings.Join(cmdline, " "))
+}
+
+// hostForwards is the hostfwd part of the management NIC's -netdev user.
+func hostForwards(fw []Forward) string {
+	var b strings.Builder
+	for _, f := range fw {
+		fmt.Fprintf(&b, ",hostfwd=tcp:127.0.0.1:%d-:%d", f.HostPort, f.GuestPort)
+	}
+	return b.String()
 }
 
 // console collects the serial output and notes when the node became ready.

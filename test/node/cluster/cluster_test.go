@@ -1,0 +1,531 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/sluice-net/sluice/test/node/vm"
+	"github.com/sluice-net/sluice/test/testenv"
+)
+
+// The pool and network of config/samples' emulated-igb policy and
+// VFNetwork, as a user applies them.
+const (
+	poolResource = corev1.ResourceName("sluice.dev/igb-vf")
+	demoNS       = "demo"
+	netName      = "igb-net"
+)
+
+var nnsGVR = schema.GroupVersionResource{Group: "sluice.dev", Version: "v1alpha1", Resource: "nodenetworkstates"}
+
+// TestCluster installs sluice into a real cluster exactly as a user does
+// and runs pods with VFs through the real kubelet, containerd, Multus and
+// scheduler. Each step needs the ones before it.
+func TestCluster(t *testing.T) {
+	if os.Getenv("SLUICE_SKIP_NODE") == "1" || os.Getenv("SLUICE_SKIP_CLUSTER") == "1" {
+		t.Skip("SLUICE_SKIP_NODE=1 or SLUICE_SKIP_CLUSTER=1")
+	}
+	if testing.Short() {
+		t.Skip("the real-cluster node takes minutes: skipped with -short")
+	}
+	ctx := context.Background()
+	root := testenv.RepoRoot()
+	if err := vm.EnsureDeps(ctx, filepath.Join(root, "hack", "node-deps.sh")); err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatalf("emulated node: %v", err)
+		}
+		t.Skipf("emulated node: %v", err)
+	}
+	dir, err := vm.NewRunDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("SLUICE_NODE_KEEP") == "1" {
+			t.Logf("cluster directory kept: %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	start := time.Now()
+	c, err := Up(ctx, Config{Root: root, Dir: dir, Console: consoleLog(t, dir),
+		Progress: func(f string, a ...any) { t.Logf(f, a...) }})
+	if err != nil {
+		t.Fatalf("cluster up: %v", err)
+	}
+	defer c.Down()
+	t.Logf("cluster up in %s: %s", time.Since(start).Round(time.Second), strings.Join(c.Timings, ", "))
+	e := &e2e{c: c, ctx: ctx}
+	e.dyn, err = dynamic.NewForConfig(c.CP.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		name string
+		fn   func(t *testing.T)
+	}{
+		{"InstallWithKustomize", e.install},
+		{"PolicyAdvertisesPool", e.policy},
+		{"PodsPingOverVFs", e.podsPing},
+		{"PendingBeyondCapacity", e.pendingBeyondCapacity},
+		{"KubeletRestart", e.kubeletRestart},
+		{"AgentPodDeleted", e.agentPodDeleted},
+		{"PodDeletedGivesVFBack", e.podDeleted},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, s.fn) {
+			e.dumpState(t)
+			t.Fatalf("step %s failed; later steps need it", s.name)
+		}
+	}
+}
+
+type e2e struct {
+	c   *Cluster
+	ctx context.Context
+	dyn dynamic.Interface
+}
+
+func consoleLog(t *testing.T, dir string) *os.File {
+	f, err := os.Create(filepath.Join(dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// eventually polls cond every interval until it returns true or timeout
+// passes; the last error is the failure message.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, last)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (e *e2e) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := e.c.Run(e.ctx, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// install: `kubectl apply -k config/default`, then the operator Deployment
+// and the node DaemonSet run as real pods from the built image.
+func (e *e2e) install(t *testing.T) {
+	e.kubectl(t, "apply", "--server-side", "-k", "config/default")
+	cs := e.c.CP.Client
+	eventually(t, 6*time.Minute, "operator Deployment available and node DaemonSet ready", func() (bool, error) {
+		d, err := cs.AppsV1().Deployments("sluice-system").Get(e.ctx, "sluice-operator", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ds, err := cs.AppsV1().DaemonSets("sluice-system").Get(e.ctx, "sluice-node", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if d.Status.AvailableReplicas < 1 || ds.Status.NumberReady < 1 {
+			return false, fmt.Errorf("operator available %d, agent ready %d/%d", d.Status.AvailableReplicas, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+		}
+		return true, nil
+	})
+	// Both run the manifests' image, which came from the OCI archive.
+	pods, err := cs.CoreV1().Pods("sluice-system").List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		for _, st := range p.Status.ContainerStatuses {
+			if st.Image != SluiceImage {
+				t.Errorf("pod %s container %s runs %s, want %s", p.Name, st.Name, st.Image, SluiceImage)
+			}
+		}
+	}
+	if out, err := e.c.Node.Sh(e.ctx, "test -x /opt/cni/bin/sluice-cni && echo ok"); err != nil || !strings.Contains(out, "ok") {
+		t.Errorf("the DaemonSet's init container did not install sluice-cni into /opt/cni/bin: %v", err)
+	}
+}
+
+// policy: the emulated-igb policy and VFNetwork samples give VFs, a
+// Succeeded NodeNetworkState, the pool in the real kubelet's capacity and
+// allocatable, and the NetworkAttachmentDefinition.
+func (e *e2e) policy(t *testing.T) {
+	e.kubectl(t, "label", "node", NodeName, "sluice.dev/emulated=true", "--overwrite")
+	e.kubectl(t, "apply", "-f", "config/samples/namespace_demo.yaml",
+		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml")
+	eventually(t, 5*time.Minute, "NodeNetworkState Succeeded", func() (bool, error) {
+		u, err := e.dyn.Resource(nnsGVR).Get(e.ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		st, _, _ := unstructured.NestedString(u.Object, "status", "syncStatus")
+		msg, _, _ := unstructured.NestedString(u.Object, "status", "lastSyncError")
+		return st == "Succeeded", fmt.Errorf("syncStatus %q %s", st, msg)
+	})
+	eventually(t, 3*time.Minute, "4 sluice.dev/igb-vf in the node's capacity and allocatable", func() (bool, error) {
+		n, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		capacity, alloc := n.Status.Capacity[poolResource], n.Status.Allocatable[poolResource]
+		return capacity.Value() == 4 && alloc.Value() == 4, fmt.Errorf("capacity %s, allocatable %s", capacity.String(), alloc.String())
+	})
+	out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/net/*/device/sriov_numvfs | head -1 | xargs cat")
+	if err != nil || strings.TrimSpace(out) != "4" {
+		t.Errorf("sriov_numvfs on the node: %q %v, want 4", out, err)
+	}
+	e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", netName)
+}
+
+// workloadDeployment is two pods with a VF each from the pool.
+func workloadDeployment(name string, replicas int32, vfs int64) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: demoNS},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels,
+					Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": netName}},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: new(int64),
+					Containers: []corev1.Container{{
+						Name: "app", Image: TestPodImage, ImagePullPolicy: corev1.PullIfNotPresent,
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{poolResource: *resource.NewQuantity(vfs, resource.DecimalSI)},
+							Limits:   corev1.ResourceList{poolResource: *resource.NewQuantity(vfs, resource.DecimalSI)},
+						},
+						SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_RAW"}}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// networkStatus is one entry of the k8s.v1.cni.cncf.io/network-status
+// annotation.
+type networkStatus struct {
+	Name       string          `json:"name"`
+	Interface  string          `json:"interface"`
+	IPs        []string        `json:"ips"`
+	Mac        string          `json:"mac"`
+	DeviceInfo json.RawMessage `json:"device-info"`
+}
+
+func podNetworks(p *corev1.Pod) ([]networkStatus, error) {
+	raw := p.Annotations["k8s.v1.cni.cncf.io/network-status"]
+	if raw == "" {
+		return nil, fmt.Errorf("pod %s has no network-status annotation", p.Name)
+	}
+	var st []networkStatus
+	return st, json.Unmarshal([]byte(raw), &st)
+}
+
+func (e *e2e) runningPods(t *testing.T, app string, n int, timeout time.Duration) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	eventually(t, timeout, fmt.Sprintf("%d Running pods of %s", n, app), func() (bool, error) {
+		l, err := e.c.CP.Client.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return false, err
+		}
+		pods = pods[:0]
+		var states []string
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			ready := p.Status.Phase == corev1.PodRunning
+			for _, c := range p.Status.ContainerStatuses {
+				ready = ready && c.Ready
+			}
+			if ready {
+				pods = append(pods, p)
+			}
+			states = append(states, p.Name+"="+string(p.Status.Phase)+podReason(&p))
+		}
+		return len(pods) == n, fmt.Errorf("pods: %s", strings.Join(states, ", "))
+	})
+	return pods
+}
+
+func podReason(p *corev1.Pod) string {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Waiting != nil {
+			return "(" + c.State.Waiting.Reason + ": " + c.State.Waiting.Message + ")"
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Status != corev1.ConditionTrue && c.Message != "" {
+			return "(" + c.Message + ")"
+		}
+	}
+	return ""
+}
+
+// net1IP is the pod's address on its sluice VF, from network-status.
+func net1IP(t *testing.T, p *corev1.Pod) string {
+	t.Helper()
+	nets, err := podNetworks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		if n.Interface == "net1" && len(n.IPs) > 0 {
+			return n.IPs[0]
+		}
+	}
+	t.Fatalf("pod %s: no net1 with an address in network-status %s", p.Name, p.Annotations["k8s.v1.cni.cncf.io/network-status"])
+	return ""
+}
+
+// podsPing: two pods of a Deployment get VFs through the scheduler, the
+// kubelet's Allocate and Multus calling sluice-cni, and ping each other
+// over the VFs.
+func (e *e2e) podsPing(t *testing.T) {
+	d := workloadDeployment("pingers", 2, 1)
+	if _, err := e.c.CP.Client.AppsV1().Deployments(demoNS).Create(e.ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := e.runningPods(t, "pingers", 2, 6*time.Minute)
+	for _, p := range pods {
+		nets, err := podNetworks(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("pod %s network-status: %s", p.Name, p.Annotations["k8s.v1.cni.cncf.io/network-status"])
+		found := false
+		for _, n := range nets {
+			if n.Name == demoNS+"/"+netName && n.Interface == "net1" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("pod %s: network-status has no net1 of %s/%s: %+v", p.Name, demoNS, netName, nets)
+		}
+		// net1 in the pod is a VF netdev (igbvf), not a veth.
+		out := e.kubectl(t, "-n", demoNS, "exec", p.Name, "--", "cat", "/sys/class/net/net1/device/uevent")
+		if !strings.Contains(out, "DRIVER=igbvf") {
+			t.Errorf("pod %s: net1 is not an igbvf VF: %s", p.Name, out)
+		}
+	}
+	ip1 := net1IP(t, &pods[1])
+	out := e.kubectl(t, "-n", demoNS, "exec", pods[0].Name, "--", "ping", "-c", "3", "-W", "5", "-I", "net1", ip1)
+	if !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("ping %s over net1: %s", ip1, out)
+	}
+}
+
+// pendingBeyondCapacity: a pod asking for more VFs than are free stays
+// Pending with the scheduler's reason.
+func (e *e2e) pendingBeyondCapacity(t *testing.T) {
+	d := workloadDeployment("greedy", 1, 3)
+	if _, err := e.c.CP.Client.AppsV1().Deployments(demoNS).Create(e.ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "greedy pod Unschedulable for Insufficient sluice.dev/igb-vf", func() (bool, error) {
+		l, err := e.c.CP.Client.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{LabelSelector: "app=greedy"})
+		if err != nil || len(l.Items) != 1 {
+			return false, fmt.Errorf("%d pods, %v", len(l.Items), err)
+		}
+		p := l.Items[0]
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Reason == "Unschedulable" &&
+				strings.Contains(c.Message, "Insufficient "+string(poolResource)) {
+				return p.Status.Phase == corev1.PodPending, nil
+			}
+		}
+		return false, fmt.Errorf("pod %s: %s %+v", p.Name, p.Status.Phase, p.Status.Conditions)
+	})
+	if err := e.c.CP.Client.AppsV1().Deployments(demoNS).Delete(e.ctx, "greedy", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *e2e) allocatable(t *testing.T) (capacity, alloc int64) {
+	n, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, a := n.Status.Capacity[poolResource], n.Status.Allocatable[poolResource]
+	return c.Value(), a.Value()
+}
+
+// vfsInPods counts the igbvf netdevs outside the node's initial network
+// namespace.
+func (e *e2e) vfsInPods(t *testing.T) int {
+	t.Helper()
+	out, err := e.c.Node.Sh(e.ctx, `n=0; for v in /sys/bus/pci/drivers/igbvf/0000:*; do [ -d "$v/net" ] && [ -n "$(ls "$v/net")" ] || n=$((n+1)); done; echo $n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Sscan(strings.TrimSpace(out), &n)
+	return n
+}
+
+// kubeletRestart: the kubelet restarts; the pool is allocatable again,
+// running pods keep their VFs, a new pod is admitted.
+func (e *e2e) kubeletRestart(t *testing.T) {
+	before := e.runningPods(t, "pingers", 2, time.Minute)
+	if _, err := e.c.Node.Sh(e.ctx, "pkill -x kubelet"); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	time.Sleep(3 * time.Second)
+	eventually(t, 3*time.Minute, "pool allocatable again after the kubelet restart", func() (bool, error) {
+		c, a := e.allocatable(t)
+		return c == 4 && a == 4, fmt.Errorf("capacity %d allocatable %d", c, a)
+	})
+	t.Logf("kubelet restart -> %s allocatable back: %s", poolResource, time.Since(restarted).Round(100*time.Millisecond))
+	after := e.runningPods(t, "pingers", 2, 2*time.Minute)
+	for i := range before {
+		found := false
+		for _, p := range after {
+			found = found || (p.UID == before[i].UID && p.Status.ContainerStatuses[0].RestartCount == before[i].Status.ContainerStatuses[0].RestartCount)
+		}
+		if !found {
+			t.Errorf("pod %s was replaced or restarted by the kubelet restart", before[i].Name)
+		}
+	}
+	if n := e.vfsInPods(t); n != 2 {
+		t.Errorf("%d VFs in pods after the kubelet restart, want 2", n)
+	}
+	// A new pod is admitted and gets a VF.
+	if _, err := e.c.CP.Client.AppsV1().Deployments(demoNS).Create(e.ctx, workloadDeployment("third", 1, 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.runningPods(t, "third", 1, 4*time.Minute)
+	if err := e.c.CP.Client.AppsV1().Deployments(demoNS).Delete(e.ctx, "third", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Minute, "third pod gone and its VF back", func() (bool, error) {
+		l, err := e.c.CP.Client.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{LabelSelector: "app=third"})
+		if err != nil {
+			return false, err
+		}
+		n := e.vfsInPods(t)
+		return len(l.Items) == 0 && n == 2, fmt.Errorf("%d third pods, %d VFs in pods", len(l.Items), n)
+	})
+}
+
+// agentPodDeleted: the DaemonSet recreates a deleted agent pod; no pod is
+// evicted and no VF reset.
+func (e *e2e) agentPodDeleted(t *testing.T) {
+	cs := e.c.CP.Client
+	before := e.runningPods(t, "pingers", 2, time.Minute)
+	macs, err := e.c.Node.Sh(e.ctx, "ip -o link show | grep -c 'vf [0-9]' ; ip link show | grep ' vf ' | sort")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := cs.CoreV1().Pods("sluice-system").List(e.ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node-agent"})
+	if err != nil || len(l.Items) != 1 {
+		t.Fatalf("agent pods: %d, %v", len(l.Items), err)
+	}
+	old := l.Items[0]
+	if err := cs.CoreV1().Pods("sluice-system").Delete(e.ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 4*time.Minute, "a new agent pod Ready", func() (bool, error) {
+		l, err := cs.CoreV1().Pods("sluice-system").List(e.ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node-agent"})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range l.Items {
+			if p.UID != old.UID && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].Ready {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%d agent pods, none new and Ready", len(l.Items))
+	})
+	eventually(t, 2*time.Minute, "pool allocatable after the agent restart", func() (bool, error) {
+		c, a := e.allocatable(t)
+		return c == 4 && a == 4, fmt.Errorf("capacity %d allocatable %d", c, a)
+	})
+	after := e.runningPods(t, "pingers", 2, time.Minute)
+	for i := range before {
+		if before[i].UID != after[0].UID && before[i].UID != after[1].UID {
+			t.Errorf("pod %s did not survive the agent's restart", before[i].Name)
+		}
+	}
+	macsAfter, err := e.c.Node.Sh(e.ctx, "ip -o link show | grep -c 'vf [0-9]' ; ip link show | grep ' vf ' | sort")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if macs != macsAfter {
+		t.Errorf("VF settings changed across the agent's restart:\nbefore %s\nafter %s", macs, macsAfter)
+	}
+	if n := e.vfsInPods(t); n != 2 {
+		t.Errorf("%d VFs in pods after the agent restart, want 2", n)
+	}
+}
+
+// podDeleted: a deleted pod's VF returns to the host and is advertised
+// again, with no record left for it.
+func (e *e2e) podDeleted(t *testing.T) {
+	cs := e.c.CP.Client
+	pods := e.runningPods(t, "pingers", 2, time.Minute)
+	victim := pods[0]
+	if err := cs.CoreV1().Pods(demoNS).Delete(e.ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Minute, "deleted pod gone", func() (bool, error) {
+		_, err := cs.CoreV1().Pods(demoNS).Get(e.ctx, victim.Name, metav1.GetOptions{})
+		return err != nil, fmt.Errorf("pod %s still there", victim.Name)
+	})
+	e.runningPods(t, "pingers", 2, 4*time.Minute)
+	if n := e.vfsInPods(t); n != 2 {
+		t.Errorf("%d VFs in pods with two pods running, want 2", n)
+	}
+	out, err := e.c.Node.Sh(e.ctx, "grep -rl "+string(victim.UID)+" /var/lib/cni /run/sluice /var/lib/sluice 2>/dev/null; true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out) != "" {
+		t.Errorf("records of the deleted pod %s left on the node: %s", victim.Name, out)
+	}
+}
+
+// dumpState logs what helps after a failure: pods, events, node logs.
+func (e *e2e) dumpState(t *testing.T) {
+	out, _ := e.c.Run(e.ctx, "get", "pods", "-A", "-o", "wide")
+	t.Logf("pods:\n%s", out)
+	out, _ = e.c.Run(e.ctx, "get", "events", "-A", "--sort-by=.lastTimestamp")
+	t.Logf("events:\n%s", lastLines(out, 40))
+	for _, s := range []string{"kubelet", "containerd"} {
+		t.Logf("%s log tail:\n%s", s, e.c.Node.Log(s, 30))
+	}
+	if err := e.c.CP.Exited(); err != nil {
+		t.Logf("control plane: %v", err)
+	}
+}

@@ -1,0 +1,83 @@
+# The real-cluster node's boot, run by the emulated node (test/node/vm) as
+# its guest script: what a node image's systemd units do on a real node.
+# The node's /var/lib and /var/log live on a disk image that persists
+# across reboots; everything else is the host's root seen through an
+# overlay in guest memory, as before.
+#
+# From the host (environment): CLUSTER_FILES (kubeconfigs, configs, image
+# archives), CLUSTER_NODE_BIN (containerd, runc, CNI plugins, Multus),
+# CLUSTER_KUBE_BIN (kubelet, kube-proxy), CLUSTER_NODE_IP.
+set -u
+log() { echo "cluster-node: $*"; }
+logs="$SLUICE_NODE_RUNDIR/logs"
+mkdir -p "$logs"
+stopfile="$SLUICE_NODE_RUNDIR/stop"
+rm -f "$stopfile"
+
+modprobe -a virtio_blk ext4 overlay br_netfilter bridge veth nf_tables nft_chain_nat nft_ct nft_masq nft_nat \
+	nft_compat nf_conntrack nf_nat xt_MASQUERADE xt_conntrack xt_comment xt_mark 2>&1 | head -5
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+mkdir -p /mnt/node
+mount -t ext4 /dev/vda /mnt/node || { log "cannot mount the node disk /dev/vda"; exit 1; }
+for d in lib/kubelet lib/containerd lib/cni lib/sluice log; do
+	mkdir -p "/mnt/node/$d" "/var/$d"
+	mount --bind "/mnt/node/$d" "/var/$d"
+done
+mount --make-rshared /
+boots=$(cat /mnt/node/boots 2>/dev/null || echo 0)
+echo $((boots + 1)) >/mnt/node/boots
+log "node disk mounted (boot $((boots + 1)))"
+
+sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 \
+	fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=65536 kernel.panic=10
+
+# The node image: runtime, CNI plugins, configuration.
+mkdir -p /usr/local/bin /opt/cni/bin /etc/cni/net.d/multus.d /etc/kubernetes /etc/containerd
+cp "$CLUSTER_NODE_BIN/containerd" "$CLUSTER_NODE_BIN/containerd-shim-runc-v2" "$CLUSTER_NODE_BIN/ctr" \
+	"$CLUSTER_NODE_BIN/runc" "$CLUSTER_KUBE_BIN/kubelet" "$CLUSTER_KUBE_BIN/kube-proxy" /usr/local/bin/
+for p in bridge host-local loopback portmap multus; do cp "$CLUSTER_NODE_BIN/$p" /opt/cni/bin/; done
+cp "$CLUSTER_FILES/ca.crt" "$CLUSTER_FILES/kubelet.kubeconfig" "$CLUSTER_FILES/kube-proxy.kubeconfig" \
+	"$CLUSTER_FILES/kubelet.yaml" "$CLUSTER_FILES/kube-proxy.yaml" /etc/kubernetes/
+cp "$CLUSTER_FILES/00-multus.conf" /etc/cni/net.d/
+cp "$CLUSTER_FILES/multus.kubeconfig" /etc/cni/net.d/multus.d/
+cp "$CLUSTER_FILES/containerd.toml" /etc/containerd/config.toml
+
+# supervise NAME CMD...: run CMD again a second after it exits, until the
+# node stops: systemd's Restart=always.
+supervise() {
+	name=$1
+	shift
+	(
+		while [ ! -e "$stopfile" ]; do
+			echo "=== start $(date +%T)" >>"$logs/$name.log"
+			"$@" >>"$logs/$name.log" 2>&1
+			echo "=== exit $? $(date +%T)" >>"$logs/$name.log"
+			sleep 1
+		done
+	) &
+}
+
+"$CLUSTER_FILES/nodeexec" -listen ":7070" >>"$logs/nodeexec.log" 2>&1 &
+supervise containerd containerd --config /etc/containerd/config.toml
+i=0
+while [ ! -S /run/containerd/containerd.sock ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+for img in "$CLUSTER_FILES"/images/*.tar; do
+	ctr -n k8s.io images import --local "$img" >>"$logs/images.log" 2>&1 || log "import $img failed"
+done
+log "containerd up, images imported"
+supervise kubelet kubelet --config /etc/kubernetes/kubelet.yaml --kubeconfig /etc/kubernetes/kubelet.kubeconfig \
+	--hostname-override sluice-node --node-ip "$CLUSTER_NODE_IP" --v=2
+supervise kube-proxy kube-proxy --config /etc/kubernetes/kube-proxy.yaml --v=1
+log "kubelet and kube-proxy started"
+
+while [ ! -e "$stopfile" ]; do sleep 0.5; done
+log "stopping"
+pkill -x kubelet
+pkill -x kube-proxy
+sleep 1
+pkill -x containerd
+pkill -f containerd-shim-runc-v2
+sleep 1
+sync
+exit 0
