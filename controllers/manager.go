@@ -128,6 +128,12 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
+	// Without Multus's CRD the VFNetwork controller's cache never syncs and
+	// the manager fails after minutes with a timeout; say what is missing.
+	nadGVK := nadv1.SchemeGroupVersion.WithKind("NetworkAttachmentDefinition")
+	if _, err := mgr.GetRESTMapper().RESTMapping(nadGVK.GroupKind(), nadGVK.Version); err != nil {
+		return nil, fmt.Errorf("the NetworkAttachmentDefinition CRD (%s) is not installed: install Multus, or another meta-plugin that installs it, before sluice: %w", nadGVK.GroupVersion(), err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)
 	}

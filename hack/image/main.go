@@ -159,7 +159,7 @@ func run(out string, names, adds, links, envs []string, libs, passwd bool, entry
 		if err := lp.AppendImage(img,
 			layout.WithAnnotations(map[string]string{
 				// containerd names the imported image after this annotation.
-				"io.containerd.image.name":         n,
+				"io.containerd.image.name":          n,
 				"org.opencontainers.image.ref.name": tag,
 			}),
 			layout.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})); err != nil {

@@ -22,6 +22,8 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-net/sluice/test/testenv"
 )
 
 // Image names. The sluice image carries the manifests' own name; the
@@ -97,7 +99,7 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if c.CP, err = StartControlPlane(ctx, filepath.Join(cfg.Dir, "control-plane"), kubeBin, fwd[0]); err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
-	if err := c.bootstrapRBAC(ctx); err != nil {
+	if err := c.installMultus(ctx); err != nil {
 		return nil, err
 	}
 	lap("control plane")
@@ -146,9 +148,18 @@ func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// bootstrapRBAC grants Multus what its thin plugin reads and writes: the
-// pod (and its network-status annotation) and NetworkAttachmentDefinitions.
-func (c *Cluster) bootstrapRBAC(ctx context.Context) error {
+// installMultus does the cluster side of installing Multus (the node has
+// its binary and configuration): the NetworkAttachmentDefinition CRD, and
+// RBAC for what its thin plugin reads and writes: the pod (and its
+// network-status annotation) and NetworkAttachmentDefinitions.
+func (c *Cluster) installMultus(ctx context.Context) error {
+	crd, err := testenv.NADCRDPath()
+	if err != nil {
+		return err
+	}
+	if _, err := c.Run(ctx, "apply", "-f", crd); err != nil {
+		return fmt.Errorf("NetworkAttachmentDefinition CRD: %w", err)
+	}
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "multus"},
 		Rules: []rbacv1.PolicyRule{

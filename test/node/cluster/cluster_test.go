@@ -90,6 +90,7 @@ func TestCluster(t *testing.T) {
 	for _, s := range steps {
 		if !t.Run(s.name, s.fn) {
 			e.dumpState(t)
+			e.hold(t, dir)
 			t.Fatalf("step %s failed; later steps need it", s.name)
 		}
 	}
@@ -522,10 +523,35 @@ func (e *e2e) dumpState(t *testing.T) {
 	t.Logf("pods:\n%s", out)
 	out, _ = e.c.Run(e.ctx, "get", "events", "-A", "--sort-by=.lastTimestamp")
 	t.Logf("events:\n%s", lastLines(out, 40))
+	out, _ = e.c.Run(e.ctx, "get", "nns", "-o", "jsonpath={.items[*].status.syncStatus} {.items[*].status.lastSyncError}")
+	t.Logf("NodeNetworkState: %s", out)
+	out, err := e.c.Run(e.ctx, "-n", "sluice-system", "logs", "-l", "app.kubernetes.io/component=node-agent", "--tail", "30")
+	t.Logf("agent log (kubectl logs, %v):\n%s", err, out)
+	if o, err := e.c.Node.Sh(e.ctx, "ls -la /run/sluice /var/lib/cni/sluice 2>&1; cat /run/sluice/*.json 2>&1 | head -c 3000"); err == nil {
+		t.Logf("node's sluice files:\n%s", o)
+	}
 	for _, s := range []string{"kubelet", "containerd"} {
 		t.Logf("%s log tail:\n%s", s, e.c.Node.Log(s, 30))
 	}
 	if err := e.c.CP.Exited(); err != nil {
 		t.Logf("control plane: %v", err)
+	}
+}
+
+// hold keeps a failed cluster up for a developer when SLUICE_CLUSTER_HOLD=1,
+// until <dir>/release exists or 30 minutes pass: kubectl with
+// <dir>/control-plane/admin.kubeconfig, and the node through nodeexec at
+// the port in <dir>/exec-port.
+func (e *e2e) hold(t *testing.T, dir string) {
+	if os.Getenv("SLUICE_CLUSTER_HOLD") != "1" {
+		return
+	}
+	_ = os.WriteFile(filepath.Join(dir, "exec-port"), []byte(fmt.Sprint(e.c.Node.execPort)), 0o644)
+	t.Logf("holding the cluster: kubeconfig %s, touch %s/release to end", e.c.CP.AdminKubeconfig, dir)
+	for i := 0; i < 1800; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "release")); err == nil {
+			return
+		}
+		time.Sleep(time.Second)
 	}
 }

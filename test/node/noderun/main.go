@@ -25,6 +25,7 @@ func main() {
 	iommu := flag.Bool("iommu", false, "emulated Intel IOMMU (vfio-pci works)")
 	file := flag.String("f", "", "read the script from this file")
 	keep := flag.Bool("keep", false, "keep the run directory")
+	memory := flag.Int("m", 0, "guest memory in MiB (default: the harness's)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "timeout for the whole run")
 	var env multiFlag
 	flag.Var(&env, "e", "KEY=VALUE exported to the script (repeatable)")
@@ -60,7 +61,7 @@ func main() {
 	}
 	res, err := vm.Run(ctx, vm.Options{
 		Script: script, Env: envMap, PFs: *pfs, IOMMU: *iommu, HostDirs: []string{wd},
-		Timeout: *timeout, Console: os.Stdout,
+		Timeout: *timeout, Console: os.Stdout, MemoryMB: *memory,
 	})
 	if res != nil {
 		fmt.Fprintf(os.Stderr, "noderun: boot %s, total %s, exit %d, run dir %s\n",

@@ -77,7 +77,10 @@ type Options struct {
 	// PCI devices get IOMMU groups and VFs can bind to vfio-pci. (The kernel
 	// has no VFIO no-IOMMU mode, so without it vfio-pci refuses to probe.)
 	IOMMU bool
-	// CPUs and MemoryMB size the VM: 2 and 2048 by default.
+	// CPUs and MemoryMB size the VM: 2 and 2048 by default. Stay below
+	// 2816 MiB: from there on (RAM above 4 GiB in q35's layout) QEMU 10's
+	// igb stops raising its PF's mailbox interrupt, so VFs never get
+	// carrier (measured: 2560 works, 2816, 3072 and 4096 do not).
 	CPUs     int
 	MemoryMB int
 	// MultiThreadTCG runs each vCPU on its own host thread. Off by default:
