@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -80,7 +81,17 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	if rec, ok, err := att.Get(conf.PCI); err != nil {
 		return nil, nil, err
 	} else if ok {
-		return nil, nil, cniError(ErrVFUnavailable, "VF %s is already attached to pod %s as %s (container %s): the device plugin gave it twice, or its DEL has not run", conf.PCI, rec.Pod(), rec.IfName, rec.ContainerID)
+		if !staleRecord(rec, vf) {
+			return nil, nil, cniError(ErrVFUnavailable, "VF %s is already attached to pod %s as %s (container %s): the device plugin gave it twice, or its DEL has not run", conf.PCI, rec.Pod(), rec.IfName, rec.ContainerID)
+		}
+		// The namespace it names is gone and the VF is back on the host:
+		// a reboot, or a runtime that never called DEL. Nothing holds the
+		// VF, so the record describes nothing any more.
+		p.logf("VF %s: taking over the stale attachment of pod %s (container %s): its network namespace %s is gone and the VF is back in the host namespace", conf.PCI, rec.Pod(), rec.ContainerID, rec.Netns)
+		if err := att.Delete(conf.PCI); err != nil {
+			return nil, nil, fmt.Errorf("remove the stale attachment record of VF %s: %w", conf.PCI, err)
+		}
+		_ = cch.remove(rec.ContainerID, rec.IfName)
 	}
 	if _, ok, _ := cch.get(args.ContainerID, args.IfName); ok {
 		return nil, nil, cniError(ErrVFUnavailable, "container %s already has %s from sluice-cni (cache entry in %s): DEL it first", args.ContainerID, args.IfName, cch.dir)
@@ -291,4 +302,17 @@ func (p *Plugin) execIPAM(cmd, ipamType string, conf []byte, a *invoke.Args) (ty
 		return invoke.ExecPluginWithResult(ctx, pluginPath, conf, &args, exe)
 	}
 	return nil, invoke.ExecPluginWithoutResult(ctx, pluginPath, conf, &args, exe)
+}
+
+// staleRecord reports whether an attachment record outlived what it
+// describes: the network namespace it names no longer exists, and the VF
+// is back in the host namespace (its netdev is here, or it has none).
+func staleRecord(rec attachment.Record, vf *host.VF) bool {
+	if rec.Netns == "" {
+		return false
+	}
+	if _, err := os.Stat(rec.Netns); !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	return vf.Driver == host.VfioPci || vf.Netdev != ""
 }

@@ -379,3 +379,50 @@ func TestVfioVF(t *testing.T) {
 	e.mustDel(args)
 	e.requireSame(before, "vfio ADD then DEL")
 }
+
+// A reboot leaves the attachment record and cache entry of a pod whose
+// namespace is gone, and its VF back on the host: the next ADD of that VF
+// takes the record over instead of refusing the VF forever. While the
+// namespace lives, the VF stays refused.
+func TestAddTakesOverStaleRecord(t *testing.T) {
+	e := newEnv(t, 1)
+	before := e.snapshot()
+	old := newNS(t)
+	oldArgs := cmdArgs(old, "c-before-reboot", "net1", e.conf(vfAddr(0), nil))
+	e.mustAdd(oldArgs)
+
+	live := newNS(t)
+	if _, err := e.add(cmdArgs(live, "c-second", "net1", e.conf(vfAddr(0), nil))); cniCode(err) != 100 {
+		t.Fatalf("ADD of a VF attached to a live namespace = %v, want code 100 (VF unavailable)", err)
+	}
+
+	// The "reboot": the namespace goes, the netdev comes back, no DEL.
+	refund(t, e, old, "net1", vfNetdev(0))
+	// A rebooted node's VF comes up as the one before did.
+	if err := e.hostNS.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName(vfNetdev(0))
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.record(vfAddr(0)); !ok {
+		t.Fatal("the stale record is gone before the test could use it")
+	}
+	args := cmdArgs(live, "c-after-reboot", "net1", e.conf(vfAddr(0), nil))
+	e.mustAdd(args)
+	rec, ok := e.record(vfAddr(0))
+	if !ok || rec.ContainerID != "c-after-reboot" {
+		t.Fatalf("record after the takeover: %+v (present %v), want container c-after-reboot", rec, ok)
+	}
+	if l := podLinks(t, live); len(l) != 1 {
+		t.Errorf("the new pod has %v, want its VF as net1", l)
+	}
+	e.mustDel(args)
+	// The old container's cache entry went with its record: its DEL,
+	// should the runtime still send one, finds nothing to do.
+	e.mustDel(oldArgs)
+	e.requireSame(before, "ADD, reboot, ADD over the stale record, DEL")
+}
