@@ -1,56 +1,58 @@
-// Command demo is `make demo`: the whole of sluice on one machine.
+// Command demo is `make demo`: sluice in a real Kubernetes cluster on one
+// machine, used as a user uses it.
 //
-// It installs what it needs (QEMU with the emulated igb NIC and a kernel
-// with SR-IOV and soft-RoCE, envtest binaries built from source), starts a
-// control plane (kube-apiserver + etcd), runs the operator against it,
-// boots an emulated node (QEMU, igb SR-IOV NIC, soft-RoCE), and in the node
-// runs the agent with its device plugin, a stand-in kubelet and the CNI
-// plugin: a NetworkNodePolicy becomes VFs, advertised resources, two
-// attached "pods" (network namespaces) that ping each other, and RDMA
-// devices. Then it tears everything down and prints a summary.
-//
-// The node side is test/demo/node; it prints "demo|" lines on the serial
-// console, which this program shows as they come.
+// It installs and builds what it needs (QEMU with the emulated igb SR-IOV
+// NIC, Kubernetes v1.37.1, containerd, runc, Multus and the CNI plugins,
+// all from source through the Go module proxy and cached), starts the
+// control plane on the host and boots one node (test/node/cluster), then:
+// installs sluice with `kubectl apply -k config/default`; applies the
+// emulated-igb NetworkNodePolicy and VFNetwork samples; runs two pods of a
+// Deployment that each get a VF through the kubelet's device plugin and
+// Multus calling sluice-cni, and pings between them over the VFs; measures
+// a pod with a VF against one without; restarts the kubelet; asks a dry run
+// of a disruptive change; shows the agent's metrics; and prints a summary.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
+	goruntime "runtime"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+	"github.com/sluice-net/sluice/test/node/cluster"
 	"github.com/sluice-net/sluice/test/node/vm"
 	"github.com/sluice-net/sluice/test/testenv"
 )
 
-// nodeName is the emulated node's Kubernetes name.
-const nodeName = "emunode"
+const (
+	namespace = "demo"
+	network   = "igb-net"
+	pool      = corev1.ResourceName("sluice.dev/igb-vf")
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// envtest logs through controller-runtime; the demo reports itself.
-	ctrl.SetLogger(logr.Discard())
-	d := &demo{out: os.Stdout, start: time.Now(), root: testenv.RepoRoot()}
+	d := &demo{out: os.Stdout, start: time.Now(), root: testenv.RepoRoot(), figures: map[string]float64{}}
 	err := d.run(ctx)
+	if d.c != nil {
+		d.begin("Tearing down: node powered off, control plane stopped")
+		d.c.Down()
+	}
 	d.printSummary(err)
 	if err != nil {
 		os.Exit(1)
@@ -58,224 +60,323 @@ func main() {
 }
 
 type demo struct {
-	out    io.Writer
-	start  time.Time
-	root   string
-	runDir string
+	out   io.Writer
+	start time.Time
+	root  string
+	dir   string
+	c     *cluster.Cluster
+	k     client.Client
 
 	mu      sync.Mutex
 	step    string
 	stepAt  time.Time
 	results []string
-	node    map[string]any
+	figures map[string]float64
 }
 
 func (d *demo) run(ctx context.Context) error {
-	var err error
-	fmt.Fprintf(d.out, "sluice demo: SR-IOV VFs and RDMA devices for pods, on one machine (%d cores)\n\n", runtime.NumCPU())
+	fmt.Fprintf(d.out, "sluice demo: SR-IOV VFs for pods of a real Kubernetes cluster, on one machine (%d cores)\n\n", goruntime.NumCPU())
 
-	d.begin("Installing what the demo needs (QEMU igb, backports kernel, envtest binaries; cached after the first run)")
-	// apt (QEMU, the kernel) and the kube-apiserver build are independent:
-	// run them together. (Building sluice at the same time is slower: two
-	// builds compile the same k8s.io packages twice before either caches
-	// them.)
-	var assets string
-	var assetsErr error
-	built := make(chan struct{})
-	go func() {
-		defer close(built)
-		assets, assetsErr = testenv.Assets()
-	}()
-	depsErr := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh"))
-	<-built
-	if err := errors.Join(depsErr, assetsErr); err != nil {
+	d.begin("Installing QEMU with the emulated igb NIC and the guest kernel (cached after the first run)")
+	if err := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh")); err != nil {
 		return err
 	}
 	k, err := vm.FindKernel("", "")
 	if err != nil {
 		return err
 	}
-	d.done("QEMU with igb, guest kernel %s; envtest binaries in %s", k.Version, assets)
+	d.done("guest kernel %s", k.Version)
 
-	d.begin("Building sluice, sluice-cni, host-local IPAM and the node driver")
-	if d.runDir, err = vm.NewRunDir(""); err != nil {
+	if d.dir, err = vm.NewRunDir(""); err != nil {
 		return err
 	}
-	bin := filepath.Join(d.runDir, "bin")
-	if err := d.buildAll(ctx, bin); err != nil {
-		return err
-	}
-	d.done("into %s", bin)
-
-	d.begin("Starting a control plane (kube-apiserver v1.37 + etcd, sluice CRDs)")
-	env, err := testenv.Start()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = env.Stop() }()
-	hostKC := filepath.Join(d.runDir, "host.kubeconfig")
-	guestKC := filepath.Join(d.runDir, "node.kubeconfig")
-	if err := env.WriteKubeconfig(hostKC, ""); err != nil {
-		return err
-	}
-	_, port, _ := net.SplitHostPort(env.HostPort())
-	if err := env.WriteKubeconfig(guestKC, "https://"+vm.HostIP+":"+port); err != nil {
-		return err
-	}
-	for _, ns := range []string{"sluice-system", "demo"} {
-		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			return fmt.Errorf("create namespace %s: %w", ns, err)
-		}
-	}
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
-		"sluice.dev/emulated": "true", "kubernetes.io/hostname": nodeName,
-	}}}
-	if err := env.Client.Create(ctx, node); err != nil {
-		return fmt.Errorf("create node %s: %w", nodeName, err)
-	}
-	d.done("API server at %s (the node reaches it at %s:%s); Node %s labelled sluice.dev/emulated=true", env.Config.Host, vm.HostIP, port, nodeName)
-
-	d.begin("Starting the operator (sluice operator)")
-	stopOperator, err := d.startOperator(ctx, filepath.Join(bin, "sluice"), hostKC)
-	if err != nil {
-		return err
-	}
-	defer stopOperator()
-	d.done("ready; log in %s", filepath.Join(d.runDir, "operator.log"))
-
-	d.begin("Booting the emulated node (QEMU TCG, igb SR-IOV NIC, Debian 6.12 kernel with soft-RoCE)")
-	console, err := os.Create(filepath.Join(d.runDir, "console.log"))
+	console, err := os.Create(filepath.Join(d.dir, "console.log"))
 	if err != nil {
 		return err
 	}
 	defer console.Close()
-	if err := os.MkdirAll(filepath.Join(d.runDir, "out"), 0o755); err != nil {
+	d.begin("Bringing up the cluster")
+	d.c, err = cluster.Up(ctx, cluster.Config{Root: d.root, Dir: d.dir, Console: console,
+		Progress: func(f string, a ...any) { d.info(f, a...) }})
+	if err != nil {
 		return err
 	}
-	lines := &lineFilter{prefix: "demo|", emit: d.nodeLine}
-	res, err := vm.Run(ctx, vm.Options{
-		Script: "exec " + vm.ShellQuote(filepath.Join(bin, "demo-node")),
-		Env: map[string]string{
-			"SLUICE_DEMO_KUBECONFIG": guestKC,
-			"SLUICE_DEMO_BIN":        bin,
-			"SLUICE_DEMO_REPO":       d.root,
-			"SLUICE_DEMO_OUT":        filepath.Join(d.runDir, "out"),
-			"SLUICE_DEMO_NODE":       nodeName,
-		},
-		RunDir:   d.runDir,
-		HostDirs: []string{d.root}, // the samples; a clone under /tmp is bound into the guest
-		PFs:      1,
-		Timeout:  8 * time.Minute,
-		Console:  io.MultiWriter(console, lines),
-	})
-	lines.flush()
-	if err != nil {
-		return fmt.Errorf("emulated node: %w (console in %s)", err, console.Name())
+	d.done("control plane on the host, node %s Ready (%s)", cluster.NodeName, strings.Join(d.c.Timings, ", "))
+	d.kubectl(ctx, "get", "nodes", "-o", "wide")
+	if d.k, err = client.New(d.c.CP.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return err
 	}
-	if b, err := os.ReadFile(filepath.Join(d.runDir, "out", "summary.json")); err == nil {
-		_ = json.Unmarshal(b, &d.node)
-		// make bench collects the figures of several runs.
-		if path := os.Getenv("SLUICE_DEMO_FIGURES"); path != "" {
-			if err := os.WriteFile(path, b, 0o644); err != nil {
-				return fmt.Errorf("SLUICE_DEMO_FIGURES: %w", err)
+
+	d.begin("kubectl apply -k config/default (CRDs, RBAC, operator Deployment, node DaemonSet)")
+	if _, err := d.c.Run(ctx, "apply", "--server-side", "-k", "config/default"); err != nil {
+		return err
+	}
+	if err := cluster.Poll(ctx, 6*time.Minute, time.Second, "operator and node agent Ready", func() (bool, error) {
+		return d.systemReady(ctx)
+	}); err != nil {
+		return err
+	}
+	d.done("operator and agent run from the built image")
+	d.kubectl(ctx, "-n", "sluice-system", "get", "pods", "-o", "wide")
+
+	d.begin("The emulated-igb NetworkNodePolicy and VFNetwork samples")
+	if _, err := d.c.Run(ctx, "label", "node", cluster.NodeName, "sluice.dev/emulated=true", "--overwrite"); err != nil {
+		return err
+	}
+	policyAt := time.Now()
+	if _, err := d.c.Run(ctx, "apply", "-f", "config/samples/namespace_demo.yaml",
+		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml"); err != nil {
+		return err
+	}
+	if err := cluster.Poll(ctx, 5*time.Minute, 250*time.Millisecond, "4 sluice.dev/igb-vf allocatable", func() (bool, error) {
+		c, a, err := d.c.Allocatable(ctx, pool)
+		return err == nil && c == 4 && a == 4, fmt.Errorf("capacity %d, allocatable %d (%v)", c, a, err)
+	}); err != nil {
+		return err
+	}
+	d.figures["policyToAllocatableSeconds"] = time.Since(policyAt).Seconds()
+	d.done("4 VFs created and configured, then advertised: the kubelet reports 4 %s allocatable", pool)
+	d.kubectl(ctx, "get", "networknodepolicies,nodenetworkstates")
+	d.kubectl(ctx, "get", "node", cluster.NodeName, "-o", "jsonpath={.status.allocatable}")
+
+	d.begin("A Deployment of 2 pods, each asking for %s: 1 and the %s network", pool, network)
+	created := time.Now()
+	if err := d.k.Create(ctx, cluster.Workload(namespace, "pingers", network, pool, 2, 1)); err != nil {
+		return err
+	}
+	pods, err := d.c.RunningPods(ctx, namespace, "pingers", 2, 6*time.Minute)
+	if err != nil {
+		return err
+	}
+	d.figures["policyToFirstPodRunningSeconds"] = created.Sub(policyAt).Seconds() + firstRunning(pods, created).Seconds()
+	d.done("both Running %s after their creation (%s after the policy)", time.Since(created).Round(100*time.Millisecond), time.Since(policyAt).Round(time.Second))
+	d.kubectl(ctx, "-n", namespace, "get", "pods", "-o", "wide")
+	for _, p := range pods {
+		nets, err := cluster.PodNetworks(&p)
+		if err != nil {
+			return err
+		}
+		for _, n := range nets {
+			if n.Interface == "net1" {
+				d.info("%s network-status: %s on %s, %v, MAC %s, MTU %d", p.Name, n.Name, n.Interface, n.IPs, n.Mac, n.MTU)
+			}
+		}
+		out, err := d.c.Run(ctx, "-n", namespace, "exec", p.Name, "--", "sh", "-c", "grep -h DRIVER /sys/class/net/net1/device/uevent; basename $(readlink /sys/class/net/net1/device)")
+		if err != nil {
+			return err
+		}
+		d.info("%s: net1 is VF %s", p.Name, strings.Join(strings.Fields(out), " "))
+	}
+	ip, err := cluster.InterfaceIP(&pods[1], "net1")
+	if err != nil {
+		return err
+	}
+	d.begin("ping from %s to %s over the VFs", pods[0].Name, ip)
+	out, err := d.c.Ping(ctx, namespace, pods[0].Name, "net1", ip)
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	d.done("%s", lastLine(out, "rtt"))
+	d.result("2 pods of a Deployment got VFs through the kubelet, Multus and sluice-cni, and pinged each other over them")
+
+	if err := d.podCost(ctx); err != nil {
+		return err
+	}
+	if err := d.kubeletRestart(ctx, pods); err != nil {
+		return err
+	}
+	if err := d.dryRun(ctx, pods); err != nil {
+		return err
+	}
+	return d.metrics(ctx)
+}
+
+func (d *demo) systemReady(ctx context.Context) (bool, error) {
+	var l corev1.PodList
+	if err := d.k.List(ctx, &l, client.InNamespace("sluice-system")); err != nil {
+		return false, err
+	}
+	ready := 0
+	for _, p := range l.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			if c.Ready {
+				ready++
 			}
 		}
 	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("the node's demo exited %d; console in %s, agent log in %s", res.ExitCode, console.Name(), filepath.Join(d.runDir, "out", "agent.log"))
-	}
-	d.begin("Tearing down (node powered off after %s, boot %s)", res.Duration.Round(time.Second), res.Boot.Round(100*time.Millisecond))
-	return nil
+	return ready >= 2, fmt.Errorf("%d of the operator's and agent's containers ready", ready)
 }
 
-// buildAll builds the binaries the demo runs: sluice (the operator on the
-// host, the agent in the node), sluice-cni, host-local and the node driver.
-func (d *demo) buildAll(ctx context.Context, bin string) error {
-	builds := []struct{ out, pkg string }{
-		{"sluice", "."},
-		{"sluice-cni", "./cni"},
-		{"host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
-		{"demo-node", "./test/demo/node"},
+// podCost measures what sluice adds per pod: a pod with a VF against one
+// on the cluster network alone, each created alone on the idle node.
+func (d *demo) podCost(ctx context.Context) error {
+	d.begin("Per-pod cost: pod create to Running, with a VF and without a secondary network")
+	var times []time.Duration
+	for _, w := range []struct {
+		name, network string
+		vfs           int64
+	}{{"plain", "", 0}, {"with-vf", network, 1}} {
+		created := time.Now()
+		if err := d.k.Create(ctx, cluster.Workload(namespace, w.name, w.network, pool, 1, w.vfs)); err != nil {
+			return err
+		}
+		pods, err := d.c.RunningPods(ctx, namespace, w.name, 1, 4*time.Minute)
+		if err != nil {
+			return err
+		}
+		times = append(times, firstRunning(pods, created))
 	}
-	for _, b := range builds {
-		if err := d.goBuild(ctx, filepath.Join(bin, b.out), b.pkg); err != nil {
+	d.figures["podRunningWithoutVFSeconds"] = times[0].Seconds()
+	d.figures["podRunningWithVFSeconds"] = times[1].Seconds()
+	d.done("without %s, with a VF %s (%.2fx)", times[0].Round(100*time.Millisecond), times[1].Round(100*time.Millisecond), times[1].Seconds()/times[0].Seconds())
+	for _, n := range []string{"plain", "with-vf"} {
+		if _, err := d.c.Run(ctx, "-n", namespace, "delete", "deployment", n, "--wait=false"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// goBuild builds one binary of this module (or of a module it requires).
-func (d *demo) goBuild(ctx context.Context, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-	cmd.Dir = d.root
-	// The flags of hack/envtest-bins.sh and the Makefile, so the packages
-	// compiled for one are reused by the others.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false -trimpath", "GOTOOLCHAIN=local")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+// kubeletRestart restarts the kubelet: the pool is allocatable again and
+// the pods keep their VFs.
+func (d *demo) kubeletRestart(ctx context.Context, pods []corev1.Pod) error {
+	d.begin("Restarting the kubelet (the incumbents' \"zero allocatable after restarts\")")
+	if _, err := d.c.Node.Sh(ctx, "pkill -x kubelet"); err != nil {
+		return err
+	}
+	restarted := time.Now()
+	if err := cluster.Poll(ctx, 3*time.Minute, 250*time.Millisecond, "allocatable after the kubelet restart", func() (bool, error) {
+		var n corev1.Node
+		if err := d.k.Get(ctx, client.ObjectKey{Name: cluster.NodeName}, &n); err != nil {
+			return false, err
+		}
+		fresh := false
+		for _, c := range n.Status.Conditions {
+			fresh = fresh || (c.Type == corev1.NodeReady && c.LastHeartbeatTime.After(restarted.Add(time.Second)))
+		}
+		a := n.Status.Allocatable[pool]
+		return fresh && a.Value() == 4, fmt.Errorf("fresh status %v, allocatable %s", fresh, a.String())
+	}); err != nil {
+		return err
+	}
+	d.figures["kubeletRestartToAllocatableSeconds"] = time.Since(restarted).Seconds()
+	after, err := d.c.RunningPods(ctx, namespace, "pingers", 2, time.Minute)
+	if err != nil {
+		return err
+	}
+	kept := 0
+	for _, a := range after {
+		for _, b := range pods {
+			if a.UID == b.UID && a.Status.ContainerStatuses[0].RestartCount == b.Status.ContainerStatuses[0].RestartCount {
+				kept++
+			}
+		}
+	}
+	d.done("4 %s allocatable again %s after the restart; %d of 2 pods kept running with their VFs", pool, time.Since(restarted).Round(100*time.Millisecond), kept)
+	d.result(fmt.Sprintf("kubelet restart: allocatable back in %s, running pods undisturbed", time.Since(restarted).Round(100*time.Millisecond)))
+	return nil
+}
+
+// dryRun asks what a disruptive change would do, without doing it: two
+// more VFs on the PF means destroying all of them (the kernel changes a VF
+// count only through 0), so the pods using them would be evicted.
+func (d *demo) dryRun(ctx context.Context, pods []corev1.Pod) error {
+	d.begin("A disruptive change asked as a dry run: 2 more VFs on the PF")
+	var base sluicev1.NetworkNodePolicy
+	if err := d.k.Get(ctx, client.ObjectKey{Name: "emulated-igb"}, &base); err != nil {
+		return err
+	}
+	grow := &sluicev1.NetworkNodePolicy{ObjectMeta: metav1.ObjectMeta{Name: "emulated-igb-grow"}, Spec: *base.Spec.DeepCopy()}
+	grow.Spec.DryRun = true
+	grow.Spec.NumVfs = base.Spec.NumVfs + 2
+	grow.Spec.Priority = 50
+	grow.Spec.ResourceName = base.Spec.ResourceName + "-extra"
+	grow.Spec.NicSelector.PFNames = []sluicev1.PFName{sluicev1.PFName(fmt.Sprintf("eth0#%d-%d", base.Spec.NumVfs, grow.Spec.NumVfs-1))}
+	if err := d.k.Create(ctx, grow); err != nil {
+		return err
+	}
+	var report *sluicev1.DryRunNode
+	if err := cluster.Poll(ctx, 2*time.Minute, 250*time.Millisecond, "a dry-run report", func() (bool, error) {
+		if err := d.k.Get(ctx, client.ObjectKeyFromObject(grow), grow); err != nil {
+			return false, err
+		}
+		for i := range grow.Status.DryRun {
+			if grow.Status.DryRun[i].Node == cluster.NodeName {
+				report = &grow.Status.DryRun[i]
+			}
+		}
+		return report != nil, fmt.Errorf("status %+v", grow.Status)
+	}); err != nil {
+		return err
+	}
+	d.done("drain required %v; pods to evict %v", report.DrainRequired, report.PodsToEvict)
+	for _, c := range report.Changes {
+		d.info("%s", c)
+	}
+	if err := d.k.Delete(ctx, grow); err != nil {
+		return err
+	}
+	n, err := d.c.Node.Sh(ctx, "cat /sys/class/net/eth0/device/sriov_numvfs")
+	if err != nil {
+		return err
+	}
+	d.info("nothing applied: the PF still has %s VFs", strings.TrimSpace(n))
+	d.result(fmt.Sprintf("dry run of +2 VFs: drain %v, would evict exactly %v", report.DrainRequired, report.PodsToEvict))
+	return nil
+}
+
+func (d *demo) metrics(ctx context.Context) error {
+	d.begin("The agent's Prometheus metrics (:9402 on the node)")
+	out, err := d.c.Node.Sh(ctx, "busybox wget -qO- http://127.0.0.1:9402/metrics | grep -E '^sluice_(deviceplugin_devices|deviceplugin_allocations_total|cni_operations_total|agent_vfs_configured)'")
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	d.done("%d sluice series", len(lines))
+	for _, l := range lines {
+		d.info("%s", l)
 	}
 	return nil
 }
 
-// startOperator runs 'sluice operator' against the control plane and waits
-// for its readiness probe.
-func (d *demo) startOperator(ctx context.Context, sluice, kubeconfig string) (func(), error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	probe := l.Addr().String()
-	l.Close()
-	logf, err := os.Create(filepath.Join(d.runDir, "operator.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(sluice, "operator", "--kubeconfig", kubeconfig, "--namespace", "sluice-system",
-		"--node-image", "sluice:demo", "--metrics-bind-address", "0", "--health-probe-bind-address", probe)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start the operator: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return stop, nil
+func firstRunning(pods []corev1.Pod, created time.Time) time.Duration {
+	var first time.Time
+	for _, p := range pods {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && (first.IsZero() || c.LastTransitionTime.Time.Before(first)) {
+				first = c.LastTransitionTime.Time
 			}
 		}
-		select {
-		case err := <-exited:
-			logf.Close()
-			return nil, fmt.Errorf("the operator exited: %v (log in %s)", err, logf.Name())
-		case <-ctx.Done():
-			stop()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+	}
+	if first.IsZero() {
+		return time.Since(created)
+	}
+	// Conditions have second resolution; never report less than zero.
+	return max(first.Sub(created), 0)
+}
+
+func lastLine(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "packet loss") || strings.HasPrefix(l, prefix) {
+			prefix = l
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("the operator was not ready within 60s (log in %s)", logf.Name())
-		}
+	}
+	return prefix
+}
+
+// kubectl runs kubectl and shows its output indented.
+func (d *demo) kubectl(ctx context.Context, args ...string) {
+	out, err := d.c.Run(ctx, args...)
+	fmt.Fprintf(d.out, "          $ kubectl %s\n", strings.Join(args, " "))
+	if err != nil {
+		fmt.Fprintf(d.out, "          %v\n", err)
+	}
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Fprintf(d.out, "          %s\n", l)
 	}
 }
 
-// begin starts a host step; the previous one, if still open, is done.
+// begin starts a step; the previous one, if still open, is done.
 func (d *demo) begin(format string, a ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -283,41 +384,28 @@ func (d *demo) begin(format string, a ...any) {
 	fmt.Fprintf(d.out, "%s ▶ %s\n", d.clock(), d.step)
 }
 
-// done reports the current host step's result.
+// done reports the current step's result.
 func (d *demo) done(format string, a ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	msg := fmt.Sprintf(format, a...)
-	fmt.Fprintf(d.out, "%s   ✔ %s (%s)\n", d.clock(), msg, time.Since(d.stepAt).Round(100*time.Millisecond))
+	fmt.Fprintf(d.out, "%s   ✔ %s (%s)\n", d.clock(), fmt.Sprintf(format, a...), time.Since(d.stepAt).Round(100*time.Millisecond))
+}
+
+func (d *demo) info(format string, a ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, "          %s\n", fmt.Sprintf(format, a...))
+}
+
+func (d *demo) result(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.results = append(d.results, s)
 }
 
 func (d *demo) clock() string {
 	e := time.Since(d.start).Round(time.Second)
 	return fmt.Sprintf("[%02d:%02d]", int(e.Minutes()), int(e.Seconds())%60)
-}
-
-// nodeLine shows one "demo|KIND text" line from the node: STEP starts a
-// step, OK and INFO report, WARN and FAIL stand out, RESULT goes to the
-// summary.
-func (d *demo) nodeLine(line string) {
-	kind, text, _ := strings.Cut(line, " ")
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch kind {
-	case "STEP":
-		d.step, d.stepAt = text, time.Now()
-		fmt.Fprintf(d.out, "%s ▶ [node] %s\n", d.clock(), text)
-	case "OK":
-		fmt.Fprintf(d.out, "%s   ✔ %s\n", d.clock(), text)
-	case "INFO":
-		fmt.Fprintf(d.out, "          %s\n", text)
-	case "WARN":
-		fmt.Fprintf(d.out, "%s   ! %s\n", d.clock(), text)
-	case "FAIL":
-		fmt.Fprintf(d.out, "%s   ✘ %s\n", d.clock(), text)
-	case "RESULT":
-		d.results = append(d.results, text)
-	}
 }
 
 func (d *demo) printSummary(err error) {
@@ -326,67 +414,37 @@ func (d *demo) printSummary(err error) {
 	for _, r := range d.results {
 		fmt.Fprintf(w, "  %s\n", r)
 	}
-	if len(d.node) > 0 {
-		keys := make([]string, 0, len(d.node))
-		for k := range d.node {
+	if len(d.figures) > 0 {
+		keys := make([]string, 0, len(d.figures))
+		for k := range d.figures {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		var figs []string
 		for _, k := range keys {
-			figs = append(figs, fmt.Sprintf("%s=%v", k, d.node[k]))
+			figs = append(figs, fmt.Sprintf("%s=%.2f", k, d.figures[k]))
 		}
 		fmt.Fprintf(w, "  figures: %s\n", strings.Join(figs, ", "))
+		// make bench collects the figures of several runs.
+		if path := os.Getenv("SLUICE_DEMO_FIGURES"); path != "" {
+			b, _ := json.Marshal(d.figures)
+			if werr := os.WriteFile(path, b, 0o644); werr != nil {
+				fmt.Fprintf(w, "  SLUICE_DEMO_FIGURES: %v\n", werr)
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(w, "  FAILED during %q: %v\n", d.step, err)
-		if d.runDir != "" {
-			fmt.Fprintf(w, "  everything the demo wrote is kept in %s\n", d.runDir)
+		if d.dir != "" {
+			fmt.Fprintf(w, "  everything the demo wrote is kept in %s (node logs in node/logs)\n", d.dir)
 		}
 	} else {
-		fmt.Fprintf(w, "  demo complete in %s; control plane, operator and node stopped\n", time.Since(d.start).Round(time.Second))
-		if d.runDir != "" && os.Getenv("SLUICE_DEMO_KEEP") == "" {
-			_ = os.RemoveAll(d.runDir)
-		} else if d.runDir != "" {
-			fmt.Fprintf(w, "  kept %s (SLUICE_DEMO_KEEP)\n", d.runDir)
+		fmt.Fprintf(w, "  demo complete in %s\n", time.Since(d.start).Round(time.Second))
+		if d.dir != "" && os.Getenv("SLUICE_DEMO_KEEP") == "" {
+			_ = os.RemoveAll(d.dir)
+		} else if d.dir != "" {
+			fmt.Fprintf(w, "  kept %s (SLUICE_DEMO_KEEP)\n", d.dir)
 		}
 	}
 	fmt.Fprintf(w, "─────────────────────────────────────────────────────────────────\n")
-}
-
-// lineFilter passes the console's lines that start with prefix (after any
-// carriage return) to emit, without the prefix.
-type lineFilter struct {
-	prefix string
-	emit   func(string)
-	buf    []byte
-}
-
-func (f *lineFilter) Write(p []byte) (int, error) {
-	f.buf = append(f.buf, p...)
-	for {
-		i := strings.IndexByte(string(f.buf), '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		f.line(string(f.buf[:i]))
-		f.buf = f.buf[i+1:]
-	}
-}
-
-func (f *lineFilter) line(l string) {
-	l = strings.TrimRight(l, "\r")
-	if i := strings.LastIndexByte(l, '\r'); i >= 0 {
-		l = l[i+1:]
-	}
-	if rest, ok := strings.CutPrefix(l, f.prefix); ok {
-		f.emit(rest)
-	}
-}
-
-func (f *lineFilter) flush() {
-	if len(f.buf) > 0 {
-		f.line(string(f.buf))
-		f.buf = nil
-	}
 }

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -85,7 +83,12 @@ func TestCluster(t *testing.T) {
 		{"PendingBeyondCapacity", e.pendingBeyondCapacity},
 		{"KubeletRestart", e.kubeletRestart},
 		{"AgentPodDeleted", e.agentPodDeleted},
+		{"AgentImageRollingUpdate", e.agentImageUpdate},
 		{"PodDeletedGivesVFBack", e.podDeleted},
+		{"NodeReboot", e.reboot},
+		{"PolicyChangeEvictsOnlyItsPod", e.policyChangeEvicts},
+		{"JumboFrames", e.jumbo},
+		{"Churn", e.churn},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.fn) {
@@ -111,22 +114,12 @@ func consoleLog(t *testing.T, dir string) *os.File {
 	return f
 }
 
-// eventually polls cond every interval until it returns true or timeout
-// passes; the last error is the failure message.
+// eventually polls cond every second until it returns true, or fails
+// the test with cond's last error after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, last)
-		}
-		time.Sleep(time.Second)
+	if err := Poll(context.Background(), timeout, time.Second, what, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -206,108 +199,29 @@ func (e *e2e) policy(t *testing.T) {
 	e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", netName)
 }
 
-// workloadDeployment is two pods with a VF each from the pool.
+// workloadDeployment is pods of the test image with vfs VFs each from the
+// pool, attached to the sample network.
 func workloadDeployment(name string, replicas int32, vfs int64) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: demoNS},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels,
-					Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": netName}},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: new(int64),
-					Containers: []corev1.Container{{
-						Name: "app", Image: TestPodImage, ImagePullPolicy: corev1.PullIfNotPresent,
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{poolResource: *resource.NewQuantity(vfs, resource.DecimalSI)},
-							Limits:   corev1.ResourceList{poolResource: *resource.NewQuantity(vfs, resource.DecimalSI)},
-						},
-						SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_RAW"}}},
-					}},
-				},
-			},
-		},
-	}
-}
-
-// networkStatus is one entry of the k8s.v1.cni.cncf.io/network-status
-// annotation.
-type networkStatus struct {
-	Name       string          `json:"name"`
-	Interface  string          `json:"interface"`
-	IPs        []string        `json:"ips"`
-	Mac        string          `json:"mac"`
-	DeviceInfo json.RawMessage `json:"device-info"`
-}
-
-func podNetworks(p *corev1.Pod) ([]networkStatus, error) {
-	raw := p.Annotations["k8s.v1.cni.cncf.io/network-status"]
-	if raw == "" {
-		return nil, fmt.Errorf("pod %s has no network-status annotation", p.Name)
-	}
-	var st []networkStatus
-	return st, json.Unmarshal([]byte(raw), &st)
+	return Workload(demoNS, name, netName, poolResource, replicas, vfs)
 }
 
 func (e *e2e) runningPods(t *testing.T, app string, n int, timeout time.Duration) []corev1.Pod {
 	t.Helper()
-	var pods []corev1.Pod
-	eventually(t, timeout, fmt.Sprintf("%d Running pods of %s", n, app), func() (bool, error) {
-		l, err := e.c.CP.Client.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-		if err != nil {
-			return false, err
-		}
-		pods = pods[:0]
-		var states []string
-		for _, p := range l.Items {
-			if p.DeletionTimestamp != nil {
-				continue
-			}
-			ready := p.Status.Phase == corev1.PodRunning
-			for _, c := range p.Status.ContainerStatuses {
-				ready = ready && c.Ready
-			}
-			if ready {
-				pods = append(pods, p)
-			}
-			states = append(states, p.Name+"="+string(p.Status.Phase)+podReason(&p))
-		}
-		return len(pods) == n, fmt.Errorf("pods: %s", strings.Join(states, ", "))
-	})
+	pods, err := e.c.RunningPods(e.ctx, demoNS, app, n, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return pods
-}
-
-func podReason(p *corev1.Pod) string {
-	for _, c := range p.Status.ContainerStatuses {
-		if c.State.Waiting != nil {
-			return "(" + c.State.Waiting.Reason + ": " + c.State.Waiting.Message + ")"
-		}
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Status != corev1.ConditionTrue && c.Message != "" {
-			return "(" + c.Message + ")"
-		}
-	}
-	return ""
 }
 
 // net1IP is the pod's address on its sluice VF, from network-status.
 func net1IP(t *testing.T, p *corev1.Pod) string {
 	t.Helper()
-	nets, err := podNetworks(p)
+	ip, err := InterfaceIP(p, "net1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range nets {
-		if n.Interface == "net1" && len(n.IPs) > 0 {
-			return n.IPs[0]
-		}
-	}
-	t.Fatalf("pod %s: no net1 with an address in network-status %s", p.Name, p.Annotations["k8s.v1.cni.cncf.io/network-status"])
-	return ""
+	return ip
 }
 
 // podsPing: two pods of a Deployment get VFs through the scheduler, the
@@ -320,7 +234,7 @@ func (e *e2e) podsPing(t *testing.T) {
 	}
 	pods := e.runningPods(t, "pingers", 2, 6*time.Minute)
 	for _, p := range pods {
-		nets, err := podNetworks(&p)
+		nets, err := PodNetworks(&p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,10 +254,8 @@ func (e *e2e) podsPing(t *testing.T) {
 			t.Errorf("pod %s: net1 is not an igbvf VF: %s", p.Name, out)
 		}
 	}
-	ip1 := net1IP(t, &pods[1])
-	out := e.kubectl(t, "-n", demoNS, "exec", pods[0].Name, "--", "ping", "-c", "3", "-W", "5", "-I", "net1", ip1)
-	if !strings.Contains(out, " 0% packet loss") {
-		t.Fatalf("ping %s over net1: %s", ip1, out)
+	if out, err := e.c.Ping(e.ctx, demoNS, pods[0].Name, "net1", net1IP(t, &pods[1])); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }
 
@@ -403,10 +315,19 @@ func (e *e2e) kubeletRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	time.Sleep(3 * time.Second)
+	// Allocatable "back" is what the restarted kubelet reports: a node
+	// status it posted after the restart, not the last one before it.
 	eventually(t, 3*time.Minute, "pool allocatable again after the kubelet restart", func() (bool, error) {
-		c, a := e.allocatable(t)
-		return c == 4 && a == 4, fmt.Errorf("capacity %d allocatable %d", c, a)
+		n, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		fresh := false
+		for _, c := range n.Status.Conditions {
+			fresh = fresh || (c.Type == corev1.NodeReady && c.LastHeartbeatTime.After(restarted.Add(time.Second)))
+		}
+		c, a := n.Status.Capacity[poolResource], n.Status.Allocatable[poolResource]
+		return fresh && c.Value() == 4 && a.Value() == 4, fmt.Errorf("status posted after the restart %v, capacity %s, allocatable %s", fresh, c.String(), a.String())
 	})
 	t.Logf("kubelet restart -> %s allocatable back: %s", poolResource, time.Since(restarted).Round(100*time.Millisecond))
 	after := e.runningPods(t, "pingers", 2, 2*time.Minute)

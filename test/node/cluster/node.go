@@ -181,6 +181,7 @@ func (n *Node) Boot(ctx context.Context, readyTimeout time.Duration) error {
 			"CLUSTER_NODE_IP":  NodeIP,
 		},
 	}
+	booted := time.Now()
 	go func() {
 		res, err := vm.Run(context.WithoutCancel(ctx), opts)
 		n.mu.Lock()
@@ -188,11 +189,13 @@ func (n *Node) Boot(ctx context.Context, readyTimeout time.Duration) error {
 		n.mu.Unlock()
 		close(done)
 	}()
-	return n.WaitReady(ctx, readyTimeout)
+	return n.WaitReady(ctx, booted, readyTimeout)
 }
 
-// WaitReady waits for the node object to be Ready.
-func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) error {
+// WaitReady waits for the node's exec helper to answer and for the node
+// object to be Ready in a status the kubelet posted after since (a node
+// object from before a reboot says Ready until it times out).
+func (n *Node) WaitReady(ctx context.Context, since time.Time, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
@@ -202,12 +205,18 @@ func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) error {
 		node, err := n.cp.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
 		if err == nil {
 			for _, c := range node.Status.Conditions {
-				if c.Type == corev1.NodeReady {
-					if c.Status == corev1.ConditionTrue {
-						return nil
-					}
-					last = c.Reason + ": " + c.Message
+				if c.Type != corev1.NodeReady {
+					continue
 				}
+				if c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since.Truncate(time.Second)) {
+					if _, err := n.Exec(ctx, 10*time.Second, "true"); err == nil {
+						return nil
+					} else {
+						last = err.Error()
+						break
+					}
+				}
+				last = fmt.Sprintf("%s %s: %s (heartbeat %s)", c.Status, c.Reason, c.Message, c.LastHeartbeatTime.Format(time.RFC3339))
 			}
 		} else {
 			last = err.Error()

@@ -1,0 +1,180 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NetworksAnnotation and NetworkStatusAnnotation are Multus's pod
+// annotations: the networks a pod asks for, and what it got.
+const (
+	NetworksAnnotation      = "k8s.v1.cni.cncf.io/networks"
+	NetworkStatusAnnotation = "k8s.v1.cni.cncf.io/network-status"
+)
+
+// Workload is a Deployment of test-pod containers that each ask for vfs
+// devices of resource and attach network (a NetworkAttachmentDefinition
+// in namespace) through Multus. vfs 0 and network "" make a pod on the
+// cluster network alone.
+func Workload(namespace, name, network string, res corev1.ResourceName, replicas int32, vfs int64) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	annotations := map[string]string{}
+	if network != "" {
+		annotations[NetworksAnnotation] = network
+	}
+	var zero int64
+	c := corev1.Container{
+		Name: "app", Image: TestPodImage, ImagePullPolicy: corev1.PullIfNotPresent,
+		// ping needs raw sockets.
+		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_RAW"}}},
+	}
+	if vfs > 0 {
+		q := *resource.NewQuantity(vfs, resource.DecimalSI)
+		c.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{res: q}, Limits: corev1.ResourceList{res: q}}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec:       corev1.PodSpec{TerminationGracePeriodSeconds: &zero, Containers: []corev1.Container{c}},
+			},
+		},
+	}
+}
+
+// NetworkStatus is one entry of the network-status annotation.
+type NetworkStatus struct {
+	Name       string          `json:"name"`
+	Interface  string          `json:"interface"`
+	IPs        []string        `json:"ips"`
+	Mac        string          `json:"mac"`
+	MTU        int             `json:"mtu"`
+	DeviceInfo json.RawMessage `json:"device-info"`
+}
+
+// PodNetworks reads a pod's network-status annotation.
+func PodNetworks(p *corev1.Pod) ([]NetworkStatus, error) {
+	raw := p.Annotations[NetworkStatusAnnotation]
+	if raw == "" {
+		return nil, fmt.Errorf("pod %s has no %s annotation", p.Name, NetworkStatusAnnotation)
+	}
+	var st []NetworkStatus
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return nil, fmt.Errorf("pod %s: %s: %w", p.Name, NetworkStatusAnnotation, err)
+	}
+	return st, nil
+}
+
+// InterfaceIP is the pod's first address on interface ifName, from
+// network-status.
+func InterfaceIP(p *corev1.Pod, ifName string) (string, error) {
+	nets, err := PodNetworks(p)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range nets {
+		if n.Interface == ifName && len(n.IPs) > 0 {
+			return n.IPs[0], nil
+		}
+	}
+	return "", fmt.Errorf("pod %s: no %s with an address in %s", p.Name, ifName, p.Annotations[NetworkStatusAnnotation])
+}
+
+// Poll calls cond every interval until it returns true, the timeout
+// passes (the error then carries cond's last error) or ctx ends.
+func Poll(ctx context.Context, timeout, interval time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not true after %s: %v", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
+		case <-time.After(interval):
+		}
+	}
+}
+
+// RunningPods waits until exactly n pods labelled app=<app> are Running
+// with every container ready, and returns them.
+func (c *Cluster) RunningPods(ctx context.Context, namespace, app string, n int, timeout time.Duration) ([]corev1.Pod, error) {
+	var pods []corev1.Pod
+	err := Poll(ctx, timeout, time.Second, fmt.Sprintf("%d Running pods of %s", n, app), func() (bool, error) {
+		l, err := c.CP.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return false, err
+		}
+		pods = pods[:0]
+		var states []string
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			ready := p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0
+			for _, cs := range p.Status.ContainerStatuses {
+				ready = ready && cs.Ready
+			}
+			if ready {
+				pods = append(pods, p)
+			}
+			states = append(states, p.Name+"="+string(p.Status.Phase)+PodReason(&p))
+		}
+		return len(pods) == n, fmt.Errorf("pods: %s", strings.Join(states, ", "))
+	})
+	return pods, err
+}
+
+// PodReason is why a pod is not running yet, for messages.
+func PodReason(p *corev1.Pod) string {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Waiting != nil {
+			return "(" + c.State.Waiting.Reason + ": " + c.State.Waiting.Message + ")"
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Status != corev1.ConditionTrue && c.Message != "" {
+			return "(" + c.Message + ")"
+		}
+	}
+	return ""
+}
+
+// Allocatable is the node's capacity and allocatable of res.
+func (c *Cluster) Allocatable(ctx context.Context, res corev1.ResourceName) (capacity, allocatable int64, err error) {
+	n, err := c.CP.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+	if err != nil {
+		return 0, 0, err
+	}
+	cp, a := n.Status.Capacity[res], n.Status.Allocatable[res]
+	return cp.Value(), a.Value(), nil
+}
+
+// Ping runs ping in pod (namespace/name) towards ip over ifName, with extra
+// ping arguments, and returns its output; lost packets are an error.
+func (c *Cluster) Ping(ctx context.Context, namespace, pod, ifName, ip string, extra ...string) (string, error) {
+	args := append([]string{"-n", namespace, "exec", pod, "--", "ping", "-c", "3", "-W", "5", "-I", ifName}, extra...)
+	out, err := c.Run(ctx, append(args, ip)...)
+	if err != nil {
+		return out, err
+	}
+	if !strings.Contains(out, " 0% packet loss") {
+		return out, fmt.Errorf("ping %s over %s from %s lost packets", ip, ifName, pod)
+	}
+	return out, nil
+}
