@@ -283,7 +283,11 @@ func planVF(g sluicev1.VFGroup, vf *host.VF, rec *pfRecord, pods []PodRef) (vfSt
 			s.mtu = mtu // set once the network driver has made the netdev
 		case len(pods) > 0:
 			// The netdev is in the pod: what was applied is what it has.
-			if prev := appliedMTU(rec, vf.Index); prev != mtu {
+			// With nothing recorded for the VF (the record was made
+			// anew, or is lost) its MTU is unknown, not wrong: evicting
+			// the pod for it would drain on every sync. The VF is
+			// checked again once its netdev is back on the host.
+			if prev, known := appliedMTU(rec, vf.Index); known && prev != mtu {
 				s.mtu, s.fromMTU, s.inPod = mtu, prev, true
 			}
 		}
@@ -297,17 +301,18 @@ func planVF(g sluicev1.VFGroup, vf *host.VF, rec *pfRecord, pods []PodRef) (vfSt
 	return s, s.rebind || s.mtu != 0 || s.trust != nil || s.spoofChk != nil
 }
 
-// appliedMTU is the MTU the last applied spec gave VF idx, 0 if unknown.
-func appliedMTU(rec *pfRecord, idx int) int {
+// appliedMTU is the MTU the last applied spec gave VF idx (0: the
+// driver's default); known is false when no applied spec covers the VF.
+func appliedMTU(rec *pfRecord, idx int) (mtu int, known bool) {
 	if rec == nil || rec.Applied == nil {
-		return 0
+		return 0, false
 	}
 	for _, g := range rec.Applied.VFGroups {
 		if first, last, err := parseVFRange(g.VFRange); err == nil && idx >= first && idx <= last {
-			return int(g.MTU)
+			return int(g.MTU), true
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // planRemove returns a PF that left the spec to zero VFs and its MTU.

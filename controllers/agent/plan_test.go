@@ -117,6 +117,14 @@ func TestDrainDecisions(t *testing.T) {
 			wantLine: []string{"vf 0 mtu default -> 1400 (in a pod)", "vf 1 mtu 1500 -> 1400"},
 		},
 		{
+			// The churn on the real-cluster node evicted pods this way
+			// after the agent's record was made anew.
+			name:     "the MTU of a VF in a pod with nothing applied recorded is unknown, not a reason to evict",
+			setup:    setup{vfs: 2, inPod: []int{0}, used: map[int][]PodRef{0: {podA}}},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 2, sluicev1.VFGroup{Policy: "p1", VFRange: "0-1", DeviceType: sluicev1.DeviceTypeNetdevice, MTU: 1400})},
+			wantLine: []string{"vf 1 mtu 1500 -> 1400"},
+		},
+		{
 			name:      "a PF as asked is ready",
 			setup:     setup{vfs: 4},
 			spec:      []sluicev1.InterfaceSpec{four},

@@ -340,10 +340,6 @@ func (e *e2e) policyChangeEvicts(t *testing.T) {
 			t.Errorf("pod %s: net1 MTU %q, want %s", c.pod, strings.TrimSpace(out), c.want)
 		}
 	}
-	evs, err := cs.CoreV1().Events(demoNS).List(e.ctx, metav1.ListOptions{FieldSelector: "reason=Evicted"})
-	if err == nil {
-		t.Logf("%d Evicted events in %s", len(evs.Items), demoNS)
-	}
 	e.deleteDeployment(t, "igb-a")
 	e.deleteDeployment(t, "igb-b")
 	e.kubectl(t, "-n", demoNS, "delete", "pdb", "igb-b")
