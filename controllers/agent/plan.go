@@ -275,7 +275,10 @@ func planVF(g sluicev1.VFGroup, vf *host.VF, rec *pfRecord, pods []PodRef) (vfSt
 	}
 	if mtu := int(g.MTU); !vfio && mtu > 0 {
 		switch {
-		case vf.Netdev != "":
+		// A netdev that sysfs lists but netlink did not (MTU 0) is
+		// moving between namespaces (a CNI ADD or DEL under way): its
+		// MTU is not known here, so it is judged as in a pod.
+		case vf.Netdev != "" && vf.MTU > 0:
 			if vf.MTU != mtu {
 				s.mtu, s.fromMTU = mtu, vf.MTU
 			}
