@@ -437,16 +437,16 @@ func (e *e2e) churn(t *testing.T) {
 		t.Fatalf("churn: %s", strings.Join(failures, "; "))
 	}
 	t.Logf("%d pod create/delete cycles with a VF in %s (%d at a time)", cycles, time.Since(start).Round(time.Second), workers)
-	if n := e.vfsInPods(t); n != 0 {
-		t.Errorf("%d VFs outside the host namespace after the churn, want 0", n)
-	}
-	out, err := e.c.Node.Sh(e.ctx, "ls /var/lib/cni/sluice/attachments /var/lib/cni/sluice/cache 2>/dev/null | grep -c json; true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(out) != "0" {
-		t.Errorf("%s attachment records or cache entries left after the churn", strings.TrimSpace(out))
-	}
+	// A pod object is gone once its containers stopped; the kubelet tears
+	// its sandbox (and so the CNI DEL) down a moment later.
+	eventually(t, 2*time.Minute, "every VF back on the host and no record or cache entry left", func() (bool, error) {
+		n := e.vfsInPods(t)
+		out, err := e.c.Node.Sh(e.ctx, "ls /var/lib/cni/sluice/attachments /var/lib/cni/sluice/cache 2>/dev/null | grep -c json; true")
+		if err != nil {
+			return false, err
+		}
+		return n == 0 && strings.TrimSpace(out) == "0", fmt.Errorf("%d VFs outside the host namespace, %s records or cache entries", n, strings.TrimSpace(out))
+	})
 	e.waitPool(t, poolResource, 4, time.Minute)
 	l, err := cs.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{})
 	if err == nil && len(l.Items) != 0 {
