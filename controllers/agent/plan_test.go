@@ -9,6 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+	"github.com/sluice-net/sluice/host"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
 
@@ -35,6 +36,7 @@ func TestDrainDecisions(t *testing.T) {
 		vfs     int // VFs on pfA at the start
 		vfioOn  []int
 		inPod   []int // VF netdevs moved into pods
+		midMove []int // VF netdevs sysfs lists but netlink does not (a CNI moving them)
 		used    map[int][]PodRef
 		applied *sluicev1.InterfaceSpec // recorded as applied to pfA
 		pfBRec  bool                    // pfB recorded as configured by sluice
@@ -125,6 +127,14 @@ func TestDrainDecisions(t *testing.T) {
 			wantLine: []string{"vf 1 mtu 1500 -> 1400"},
 		},
 		{
+			// So did a VF caught mid-move: its MTU read as 0.
+			name: "a VF netdev in the middle of a move into a pod has no MTU to compare",
+			setup: setup{vfs: 2, midMove: []int{0}, used: map[int][]PodRef{0: {podA}},
+				applied: ptr.To(iface(pfA, "ens1f0", 2, sluicev1.VFGroup{Policy: "p1", VFRange: "0-1", DeviceType: sluicev1.DeviceTypeNetdevice, MTU: 1400}))},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 2, sluicev1.VFGroup{Policy: "p1", VFRange: "0-1", DeviceType: sluicev1.DeviceTypeNetdevice, MTU: 1400})},
+			wantLine: []string{"vf 1 mtu 1500 -> 1400"},
+		},
+		{
 			name:      "a PF as asked is ready",
 			setup:     setup{vfs: 4},
 			spec:      []sluicev1.InterfaceSpec{four},
@@ -188,6 +198,15 @@ func TestDrainDecisions(t *testing.T) {
 			snap, err := node.Host().Discover(context.Background())
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, i := range tc.setup.midMove {
+				for j := range snap.PFs {
+					for k := range snap.PFs[j].VFs {
+						if vf := &snap.PFs[j].VFs[k]; snap.PFs[j].PCIAddress == pfA && vf.Index == i {
+							vf.Link = host.Link{}
+						}
+					}
+				}
 			}
 			plan := planNode(tc.spec, "", snap, rec, users)
 
