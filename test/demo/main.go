@@ -28,8 +28,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
@@ -47,6 +49,8 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The demo reports itself; controller-runtime's client logs nothing.
+	ctrl.SetLogger(logr.Discard())
 	d := &demo{out: os.Stdout, start: time.Now(), root: testenv.RepoRoot(), figures: map[string]float64{}}
 	err := d.run(ctx)
 	if d.c != nil {
