@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -81,7 +82,7 @@ func run(out string, names, adds, links, envs []string, libs, passwd bool, entry
 		}
 	}
 	if libs {
-		for dst, e := range copyEntries(files) {
+		for dst, e := range maps.Clone(files) {
 			if e.src == "" || e.mode&0o111 == 0 {
 				continue
 			}
@@ -169,14 +170,6 @@ func run(out string, names, adds, links, envs []string, libs, passwd bool, entry
 	return tarDir(dir, out)
 }
 
-func copyEntries(m map[string]*entry) map[string]*entry {
-	c := make(map[string]*entry, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
 // addHost adds the host file or directory src at dst, following symlinks
 // of the top path (so a library's versioned name is stored as a file).
 func addHost(files map[string]*entry, dst, src string) error {
@@ -235,7 +228,7 @@ func sharedLibs(file string) ([]string, error) {
 // tarLayer writes the entries, with every parent directory, in path order
 // and with zero timestamps so that the same inputs give the same layer.
 func tarLayer(files map[string]*entry) ([]byte, error) {
-	for p := range copyEntries(files) {
+	for p := range maps.Clone(files) {
 		for d := path.Dir(p); d != "/" && d != "."; d = path.Dir(d) {
 			if _, ok := files[d]; !ok {
 				files[d] = &entry{dir: true, mode: 0o755}

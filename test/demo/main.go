@@ -132,10 +132,7 @@ func (d *demo) run(ctx context.Context) error {
 		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml"); err != nil {
 		return err
 	}
-	if err := cluster.Poll(ctx, 5*time.Minute, 250*time.Millisecond, "4 sluice.dev/igb-vf allocatable", func() (bool, error) {
-		c, a, err := d.c.Allocatable(ctx, pool)
-		return err == nil && c == 4 && a == 4, fmt.Errorf("capacity %d, allocatable %d (%v)", c, a, err)
-	}); err != nil {
+	if err := d.c.WaitAllocatable(ctx, pool, 4, time.Time{}, 5*time.Minute); err != nil {
 		return err
 	}
 	d.figures["policyToAllocatableSeconds"] = time.Since(policyAt).Seconds()
@@ -249,18 +246,7 @@ func (d *demo) kubeletRestart(ctx context.Context, pods []corev1.Pod) error {
 		return err
 	}
 	restarted := time.Now()
-	if err := cluster.Poll(ctx, 3*time.Minute, 250*time.Millisecond, "allocatable after the kubelet restart", func() (bool, error) {
-		var n corev1.Node
-		if err := d.k.Get(ctx, client.ObjectKey{Name: cluster.NodeName}, &n); err != nil {
-			return false, err
-		}
-		fresh := false
-		for _, c := range n.Status.Conditions {
-			fresh = fresh || (c.Type == corev1.NodeReady && c.LastHeartbeatTime.After(restarted.Add(time.Second)))
-		}
-		a := n.Status.Allocatable[pool]
-		return fresh && a.Value() == 4, fmt.Errorf("fresh status %v, allocatable %s", fresh, a.String())
-	}); err != nil {
+	if err := d.c.WaitAllocatable(ctx, pool, 4, restarted, 3*time.Minute); err != nil {
 		return err
 	}
 	d.figures["kubeletRestartToAllocatableSeconds"] = time.Since(restarted).Seconds()

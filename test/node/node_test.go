@@ -151,7 +151,7 @@ func TestGuest(t *testing.T) {
 		if err != nil {
 			t.Errorf("VM %q: %v", g.name, err)
 			if res != nil {
-				t.Logf("console tail:\n%s", tail(res.Console, 60))
+				t.Logf("console tail:\n%s", vm.Tail(res.Console, 60))
 			}
 		}
 		for _, s := range g.suites {
@@ -275,7 +275,7 @@ func reportSuite(ctx context.Context, t *testing.T, s *guestSuite, runDir string
 		if len(raw) == 0 {
 			msg := fmt.Sprintf("guest suite %s produced no output (exit %q)", s.Name, rc)
 			if res != nil {
-				msg += "; console tail:\n" + tail(res.Console, 40)
+				msg += "; console tail:\n" + vm.Tail(res.Console, 40)
 			}
 			t.Fatal(msg)
 		}
@@ -317,10 +317,6 @@ func suiteNames(ss []*guestSuite) string {
 		n = append(n, s.Name)
 	}
 	return strings.Join(n, ",")
-}
-
-func tail(s string, n int) string {
-	return strings.Join(lastN(strings.Split(strings.TrimRight(s, "\n"), "\n"), n), "\n")
 }
 
 func lastN(lines []string, n int) []string {

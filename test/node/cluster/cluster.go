@@ -23,6 +23,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sluice-net/sluice/test/node/vm"
 	"github.com/sluice-net/sluice/test/testenv"
 )
 
@@ -190,7 +191,7 @@ func Bins(ctx context.Context, root string) (kube, runtime string, err error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("hack/cluster-bins.sh: %w\n%s", err, lastLines(errb.String(), 30))
+		return "", "", fmt.Errorf("hack/cluster-bins.sh: %w\n%s", err, vm.Tail(errb.String(), 30))
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 {
@@ -206,8 +207,8 @@ func BuildImages(ctx context.Context, root, dir string) ([]string, string, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
 	}
-	goBuild := func(out, pkg string, ldflags string) error {
-		cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", out, pkg)
+	goBuild := func(out, pkg string) error {
+		cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", "-s -w", "-o", out, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false -trimpath")
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -225,7 +226,7 @@ func BuildImages(ctx context.Context, root, dir string) ([]string, string, error
 	for _, b := range []struct{ out, pkg string }{
 		{"pause", "./hack/image/pause"}, {"nodeexec", "./test/node/cluster/nodeexec"}, {"image", "./hack/image"},
 	} {
-		if err := goBuild(filepath.Join(dir, "bin", b.out), b.pkg, "-s -w"); err != nil {
+		if err := goBuild(filepath.Join(dir, "bin", b.out), b.pkg); err != nil {
 			return nil, "", err
 		}
 	}

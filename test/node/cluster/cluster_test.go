@@ -184,14 +184,7 @@ func (e *e2e) policy(t *testing.T) {
 		msg, _, _ := unstructured.NestedString(u.Object, "status", "lastSyncError")
 		return st == "Succeeded", fmt.Errorf("syncStatus %q %s", st, msg)
 	})
-	eventually(t, 3*time.Minute, "4 sluice.dev/igb-vf in the node's capacity and allocatable", func() (bool, error) {
-		n, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		capacity, alloc := n.Status.Capacity[poolResource], n.Status.Allocatable[poolResource]
-		return capacity.Value() == 4 && alloc.Value() == 4, fmt.Errorf("capacity %s, allocatable %s", capacity.String(), alloc.String())
-	})
+	e.waitPool(t, poolResource, 4, 3*time.Minute)
 	out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/net/*/device/sriov_numvfs | head -1 | xargs cat")
 	if err != nil || strings.TrimSpace(out) != "4" {
 		t.Errorf("sriov_numvfs on the node: %q %v, want 4", out, err)
@@ -285,15 +278,6 @@ func (e *e2e) pendingBeyondCapacity(t *testing.T) {
 	}
 }
 
-func (e *e2e) allocatable(t *testing.T) (capacity, alloc int64) {
-	n, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, a := n.Status.Capacity[poolResource], n.Status.Allocatable[poolResource]
-	return c.Value(), a.Value()
-}
-
 // vfsInPods counts the igbvf netdevs outside the node's initial network
 // namespace.
 func (e *e2e) vfsInPods(t *testing.T) int {
@@ -317,29 +301,11 @@ func (e *e2e) kubeletRestart(t *testing.T) {
 	restarted := time.Now()
 	// Allocatable "back" is what the restarted kubelet reports: a node
 	// status it posted after the restart, not the last one before it.
-	eventually(t, 3*time.Minute, "pool allocatable again after the kubelet restart", func() (bool, error) {
-		n, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		fresh := false
-		for _, c := range n.Status.Conditions {
-			fresh = fresh || (c.Type == corev1.NodeReady && c.LastHeartbeatTime.After(restarted.Add(time.Second)))
-		}
-		c, a := n.Status.Capacity[poolResource], n.Status.Allocatable[poolResource]
-		return fresh && c.Value() == 4 && a.Value() == 4, fmt.Errorf("status posted after the restart %v, capacity %s, allocatable %s", fresh, c.String(), a.String())
-	})
-	t.Logf("kubelet restart -> %s allocatable back: %s", poolResource, time.Since(restarted).Round(100*time.Millisecond))
-	after := e.runningPods(t, "pingers", 2, 2*time.Minute)
-	for i := range before {
-		found := false
-		for _, p := range after {
-			found = found || (p.UID == before[i].UID && p.Status.ContainerStatuses[0].RestartCount == before[i].Status.ContainerStatuses[0].RestartCount)
-		}
-		if !found {
-			t.Errorf("pod %s was replaced or restarted by the kubelet restart", before[i].Name)
-		}
+	if err := e.c.WaitAllocatable(e.ctx, poolResource, 4, restarted, 3*time.Minute); err != nil {
+		t.Fatalf("after the kubelet restart: %v", err)
 	}
+	t.Logf("kubelet restart -> %s allocatable back: %s", poolResource, time.Since(restarted).Round(100*time.Millisecond))
+	samePods(t, "kubelet restart", podSet(before), podSet(e.runningPods(t, "pingers", 2, 2*time.Minute)))
 	if n := e.vfsInPods(t); n != 2 {
 		t.Errorf("%d VFs in pods after the kubelet restart, want 2", n)
 	}
@@ -390,10 +356,7 @@ func (e *e2e) agentPodDeleted(t *testing.T) {
 		}
 		return false, fmt.Errorf("%d agent pods, none new and Ready", len(l.Items))
 	})
-	eventually(t, 2*time.Minute, "pool allocatable after the agent restart", func() (bool, error) {
-		c, a := e.allocatable(t)
-		return c == 4 && a == 4, fmt.Errorf("capacity %d allocatable %d", c, a)
-	})
+	e.waitPool(t, poolResource, 4, 2*time.Minute)
 	after := e.runningPods(t, "pingers", 2, time.Minute)
 	for i := range before {
 		if before[i].UID != after[0].UID && before[i].UID != after[1].UID {
@@ -443,7 +406,7 @@ func (e *e2e) dumpState(t *testing.T) {
 	out, _ := e.c.Run(e.ctx, "get", "pods", "-A", "-o", "wide")
 	t.Logf("pods:\n%s", out)
 	out, _ = e.c.Run(e.ctx, "get", "events", "-A", "--sort-by=.lastTimestamp")
-	t.Logf("events:\n%s", lastLines(out, 40))
+	t.Logf("events:\n%s", vm.Tail(out, 40))
 	out, _ = e.c.Run(e.ctx, "get", "nns", "-o", "jsonpath={.items[*].status.syncStatus} {.items[*].status.lastSyncError}")
 	t.Logf("NodeNetworkState: %s", out)
 	out, err := e.c.Run(e.ctx, "-n", "sluice-system", "logs", "-l", "app.kubernetes.io/component=node-agent", "--tail", "30")

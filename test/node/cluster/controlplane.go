@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sluice-net/sluice/test/node/vm"
 )
 
 // The cluster's fixed addresses. The node reaches the host's loopback at
@@ -257,7 +259,7 @@ func (c *ControlPlane) Exited() error {
 		select {
 		case <-p.done:
 			b, _ := os.ReadFile(p.log)
-			errs = append(errs, fmt.Errorf("%s exited (%v): %s", p.name, p.err, lastLines(string(b), 10)))
+			errs = append(errs, fmt.Errorf("%s exited (%v): %s", p.name, p.err, vm.Tail(string(b), 10)))
 		default:
 		}
 	}
@@ -372,12 +374,4 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -12,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -54,14 +53,9 @@ func (e *e2e) vfSettings(t *testing.T) string {
 
 func (e *e2e) waitPool(t *testing.T, res corev1.ResourceName, n int64, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, fmt.Sprintf("%d %s allocatable", n, res), func() (bool, error) {
-		node, err := e.c.CP.Client.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		c, a := node.Status.Capacity[res], node.Status.Allocatable[res]
-		return c.Value() == n && a.Value() == n, fmt.Errorf("capacity %s, allocatable %s", c.String(), a.String())
-	})
+	if err := e.c.WaitAllocatable(e.ctx, res, n, time.Time{}, timeout); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // nnsGeneration is the node's NodeNetworkState's generation now.
@@ -223,14 +217,10 @@ spec:
 `, name, vfRange, trust)
 }
 
+// rangeDeployment is one pod with a VF of rangePolicy name's pool and
+// network.
 func rangeDeployment(name string) *appsv1.Deployment {
-	d := workloadDeployment(name, 1, 1)
-	res := corev1.ResourceName("sluice.dev/" + name)
-	c := &d.Spec.Template.Spec.Containers[0]
-	c.Resources.Requests = corev1.ResourceList{res: *resource.NewQuantity(1, resource.DecimalSI)}
-	c.Resources.Limits = corev1.ResourceList{res: *resource.NewQuantity(1, resource.DecimalSI)}
-	d.Spec.Template.Annotations[NetworksAnnotation] = name
-	return d
+	return Workload(demoNS, name, name, corev1.ResourceName("sluice.dev/"+name), 1, 1)
 }
 
 // policyChangeEvicts: two policies share the PF by VF range, each with its
@@ -369,8 +359,7 @@ spec:
 	})
 	e.waitSynced(t, gen, 5*time.Minute)
 	e.waitPool(t, poolResource, 4, 3*time.Minute)
-	d := workloadDeployment("jumbo", 2, 1)
-	d.Spec.Template.Annotations[NetworksAnnotation] = "igb-jumbo"
+	d := Workload(demoNS, "jumbo", "igb-jumbo", poolResource, 2, 1)
 	if _, err := e.c.CP.Client.AppsV1().Deployments(demoNS).Create(e.ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

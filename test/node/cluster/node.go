@@ -30,7 +30,8 @@ var nodeScript string
 const (
 	NodeName = "sluice-node"
 	NodeIP   = "10.0.2.15"
-	execPort = 7070
+	// guestExecPort is nodeexec's port in the guest.
+	guestExecPort = 7070
 )
 
 // NodeOptions describe the node's machine.
@@ -67,7 +68,6 @@ type Node struct {
 	done   chan struct{}
 	result *vm.Result
 	err    error
-	Boots  int
 }
 
 // NewNode prepares the node's files (kubeconfigs, configuration, images)
@@ -112,11 +112,11 @@ func NewNode(cp *ControlPlane, opts NodeOptions) (*Node, error) {
 			return nil, err
 		}
 	}
-	if err := copyInto(opts.NodeExec, filepath.Join(n.files, "nodeexec"), 0o755); err != nil {
+	if err := vm.CopyFile(opts.NodeExec, filepath.Join(n.files, "nodeexec")); err != nil {
 		return nil, err
 	}
 	for _, img := range opts.Images {
-		if err := copyInto(img, filepath.Join(n.files, "images", filepath.Base(img)), 0o644); err != nil {
+		if err := vm.CopyFile(img, filepath.Join(n.files, "images", filepath.Base(img))); err != nil {
 			return nil, err
 		}
 	}
@@ -158,7 +158,6 @@ func (n *Node) Boot(ctx context.Context, readyTimeout time.Duration) error {
 	}
 	done := make(chan struct{})
 	n.done, n.result, n.err = done, nil, nil
-	n.Boots++
 	n.mu.Unlock()
 	_ = os.Remove(filepath.Join(n.opts.RunDir, "stop"))
 
@@ -173,12 +172,13 @@ func (n *Node) Boot(ctx context.Context, readyTimeout time.Duration) error {
 		Timeout:  3 * time.Hour,
 		Console:  n.opts.Console,
 		Disk:     n.opts.Disk,
-		Forwards: []vm.Forward{{HostPort: n.execPort, GuestPort: execPort}, {HostPort: n.cp.KubeletFwdPort, GuestPort: KubeletPort}},
+		Forwards: []vm.Forward{{HostPort: n.execPort, GuestPort: guestExecPort}, {HostPort: n.cp.KubeletFwdPort, GuestPort: KubeletPort}},
 		Env: map[string]string{
-			"CLUSTER_FILES":    n.files,
-			"CLUSTER_NODE_BIN": n.opts.RuntimeBin,
-			"CLUSTER_KUBE_BIN": n.opts.KubeBin,
-			"CLUSTER_NODE_IP":  NodeIP,
+			"CLUSTER_FILES":     n.files,
+			"CLUSTER_NODE_BIN":  n.opts.RuntimeBin,
+			"CLUSTER_KUBE_BIN":  n.opts.KubeBin,
+			"CLUSTER_NODE_IP":   NodeIP,
+			"CLUSTER_EXEC_PORT": strconv.Itoa(guestExecPort),
 		},
 	}
 	booted := time.Now()
@@ -202,25 +202,11 @@ func (n *Node) WaitReady(ctx context.Context, since time.Time, timeout time.Dura
 		if err := n.exited(); err != nil {
 			return err
 		}
-		node, err := n.cp.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
-		if err == nil {
-			for _, c := range node.Status.Conditions {
-				if c.Type != corev1.NodeReady {
-					continue
-				}
-				if c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since.Truncate(time.Second)) {
-					if _, err := n.Exec(ctx, 10*time.Second, "true"); err == nil {
-						return nil
-					} else {
-						last = err.Error()
-						break
-					}
-				}
-				last = fmt.Sprintf("%s %s: %s (heartbeat %s)", c.Status, c.Reason, c.Message, c.LastHeartbeatTime.Format(time.RFC3339))
-			}
-		} else {
-			last = err.Error()
+		ready, why := n.readySince(ctx, since)
+		if ready {
+			return nil
 		}
+		last = why
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -228,6 +214,28 @@ func (n *Node) WaitReady(ctx context.Context, since time.Time, timeout time.Dura
 		}
 	}
 	return fmt.Errorf("node %s not Ready after %s (%s); logs in %s", NodeName, timeout, last, filepath.Join(n.opts.RunDir, "logs"))
+}
+
+// readySince reports whether the node object is Ready in a status posted
+// after since and the exec helper answers; why says what is missing.
+func (n *Node) readySince(ctx context.Context, since time.Time) (ready bool, why string) {
+	node, err := n.cp.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, c := range node.Status.Conditions {
+		if c.Type != corev1.NodeReady {
+			continue
+		}
+		if c.Status != corev1.ConditionTrue || c.LastHeartbeatTime.Time.Before(since.Truncate(time.Second)) {
+			return false, fmt.Sprintf("%s %s: %s (heartbeat %s)", c.Status, c.Reason, c.Message, c.LastHeartbeatTime.Format(time.RFC3339))
+		}
+		if _, err := n.Exec(ctx, 10*time.Second, "true"); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	}
+	return false, "no Ready condition yet"
 }
 
 func (n *Node) exited() error {
@@ -240,7 +248,7 @@ func (n *Node) exited() error {
 		if n.result != nil {
 			code, console = n.result.ExitCode, n.result.Console
 		}
-		return fmt.Errorf("the node VM exited (code %d, %v): %s", code, n.err, lastLines(console, 30))
+		return fmt.Errorf("the node VM exited (code %d, %v): %s", code, n.err, vm.Tail(console, 30))
 	default:
 		return nil
 	}
@@ -269,7 +277,7 @@ func (n *Node) Shutdown(timeout time.Duration) error {
 		return n.err
 	}
 	if n.result != nil && n.result.ExitCode != 0 {
-		return fmt.Errorf("node script exited %d: %s", n.result.ExitCode, lastLines(n.result.Console, 30))
+		return fmt.Errorf("node script exited %d: %s", n.result.ExitCode, vm.Tail(n.result.Console, 30))
 	}
 	return nil
 }
@@ -323,24 +331,7 @@ func (n *Node) Sh(ctx context.Context, script string) (string, error) {
 // kubelet, kube-proxy, images, nodeexec).
 func (n *Node) Log(service string, lines int) string {
 	b, _ := os.ReadFile(filepath.Join(n.opts.RunDir, "logs", service+".log"))
-	return lastLines(string(b), lines)
-}
-
-func copyInto(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return vm.Tail(string(b), lines)
 }
 
 // The node's configuration: what a node image ships in /etc.

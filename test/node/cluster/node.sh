@@ -6,7 +6,7 @@
 #
 # From the host (environment): CLUSTER_FILES (kubeconfigs, configs, image
 # archives), CLUSTER_NODE_BIN (containerd, runc, CNI plugins, Multus),
-# CLUSTER_KUBE_BIN (kubelet, kube-proxy), CLUSTER_NODE_IP.
+# CLUSTER_KUBE_BIN (kubelet, kube-proxy), CLUSTER_NODE_IP, CLUSTER_EXEC_PORT.
 set -u
 log() { echo "cluster-node: $*"; }
 logs="$SLUICE_NODE_RUNDIR/logs"
@@ -58,7 +58,7 @@ supervise() {
 	) &
 }
 
-"$CLUSTER_FILES/nodeexec" -listen ":7070" >>"$logs/nodeexec.log" 2>&1 &
+"$CLUSTER_FILES/nodeexec" -listen ":$CLUSTER_EXEC_PORT" >>"$logs/nodeexec.log" 2>&1 &
 supervise containerd containerd --config /etc/containerd/config.toml
 i=0
 while [ ! -S /run/containerd/containerd.sock ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done

@@ -155,14 +155,25 @@ func PodReason(p *corev1.Pod) string {
 	return ""
 }
 
-// Allocatable is the node's capacity and allocatable of res.
-func (c *Cluster) Allocatable(ctx context.Context, res corev1.ResourceName) (capacity, allocatable int64, err error) {
-	n, err := c.CP.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
-	if err != nil {
-		return 0, 0, err
-	}
-	cp, a := n.Status.Capacity[res], n.Status.Allocatable[res]
-	return cp.Value(), a.Value(), nil
+// WaitAllocatable waits until the node reports n devices of res as both
+// capacity and allocatable, in a node status the kubelet posted after
+// since (the zero time: any status). A restarted kubelet's first statuses
+// are what "allocatable back" means; the node object says the old numbers
+// until then.
+func (c *Cluster) WaitAllocatable(ctx context.Context, res corev1.ResourceName, n int64, since time.Time, timeout time.Duration) error {
+	return Poll(ctx, timeout, 250*time.Millisecond, fmt.Sprintf("%d %s allocatable", n, res), func() (bool, error) {
+		node, err := c.CP.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		fresh := since.IsZero()
+		for _, cond := range node.Status.Conditions {
+			fresh = fresh || (cond.Type == corev1.NodeReady && cond.LastHeartbeatTime.After(since.Add(time.Second)))
+		}
+		cp, a := node.Status.Capacity[res], node.Status.Allocatable[res]
+		return fresh && cp.Value() == n && a.Value() == n,
+			fmt.Errorf("status posted after %s: %v; capacity %s, allocatable %s", since.Format(time.TimeOnly), fresh, cp.String(), a.String())
+	})
 }
 
 // Ping runs ping in pod (namespace/name) towards ip over ifName, with extra

@@ -269,7 +269,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	for dst, src := range opts.Files {
-		if err := copyFile(src, filepath.Join(runDir, dst)); err != nil {
+		if err := CopyFile(src, filepath.Join(runDir, dst)); err != nil {
 			return nil, fmt.Errorf("vm: copy %s into the run directory: %w", src, err)
 		}
 	}
@@ -312,7 +312,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if runErr == nil || res.Boot != 0 || ctx.Err() != nil || attempt == 3 {
 			break
 		}
-		earlier = append(earlier, fmt.Sprintf("attempt %d: %v: %s", attempt, runErr, tail(res.Console, 3)))
+		earlier = append(earlier, fmt.Sprintf("attempt %d: %v: %s", attempt, runErr, Tail(res.Console, 3)))
 		if opts.Console != nil {
 			fmt.Fprintf(opts.Console, "\nsluice-node: QEMU failed before the node was ready (%v); booting again\n", runErr)
 		}
@@ -464,7 +464,8 @@ func (c *console) bootTime() time.Duration {
 	return c.ready
 }
 
-func tail(s string, n int) string {
+// Tail is the last n lines of s.
+func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -472,7 +473,9 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func copyFile(src, dst string) error {
+// CopyFile copies src to dst with src's permission bits, creating dst's
+// directory.
+func CopyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
