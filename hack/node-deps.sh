@@ -20,7 +20,13 @@ qemu_ok() {
 }
 kernel_ok() { compgen -G '/lib/modules/*/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*' >/dev/null; }
 
+# The guest kernel: a Debian 7.x kernel extracted into the cache (nothing is
+# installed into /boot or /lib/modules); on it soft-RoCE works between
+# network namespaces. Its own script is idempotent and quiet when cached.
+guest_kernel() { "$(dirname "${BASH_SOURCE[0]}")/guest-kernel.sh" >/dev/null; }
+
 if [[ ${#need[@]} -eq 0 ]] && qemu_ok && kernel_ok; then
+  guest_kernel
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -58,4 +64,5 @@ if ! qemu_ok || ! kernel_ok; then
 fi
 qemu_ok || { log "qemu-system-x86_64 has no igb device after install"; exit 1; }
 kernel_ok || { log "no rdma_rxe module under /lib/modules after install"; exit 1; }
+guest_kernel
 log "ready"

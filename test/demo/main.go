@@ -85,11 +85,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err := vm.EnsureDeps(ctx, filepath.Join(d.root, "hack", "node-deps.sh")); err != nil {
 		return err
 	}
-	k, err := vm.FindKernel("", "")
+	k, err := vm.ChooseKernel()
 	if err != nil {
 		return err
 	}
-	d.done("guest kernel %s", k.Version)
+	d.done("guest kernel %s: %s", k.Version, k.Why)
 
 	if d.dir, err = vm.NewRunDir(""); err != nil {
 		return err

@@ -38,7 +38,7 @@ func Available() error {
 			missing = append(missing, qemu+" has no igb device (needs QEMU >= 8: qemu-system-x86 from bookworm-backports)")
 		}
 	}
-	if k, err := FindKernel("", ""); err != nil {
+	if k, err := ChooseKernel(); err != nil {
 		missing = append(missing, err.Error())
 	} else if md, err := ReadModuleDeps(k.ModulesDir); err != nil {
 		missing = append(missing, fmt.Sprintf("kernel %s: %v", k.Version, err))

@@ -9,13 +9,95 @@ import (
 	"strings"
 )
 
-// Kernel is a guest kernel installed on the host: its image under /boot and
-// its modules under /lib/modules/<Version>, which the guest reads through the
-// shared root.
+// Kernel is a guest kernel on the host: its image and its modules, which the
+// guest reads through the shared root (bind-mounted at
+// /lib/modules/<Version> when they live elsewhere, as a fetched kernel's do).
 type Kernel struct {
 	Version    string // e.g. 6.12.95+deb12-amd64
-	Image      string // /boot/vmlinuz-<Version>
-	ModulesDir string // /lib/modules/<Version>
+	Image      string // /boot/vmlinuz-<Version>, or <dir>/vmlinuz of a fetched kernel
+	ModulesDir string // /lib/modules/<Version>, or <dir>/lib/modules/<Version>
+	// Why says why this kernel was chosen, for the harness's log.
+	Why string
+}
+
+// NamespacedRDMA reports whether soft-RoCE carries RDMA between network
+// namespaces on this kernel: from 7.x on (measured: 6.12 fails, 7.2 works;
+// see docs/emulated-node.md).
+func (k *Kernel) NamespacedRDMA() bool {
+	n := versionNums(k.Version)
+	return len(n) > 0 && n[0] >= 7
+}
+
+// KernelCacheDir is where hack/guest-kernel.sh extracts fetched kernels:
+// <SLUICE_CACHE>/kernel.
+func KernelCacheDir() string { return filepath.Join(filepath.Dir(DefaultCacheDir()), "kernel") }
+
+// FetchedKernels returns the complete kernels hack/guest-kernel.sh
+// extracted under dir (each <dir>/<version>/{vmlinuz,lib/modules/<version>}
+// with a .complete marker), oldest first.
+func FetchedKernels(dir string) []*Kernel {
+	marks, _ := filepath.Glob(filepath.Join(dir, "*", ".complete"))
+	var out []*Kernel
+	for _, m := range marks {
+		kdir := filepath.Dir(m)
+		ver := filepath.Base(kdir)
+		k := &Kernel{Version: ver, Image: filepath.Join(kdir, "vmlinuz"), ModulesDir: filepath.Join(kdir, "lib", "modules", ver)}
+		if _, err := os.Stat(k.Image); err != nil {
+			continue
+		}
+		if matches, _ := filepath.Glob(filepath.Join(k.ModulesDir, rxeModule+"*")); len(matches) == 0 {
+			continue
+		}
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return versionLess(out[i].Version, out[j].Version) })
+	return out
+}
+
+// ChooseKernel picks the guest kernel, and says why in Kernel.Why:
+// SLUICE_NODE_KERNEL (a version, or "boot" for /boot's newest) when set;
+// else the newest kernel fetched into KernelCacheDir (a 7.x kernel, on
+// which soft-RoCE works between network namespaces); else /boot's newest
+// kernel with rdma_rxe (6.12 from bookworm-backports), on which it does not.
+func ChooseKernel() (*Kernel, error) {
+	fetched := FetchedKernels(KernelCacheDir())
+	want := os.Getenv("SLUICE_NODE_KERNEL")
+	switch want {
+	case "":
+	case "boot":
+		k, err := FindKernel("", "")
+		if err != nil {
+			return nil, err
+		}
+		k.Why = "SLUICE_NODE_KERNEL=boot: /boot's newest kernel with rdma_rxe"
+		return k, nil
+	default:
+		for _, k := range fetched {
+			if k.Version == want {
+				k.Why = "SLUICE_NODE_KERNEL=" + want
+				return k, nil
+			}
+		}
+		if k, err := FindKernel("", ""); err == nil && k.Version == want {
+			k.Why = "SLUICE_NODE_KERNEL=" + want
+			return k, nil
+		}
+		return nil, fmt.Errorf("SLUICE_NODE_KERNEL=%s: no such kernel in %s or /boot (fetch one with GUEST_KERNEL=%s hack/guest-kernel.sh, or unset it)", want, KernelCacheDir(), want)
+	}
+	if len(fetched) > 0 {
+		k := fetched[len(fetched)-1]
+		k.Why = "newest kernel fetched by hack/guest-kernel.sh into " + KernelCacheDir()
+		if k.NamespacedRDMA() {
+			k.Why += " (soft-RoCE works between network namespaces from 7.x)"
+		}
+		return k, nil
+	}
+	k, err := FindKernel("", "")
+	if err != nil {
+		return nil, err
+	}
+	k.Why = "no kernel fetched into " + KernelCacheDir() + " (hack/guest-kernel.sh): /boot's newest with rdma_rxe, on which soft-RoCE cannot carry RDMA between network namespaces"
+	return k, nil
 }
 
 // rxeModule is the module whose presence tells a guest-capable kernel apart

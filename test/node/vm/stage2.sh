@@ -64,6 +64,13 @@ for d in $SLUICE_NODE_HOST_TMP_DIRS; do
 		die "bind the host's $d into the guest's /tmp"
 done
 
+# A kernel fetched into the cache keeps its modules there: put them where
+# modprobe and the kernel's module auto-loading look.
+read -r kver </proc/sys/kernel/osrelease
+if [ -n "${SLUICE_NODE_KERNEL_MODULES:-}" ] && [ "$SLUICE_NODE_KERNEL_MODULES" != "/lib/modules/$kver" ]; then
+	$bb mkdir -p "/lib/modules/$kver" && $bb mount -o bind,ro "$SLUICE_NODE_KERNEL_MODULES" "/lib/modules/$kver" ||
+		die "bind $SLUICE_NODE_KERNEL_MODULES to /lib/modules/$kver"
+fi
 if [ -n "$SLUICE_NODE_MODULES" ]; then
 	modprobe -a $SLUICE_NODE_MODULES || die "modprobe -a $SLUICE_NODE_MODULES"
 fi
@@ -110,7 +117,6 @@ while [ $i -lt 100 ]; do
 done
 [ -n "$down" ] && say "warning: no carrier on$down"
 
-read -r kver </proc/sys/kernel/osrelease
 say "ready at $(now)s: kernel $kver, PFs [$SLUICE_NODE_PFS] at [$SLUICE_NODE_PF_PCI]"
 cd "$rundir" || die "cd $rundir"
 /bin/sh "$rundir/.guest.sh" </dev/null

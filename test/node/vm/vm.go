@@ -102,7 +102,7 @@ type Options struct {
 	// CacheDir holds the initrd cache and default run directories;
 	// DefaultCacheDir() when empty.
 	CacheDir string
-	// Kernel is the guest kernel; FindKernel("", "") when nil.
+	// Kernel is the guest kernel; ChooseKernel() when nil.
 	Kernel *Kernel
 	// QEMU is the emulator binary; qemu-system-x86_64 when empty.
 	QEMU string
@@ -135,6 +135,8 @@ type Result struct {
 	Boot, Duration time.Duration
 	// Command is the QEMU command line.
 	Command []string
+	// Kernel is the kernel the guest booted, with why it was chosen.
+	Kernel *Kernel
 }
 
 // DefaultCacheDir is ${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}/node.
@@ -224,7 +226,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		opts.QEMU = "qemu-system-x86_64"
 	}
 	if opts.Kernel == nil {
-		k, err := FindKernel("", "")
+		k, err := ChooseKernel()
 		if err != nil {
 			return nil, err
 		}
@@ -289,7 +291,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	res := &Result{RunDir: runDir, Command: append([]string{opts.QEMU}, args...), ExitCode: -1}
+	res := &Result{RunDir: runDir, Command: append([]string{opts.QEMU}, args...), ExitCode: -1, Kernel: opts.Kernel}
+	if opts.Console != nil {
+		why := opts.Kernel.Why
+		if why == "" {
+			why = "given by the caller"
+		}
+		fmt.Fprintf(opts.Console, "sluice-node: harness: booting kernel %s (%s)\n", opts.Kernel.Version, why)
+	}
 	start := time.Now()
 	var runErr error
 	var earlier []string
@@ -363,6 +372,9 @@ func nodeEnv(runDir string, opts Options) string {
 	}
 	fmt.Fprintf(&b, "export SLUICE_NODE_IOMMU=%s\n", iommu)
 	fmt.Fprintf(&b, "export SLUICE_NODE_PF_COUNT=%d\n", opts.PFs)
+	if opts.Kernel != nil {
+		fmt.Fprintf(&b, "export SLUICE_NODE_KERNEL_MODULES=%s\n", ShellQuote(opts.Kernel.ModulesDir))
+	}
 	var tmpDirs []string
 	for _, d := range opts.HostDirs {
 		if d = filepath.Clean(d); strings.HasPrefix(d, "/tmp/") && !slices.Contains(tmpDirs, d) {
