@@ -31,7 +31,14 @@ type cniConfig struct {
 	MaxTxRate  int32           `json:"max_tx_rate,omitempty"`
 	MTU        int32           `json:"mtu,omitempty"`
 	RDMA       bool            `json:"rdma,omitempty"`
+	SoftRoCE   *softRoCEConfig `json:"softRoCE,omitempty"`
 	IPAM       json.RawMessage `json:"ipam,omitempty"`
+}
+
+// softRoCEConfig asks sluice-cni for a soft-RoCE device on the VF, handed
+// to the containers as CDI device <cdiKind>=<VF PCI address>.
+type softRoCEConfig struct {
+	CDIKind string `json:"cdiKind"`
 }
 
 // invalidIPAMError is a spec.ipam the operator cannot use.
@@ -40,13 +47,18 @@ type invalidIPAMError struct{ reason string }
 func (e *invalidIPAMError) Error() string { return e.reason }
 
 // renderCNIConfig renders the NetworkAttachmentDefinition config of a
-// VFNetwork. An unusable spec.ipam is an *invalidIPAMError.
-func renderCNIConfig(n *sluicev1.VFNetwork) (string, error) {
+// VFNetwork; softRoCE says its pool is a soft-RoCE pool. An unusable
+// spec.ipam is an *invalidIPAMError.
+func renderCNIConfig(n *sluicev1.VFNetwork, softRoCE bool) (string, error) {
 	ipam, err := compactIPAM(n.Spec.IPAM)
 	if err != nil {
 		return "", err
 	}
 	s := &n.Spec
+	var sr *softRoCEConfig
+	if softRoCE {
+		sr = &softRoCEConfig{CDIKind: sluicev1.Group + "/" + s.ResourceName}
+	}
 	out, err := json.Marshal(cniConfig{
 		CNIVersion: CNIVersion,
 		Name:       n.Name,
@@ -60,7 +72,8 @@ func renderCNIConfig(n *sluicev1.VFNetwork) (string, error) {
 		MinTxRate:  s.MinTxRate,
 		MaxTxRate:  s.MaxTxRate,
 		MTU:        s.MTU,
-		RDMA:       s.RDMA,
+		RDMA:       s.RDMA || softRoCE,
+		SoftRoCE:   sr,
 		IPAM:       ipam,
 	})
 	if err != nil {

@@ -93,9 +93,22 @@ type compiledPolicy struct {
 
 func (p *compiledPolicy) name() string     { return p.policy.Name }
 func (p *compiledPolicy) priority() int32  { return p.policy.Spec.Priority }
-func (p *compiledPolicy) rdma() bool       { return p.policy.Spec.RDMA != nil && p.policy.Spec.RDMA.Enabled }
+func (p *compiledPolicy) rdma() bool       { return p.rdmaKind() == string(sluicev1.RDMAProviderHardware) }
+func (p *compiledPolicy) softRoCE() bool   { return p.rdmaKind() == string(sluicev1.RDMAProviderSoftRoCE) }
 func (p *compiledPolicy) dryRun() bool     { return p.policy.Spec.DryRun }
 func (p *compiledPolicy) resource() string { return p.policy.Spec.ResourceName }
+
+// rdmaKind is "off", or the RDMA provider of the policy's VFs.
+func (p *compiledPolicy) rdmaKind() string {
+	r := p.policy.Spec.RDMA
+	switch {
+	case r == nil || !r.Enabled:
+		return "off"
+	case r.Provider == "":
+		return string(sluicev1.RDMAProviderHardware)
+	}
+	return string(r.Provider)
+}
 
 func (p *compiledPolicy) rdmaMode() sluicev1.RDMAMode {
 	if p.policy.Spec.RDMA == nil || p.policy.Spec.RDMA.Mode == "" {
@@ -248,7 +261,7 @@ type passResult struct {
 // one pool must agree on it.
 type pool struct {
 	deviceType sluicev1.DeviceType
-	rdma       bool
+	rdma       string // rdmaKind
 	owner      *compiledPolicy
 }
 
@@ -299,16 +312,16 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 		if len(want) == 0 {
 			continue
 		}
-		if pl, ok := pools[p.resource()]; ok && (pl.deviceType != p.deviceType() || pl.rdma != p.rdma()) {
+		if pl, ok := pools[p.resource()]; ok && (pl.deviceType != p.deviceType() || pl.rdma != p.rdmaKind()) {
 			out.findings = append(out.findings, Finding{
 				Kind: FindingResourceConflict, Policy: p.name(), Winner: pl.owner.name(), Node: node,
 				EqualPriority: pl.owner.priority() == p.priority(),
-				Message: fmt.Sprintf("policy %q advertises resourceName %q as deviceType %s with rdma=%t on node %s, but policy %q (%s) already advertises it as deviceType %s with rdma=%t; one pool cannot mix them, so %q is not applied on this node: use another resourceName",
-					p.name(), p.resource(), p.deviceType(), p.rdma(), node, pl.owner.name(), winReason(pl.owner, p), pl.deviceType, pl.rdma, p.name()),
+				Message: fmt.Sprintf("policy %q advertises resourceName %q as deviceType %s with RDMA %s on node %s, but policy %q (%s) already advertises it as deviceType %s with RDMA %s; one pool cannot mix them, so %q is not applied on this node: use another resourceName",
+					p.name(), p.resource(), p.deviceType(), p.rdmaKind(), node, pl.owner.name(), winReason(pl.owner, p), pl.deviceType, pl.rdma, p.name()),
 			})
 			continue
 		}
-		if p.rdma() {
+		if p.rdmaKind() != "off" {
 			if modeOwner != nil && modeOwner.rdmaMode() != p.rdmaMode() {
 				out.findings = append(out.findings, Finding{
 					Kind: FindingRDMAModeConflict, Policy: p.name(), Winner: modeOwner.name(), Node: node,
@@ -324,7 +337,7 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 			}
 		}
 		if _, ok := pools[p.resource()]; !ok {
-			pools[p.resource()] = pool{deviceType: p.deviceType(), rdma: p.rdma(), owner: p}
+			pools[p.resource()] = pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), owner: p}
 		}
 		for _, w := range want {
 			claims[w.pf] = append(claims[w.pf], claim{policy: p, vfs: w.vfs})
@@ -360,6 +373,7 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 			DeviceType:       c.policy.deviceType(),
 			MTU:              ps.MTU,
 			RDMA:             c.policy.rdma(),
+			SoftRoCE:         c.policy.softRoCE(),
 		}
 		if ps.VFConfig != nil {
 			g.Trust = copyBool(ps.VFConfig.Trust)

@@ -28,6 +28,7 @@ func renderPools(ifaces []sluicev1.InterfaceSpec) []sluicev1.DevicePluginPool {
 					ResourceName: g.ResourceName,
 					DeviceType:   g.DeviceType,
 					Selectors:    sluicev1.PoolSelectors{IsRdma: g.RDMA},
+					SoftRoCE:     g.SoftRoCE,
 				}
 				byName[g.ResourceName] = p
 			}

@@ -63,6 +63,7 @@ type VFNetworkReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks,verbs=list;watch;update
+// +kubebuilder:rbac:groups=sluice.dev,resources=networknodepolicies,verbs=list;watch
 // +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks/status,verbs=update
 // +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=k8s.cni.cncf.io,resources=network-attachment-definitions,verbs=list;watch;create;update;delete
@@ -97,7 +98,11 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	cond := metav1.Condition{Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation}
 	var result error
 
-	config, err := renderCNIConfig(vfn)
+	softRoCE, err := r.softRoCEPool(ctx, vfn.Spec.ResourceName)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	config, err := renderCNIConfig(vfn, softRoCE)
 	var invalid *invalidIPAMError
 	switch {
 	case errors.As(err, &invalid):
@@ -259,7 +264,44 @@ func (r *VFNetworkReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&sluicev1.VFNetwork{}).
 		Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(nadOwner)).
+		Watches(&sluicev1.NetworkNodePolicy{}, handler.EnqueueRequestsFromMapFunc(r.networksOfPolicy)).
 		Complete(r)
+}
+
+// softRoCEPool reports whether a NetworkNodePolicy makes resource a
+// soft-RoCE pool: its attachments then create the pod's soft-RoCE device.
+func (r *VFNetworkReconciler) softRoCEPool(ctx context.Context, resource string) (bool, error) {
+	var l sluicev1.NetworkNodePolicyList
+	if err := r.Client.List(ctx, &l); err != nil {
+		return false, fmt.Errorf("list NetworkNodePolicies: %w", err)
+	}
+	for i := range l.Items {
+		s := &l.Items[i].Spec
+		if s.ResourceName == resource && !s.DryRun && s.RDMA != nil && s.RDMA.Enabled && s.RDMA.Provider == sluicev1.RDMAProviderSoftRoCE {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// networksOfPolicy maps a NetworkNodePolicy to the VFNetworks of its pool,
+// whose configuration depends on the pool's RDMA provider.
+func (r *VFNetworkReconciler) networksOfPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
+	p, ok := obj.(*sluicev1.NetworkNodePolicy)
+	if !ok {
+		return nil
+	}
+	var l sluicev1.VFNetworkList
+	if err := r.Client.List(ctx, &l); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range l.Items {
+		if l.Items[i].Spec.ResourceName == p.Spec.ResourceName {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&l.Items[i])})
+		}
+	}
+	return out
 }
 
 func nadOwner(_ context.Context, obj client.Object) []reconcile.Request {

@@ -104,6 +104,11 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 			addrs = append(addrs, d.PCIAddress)
 		}
 		info[d.ID] = deviceInfo(p, d)
+		if p.SoftRoCE {
+			// The device does not exist yet: sluice-cni creates it and its
+			// CDI spec in the pod's sandbox, before the containers.
+			resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: cdiName(p, d.PCIAddress)})
+		}
 		nodes := deviceNodes(p, d)
 		if a.cdi {
 			if len(nodes) > 0 {

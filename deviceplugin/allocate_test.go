@@ -3,16 +3,20 @@ package deviceplugin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/sluice-net/sluice/host/hosttest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/host/hosttest"
 )
 
 func specs(r *pluginapi.ContainerAllocateResponse) map[string]string {
@@ -216,23 +220,23 @@ func TestAllocateCDI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var spec cdiSpec
+	var spec cdispec.Spec
 	if err := json.Unmarshal(b, &spec); err != nil {
 		t.Fatal(err)
 	}
 	if spec.Kind != "sluice.dev/rdma" || spec.Version == "" || len(spec.Devices) != 2 {
 		t.Fatalf("spec = %s", b)
 	}
-	var dev *cdiDevice
+	var dev *cdispec.Device
 	for i := range spec.Devices {
 		if spec.Devices[i].Name == vf {
 			dev = &spec.Devices[i]
 		}
 	}
-	if dev == nil || len(dev.Edits.DeviceNodes) != 2 {
+	if dev == nil || len(dev.ContainerEdits.DeviceNodes) != 2 {
 		t.Fatalf("spec device %s = %+v", vf, dev)
 	}
-	for _, node := range dev.Edits.DeviceNodes {
+	for _, node := range dev.ContainerEdits.DeviceNodes {
 		if node.HostPath != filepath.Join(n.Root, node.Path) || !strings.HasPrefix(node.Path, "/dev/infiniband/") {
 			t.Errorf("device node %+v", node)
 		}
@@ -241,10 +245,52 @@ func TestAllocateCDI(t *testing.T) {
 	if fileExists(filepath.Join(e.m.opts.CDIDir, "sluice-sluice.dev_plain.json")) {
 		t.Error("spec written for a pool without device nodes")
 	}
+	// A spec sluice-cni wrote for a soft-RoCE attachment is not the
+	// plugin's to remove.
+	cniSpec, err := attachment.WriteCDISpec(e.m.opts.CDIDir, attachment.CDIDevice{Kind: "sluice.dev/roce", PCIAddress: vf, DeviceNodes: []string{"/dev/infiniband/uverbs9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.writeConfig(native(pool("plain", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens2f0"}}})))
 	e.kubelet.WaitGone(res, wait)
 	if fileExists(filepath.Join(e.m.opts.CDIDir, "sluice-sluice.dev_rdma.json")) {
 		t.Error("spec of the removed pool left behind")
+	}
+	if !fileExists(cniSpec) {
+		t.Errorf("the plugin removed sluice-cni's spec %s", cniSpec)
+	}
+}
+
+// A soft-RoCE pool names each VF as a CDI device whose spec sluice-cni
+// writes at ADD, with or without --cdi, and writes no spec of its own.
+func TestAllocateSoftRoCE(t *testing.T) {
+	for _, cdi := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cdi=%t", cdi), func(t *testing.T) {
+			n := twoNICNode(t, 2)
+			e := newEnv(t, n, native(pool("roce", map[string]any{"softRoCE": true, "selectors": map[string]any{"pfNames": []string{"ens2f0"}}})),
+				func(o *Options) { o.CDI = cdi; o.CDIDir = t.TempDir() })
+			const res = "sluice.dev/roce"
+			e.kubelet.Wait(res, wait, "2 VFs", allHealthy(2))
+			vfs := []string{n.VFAddress(e810, 0), n.VFAddress(e810, 1)}
+			r, err := e.kubelet.Allocate(context.Background(), res, vfs...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, d := range r.CdiDevices {
+				names = append(names, d.Name)
+			}
+			want := []string{res + "=" + vfs[0], res + "=" + vfs[1]}
+			if !slices.Equal(names, want) || len(r.Devices) != 0 {
+				t.Errorf("CDI devices %v, device specs %v; want %v only", names, r.Devices, want)
+			}
+			if r.Envs["PCIDEVICE_SLUICE_DEV_ROCE"] != strings.Join(vfs, ",") {
+				t.Errorf("env = %v", r.Envs)
+			}
+			if ents, _ := os.ReadDir(e.m.opts.CDIDir); len(ents) != 0 {
+				t.Errorf("the plugin wrote %d CDI specs for a soft-RoCE pool, want none (sluice-cni writes them)", len(ents))
+			}
+		})
 	}
 }
 

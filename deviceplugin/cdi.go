@@ -9,39 +9,22 @@ import (
 	"path/filepath"
 	"strings"
 
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/sluice-net/sluice/cni/attachment"
 	"github.com/sluice-net/sluice/deviceplugin/gate"
 )
 
 // Container Device Interface specs: one JSON file per pool in the CDI
 // directory, kind "<prefix>/<name>" (sluice.dev/<pool>), one CDI device per
-// advertised device that needs device nodes. The format is small and
-// stable, so it is written here rather than through the CDI library.
+// advertised device that needs device nodes, in the CDI project's own spec
+// types.
 
 const cdiVersion = "0.6.0"
 
-// cdiFilePrefix marks the spec files this plugin owns in the CDI directory.
+// cdiFilePrefix marks the spec files this plugin owns in the CDI directory
+// (those of package attachment's prefix are the CNI's).
 const cdiFilePrefix = "sluice-"
-
-type cdiSpec struct {
-	Version string      `json:"cdiVersion"`
-	Kind    string      `json:"kind"`
-	Devices []cdiDevice `json:"devices"`
-}
-
-type cdiDevice struct {
-	Name  string   `json:"name"`
-	Edits cdiEdits `json:"containerEdits"`
-}
-
-type cdiEdits struct {
-	DeviceNodes []cdiNode `json:"deviceNodes,omitempty"`
-}
-
-type cdiNode struct {
-	Path        string `json:"path"`
-	HostPath    string `json:"hostPath,omitempty"`
-	Permissions string `json:"permissions,omitempty"`
-}
 
 // cdiKind is a pool's CDI kind.
 func cdiKind(p *Pool) string { return p.Resource() }
@@ -68,16 +51,16 @@ func (w *cdiWriter) path(p *Pool) string {
 // spec renders a pool's spec; nil when no device needs device nodes (a CDI
 // spec must have devices).
 func (w *cdiWriter) spec(pd *PoolDevices) ([]byte, error) {
-	s := cdiSpec{Version: cdiVersion, Kind: cdiKind(&pd.Pool)}
+	s := cdispec.Spec{Version: cdiVersion, Kind: cdiKind(&pd.Pool)}
 	for i := range pd.Devices {
 		d := &pd.Devices[i]
 		nodes := deviceNodes(&pd.Pool, d)
 		if len(nodes) == 0 {
 			continue
 		}
-		cd := cdiDevice{Name: d.ID}
+		cd := cdispec.Device{Name: d.ID}
 		for _, n := range nodes {
-			cd.Edits.DeviceNodes = append(cd.Edits.DeviceNodes, cdiNode{Path: n, HostPath: w.devPath(n), Permissions: "rw"})
+			cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, &cdispec.DeviceNode{Path: n, HostPath: w.devPath(n), Permissions: "rw"})
 		}
 		s.Devices = append(s.Devices, cd)
 	}
@@ -122,7 +105,7 @@ func (w *cdiWriter) sync(t *Tree) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] {
+		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] || attachment.IsCDISpecFile(n) {
 			continue
 		}
 		path := filepath.Join(w.dir, n)

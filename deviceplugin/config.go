@@ -49,6 +49,10 @@ type Pool struct {
 	SharedMax int
 	// RDMA hands out the RDMA char devices of the pool's VFs.
 	RDMA bool
+	// SoftRoCE names every allocated VF as a CDI device (Prefix/Name=<PCI
+	// address>) whose spec sluice-cni writes when it creates the pod's
+	// soft-RoCE device (package attachment).
+	SoftRoCE bool
 	// Accelerator pools serve VFs that have no netdev (QAT and the like).
 	Accelerator bool
 	// NeedVhostNet adds /dev/vhost-net and /dev/net/tun to every allocation.

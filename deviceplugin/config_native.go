@@ -76,6 +76,17 @@ func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string)
 		p.Driver = ""
 		p.RDMA = true
 	}
+	if dp.SoftRoCE {
+		switch {
+		case dp.DeviceType == v1alpha1.DeviceTypeVfioPci:
+			return Pool{}, fmt.Errorf("%s.softRoCE: a VF bound to vfio-pci has no netdev to run soft-RoCE on: use deviceType netdevice or remove softRoCE", path)
+		case p.Shared():
+			return Pool{}, fmt.Errorf("%s.softRoCE: a shared RDMA pool (rdmaHcaMax > 0) shares existing RDMA devices, soft-RoCE creates one per pod: remove rdmaHcaMax or softRoCE", path)
+		case dp.Selectors.IsRdma:
+			return Pool{}, fmt.Errorf("%s.selectors.isRdma: a soft-RoCE pool's VFs have no RDMA device until a pod gets one, so isRdma would select none: remove isRdma", path)
+		}
+		p.SoftRoCE = true
+	}
 	s := dp.Selectors
 	sel, err := selectorOf(path+".selectors", rawSelector{
 		Vendors: s.Vendors, Devices: s.Devices, Drivers: s.Drivers, PFNames: s.PFNames,

@@ -35,6 +35,19 @@ const (
 	RDMAModeExclusive RDMAMode = "exclusive"
 )
 
+// RDMAProvider is where a pool's RDMA devices come from. hardware: the
+// VF's own RDMA engine (ConnectX VFs under mlx5). soft-roce: the kernel's
+// software RoCE (rdma_rxe) on the VF's netdev, for NICs with SR-IOV and no
+// RDMA engine; the CNI creates the device in the pod's network namespace
+// when the pod starts and removes it when the pod goes.
+// +kubebuilder:validation:Enum=hardware;soft-roce
+type RDMAProvider string
+
+const (
+	RDMAProviderHardware RDMAProvider = "hardware"
+	RDMAProviderSoftRoCE RDMAProvider = "soft-roce"
+)
+
 // ConditionReady is the condition type every sluice object reports.
 const ConditionReady = "Ready"
 

@@ -53,6 +53,7 @@ type NicSelector struct {
 }
 
 // RDMASpec asks for RDMA on the policy's VFs.
+// +kubebuilder:validation:XValidation:rule="!(has(self.provider) && self.provider == 'soft-roce' && has(self.mode) && self.mode == 'exclusive')",fieldPath=".mode",message="provider soft-roce needs mode shared: a soft-RoCE device is registered in the node's initial RDMA namespace and cannot change namespace, so in exclusive mode no pod would see it; use mode shared (each pod still gets only its own device's /dev/infiniband files)"
 type RDMASpec struct {
 	// Enabled exposes each VF's RDMA device (and its /dev/infiniband char
 	// devices) with the VF.
@@ -64,6 +65,17 @@ type RDMASpec struct {
 	// +optional
 	// +kubebuilder:default=shared
 	Mode RDMAMode `json:"mode,omitempty"`
+	// Provider is where the RDMA devices come from. hardware (the default):
+	// the VF's own RDMA device, as ConnectX VFs have. soft-roce: a software
+	// RoCE device (rdma_rxe) created on the VF's netdev inside the pod's
+	// network namespace when the pod starts, for NICs with SR-IOV but no
+	// RDMA engine, so that verbs applications (perftest, UCX, NCCL, MPI) run
+	// unchanged. A soft-roce pool hands its devices to containers through
+	// CDI, which the container runtime must support (containerd 2.x, CRI-O
+	// 1.28+).
+	// +optional
+	// +kubebuilder:default=hardware
+	Provider RDMAProvider `json:"provider,omitempty"`
 }
 
 // VFConfigDefaults are the per-VF settings applied when VFs are created;

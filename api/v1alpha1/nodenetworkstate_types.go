@@ -29,6 +29,10 @@ type VFGroup struct {
 	// RDMA exposes the VFs' RDMA devices.
 	// +optional
 	RDMA bool `json:"rdma,omitempty"`
+	// SoftRoCE gives each pod a soft-RoCE device on its VF (instead of the
+	// VF's own RDMA device).
+	// +optional
+	SoftRoCE bool `json:"softRoCE,omitempty"`
 	// Trust, when set, is applied to every VF of the group.
 	// +optional
 	Trust *bool `json:"trust,omitempty"`
@@ -113,6 +117,12 @@ type DevicePluginPool struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	RDMAHcaMax int32 `json:"rdmaHcaMax,omitempty"`
+	// SoftRoCE makes each allocation name the device as a CDI device
+	// (<prefix>/<resourceName>=<PCI address>) whose spec sluice-cni writes
+	// when it creates the pod's soft-RoCE device; the runtime resolves it
+	// when it creates the containers.
+	// +optional
+	SoftRoCE bool `json:"softRoCE,omitempty"`
 }
 
 // NodeNetworkStateSpec is the desired state the operator renders for a node.

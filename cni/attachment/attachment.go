@@ -53,6 +53,11 @@ type Record struct {
 	// and the node is in shared RDMA mode: it stayed in the host namespace
 	// and is visible from every namespace.
 	SharedRDMADevice string `json:"sharedRDMADevice,omitempty"`
+	// SoftRoCEDevice is the soft-RoCE device the CNI created on the VF in
+	// the pod's namespace, and SoftRoCECDISpec the CDI spec it wrote for
+	// it; DEL removes both.
+	SoftRoCEDevice  string `json:"softRoCEDevice,omitempty"`
+	SoftRoCECDISpec string `json:"softRoCECDISpec,omitempty"`
 	// Network is the CNI network name (a GC of that network only considers
 	// its own records).
 	Network string    `json:"network,omitempty"`

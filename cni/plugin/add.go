@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -103,8 +104,18 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	if vf.PFName == "" {
 		return nil, nil, cniError(ErrVFUnavailable, "VF %s: its PF %s has no netdev in the host namespace, so its settings cannot be applied", conf.PCI, vf.PFAddress)
 	}
+	if conf.SoftRoCE != nil {
+		if !hasNetdev {
+			return nil, nil, invalidConfig("softRoCE: VF %s is bound to %s and has no netdev to run soft-RoCE on: use a netdevice pool", conf.PCI, vf.Driver)
+		}
+		// Without the RDMA core loaded the mode cannot be read; the kernel
+		// loads it with rdma_rxe, in its default shared mode.
+		if mode, err := p.Node.RDMANetnsMode(); err == nil && mode == "exclusive" {
+			return nil, nil, invalidConfig("softRoCE: the node is in exclusive RDMA mode, where a soft-RoCE device (registered in the initial RDMA namespace, unable to move) is visible to no pod: set spec.rdma.mode shared on this node's policies")
+		}
+	}
 	rdmaMode := ""
-	if conf.RDMA {
+	if conf.RDMA && conf.SoftRoCE == nil {
 		if !hasNetdev || vf.RDMA == nil {
 			return nil, nil, invalidConfig("rdma is true but VF %s (driver %s) has no RDMA device: use a VF with RDMA (a ConnectX VF, or soft-RoCE on its netdev), or set rdma to false", conf.PCI, vf.Driver)
 		}
@@ -134,6 +145,10 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		rec.HostIfName = st.Name
 	}
 	switch {
+	case conf.SoftRoCE != nil:
+		e.SoftRoCEDevice, rec.SoftRoCEDevice = host.SoftRoCEName(conf.PCI), host.SoftRoCEName(conf.PCI)
+		e.SoftRoCECDISpec = attachment.CDISpecPath(conf.SoftRoCE.cdiDir(), conf.PCI)
+		rec.SoftRoCECDISpec = e.SoftRoCECDISpec
 	case conf.RDMA && rdmaMode == "exclusive":
 		e.RDMADevice, rec.RDMADevice = vf.RDMA.Name, vf.RDMA.Name
 	case conf.RDMA:
@@ -216,7 +231,41 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 			return nil, nil, err
 		}
 	}
+	if conf.SoftRoCE != nil {
+		if err := p.addSoftRoCE(podNS, conf, e); err != nil {
+			return nil, nil, err
+		}
+	}
 	return result, conf, nil
+}
+
+// addSoftRoCE creates the pod's soft-RoCE device on its VF, from inside
+// the pod's namespace, and writes the CDI spec that hands its char devices
+// to the containers. On failure it leaves neither behind.
+func (p *Plugin) addSoftRoCE(podNS *host.Netns, conf *Config, e entry) (err error) {
+	dev, err := p.Node.AddSoftRoCE(podNS, e.SoftRoCEDevice, e.IfName)
+	if err != nil && errors.Is(err, syscall.EEXIST) {
+		// Left by an attachment whose DEL never ran while its VF stayed
+		// in a namespace: the name is this VF's, so the device is stale.
+		p.logf("VF %s: removing the stale soft-RoCE device %s", conf.PCI, e.SoftRoCEDevice)
+		_ = p.Node.DeleteSoftRoCE(e.SoftRoCEDevice)
+		dev, err = p.Node.AddSoftRoCE(podNS, e.SoftRoCEDevice, e.IfName)
+	}
+	if err != nil {
+		return fmt.Errorf("softRoCE: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if derr := p.Node.DeleteSoftRoCE(e.SoftRoCEDevice); derr != nil {
+				p.logf("undo: delete soft-RoCE device %s: %v", e.SoftRoCEDevice, derr)
+			}
+		}
+	}()
+	d := attachment.CDIDevice{Kind: conf.SoftRoCE.CDIKind, PCIAddress: conf.PCI, DeviceNodes: dev.CharDevices}
+	if _, err := attachment.WriteCDISpec(conf.SoftRoCE.cdiDir(), d); err != nil {
+		return fmt.Errorf("softRoCE: %w", err)
+	}
+	return nil
 }
 
 // moveIn moves the VF netdev into the pod under its interface name, sets

@@ -29,6 +29,10 @@ type entry struct {
 	Netdev *host.NetdevState `json:"netdev,omitempty"`
 	// RDMADevice is the RDMA device ADD moves into the pod (exclusive mode).
 	RDMADevice string `json:"rdmaDevice,omitempty"`
+	// SoftRoCEDevice and SoftRoCECDISpec are the soft-RoCE device ADD
+	// creates in the pod and the CDI spec it writes for it.
+	SoftRoCEDevice  string `json:"softRoCEDevice,omitempty"`
+	SoftRoCECDISpec string `json:"softRoCECDISpec,omitempty"`
 	// Config is the ADD's network configuration, for IPAM DEL.
 	Config json.RawMessage `json:"config"`
 }

@@ -62,7 +62,20 @@ type NetConf struct {
 	// RDMA asks for the VF's RDMA device: moved into the pod's namespace
 	// when the node is in exclusive RDMA mode.
 	RDMA bool `json:"rdma,omitempty"`
+	// SoftRoCE asks for a soft-RoCE device on the VF in the pod (the
+	// operator sets it for a soft-RoCE pool's networks).
+	SoftRoCE *SoftRoCEConf `json:"softRoCE,omitempty"`
 }
+
+// SoftRoCEConf names the CDI device the pod's soft-RoCE device is handed
+// out as: <CDIKind>=<VF PCI address>, spec written into CDIDir.
+type SoftRoCEConf struct {
+	CDIKind string `json:"cdiKind"`
+	// CDIDir overrides the runtime's dynamic spec directory (tests).
+	CDIDir string `json:"cdiDir,omitempty"`
+}
+
+func (s *SoftRoCEConf) cdiDir() string { return or(s.CDIDir, attachment.DefaultCDIDir) }
 
 func (c *BaseConf) cacheDir() string { return or(c.CacheDir, DefaultCacheDir) }
 func (c *BaseConf) attachmentsDir() string {
@@ -187,8 +200,14 @@ func loadConf(args *skel.CmdArgs) (*Config, error) {
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
 		return nil, invalidConfig("mtu %d is out of range: use 68-65535, or leave it out to keep the VF's MTU", c.MTU)
 	}
+	if c.SoftRoCE != nil && !cdiKindRE.MatchString(c.SoftRoCE.CDIKind) {
+		return nil, invalidConfig("softRoCE.cdiKind %q is not a CDI kind: write it as vendor/class, the pool's resource name (e.g. sluice.dev/igb-roce)", c.SoftRoCE.CDIKind)
+	}
 	return c, nil
 }
+
+// cdiKindRE is a CDI kind: a vendor (domain-like) and a class.
+var cdiKindRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.\-]*[a-zA-Z0-9])?/[a-zA-Z0-9]([a-zA-Z0-9_\-]*[a-zA-Z0-9])?$`)
 
 // validateEnv checks what the runtime passes in the environment; skel does
 // the same for the binary, this covers callers of the command functions.

@@ -69,6 +69,7 @@ func (t *target) fromRecord(r attachment.Record) {
 		Network: r.Network, ContainerID: r.ContainerID, IfName: r.IfName, Netns: r.Netns,
 		PCIAddress: r.PCIAddress, PFName: r.PFName, VFIndex: r.VFIndex, Original: *r.OriginalVF,
 		Netdev: r.OriginalNetdev, RDMADevice: r.RDMADevice,
+		SoftRoCEDevice: r.SoftRoCEDevice, SoftRoCECDISpec: r.SoftRoCECDISpec,
 	}
 	if t.netns == "" {
 		t.netns = r.Netns
@@ -149,6 +150,8 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 		}
 	}
 
+	p.removeSoftRoCE(t, rec)
+
 	var orig *host.NetdevState
 	rdmaDev := ""
 	switch {
@@ -214,6 +217,26 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 		}
 	}
 	return nil
+}
+
+// removeSoftRoCE deletes the attachment's soft-RoCE device (gone already
+// when its netdev left the pod's namespace) and its CDI spec.
+func (p *Plugin) removeSoftRoCE(t target, rec *attachment.Record) {
+	dev, spec := "", ""
+	if t.entry != nil {
+		dev, spec = t.entry.SoftRoCEDevice, t.entry.SoftRoCECDISpec
+	}
+	if rec != nil {
+		dev, spec = or(dev, rec.SoftRoCEDevice), or(spec, rec.SoftRoCECDISpec)
+	}
+	if dev != "" {
+		if err := p.Node.DeleteSoftRoCE(dev); err != nil && !errors.Is(err, host.ErrNotFound) {
+			p.logf("release %s: %v", t.pci, err)
+		}
+	}
+	if err := attachment.RemoveCDISpec(spec); err != nil {
+		p.logf("release %s: %v", t.pci, err)
+	}
 }
 
 // restoreVF puts back the VF's PF-side settings one at a time, so that one

@@ -332,14 +332,23 @@ type snapshot struct {
 	Host                       map[string]linkState
 	Cache, Attachments, Leases []string
 	VFs                        map[string]standin.VF
+	// CDI are the CDI spec files, SoftRoCE the soft-RoCE devices.
+	CDI      []string
+	SoftRoCE []string
 }
 
 func (e *env) snapshot() snapshot {
 	s := snapshot{Host: links(e.t, e.hostNS), Cache: files(e.t, filepath.Join(e.dir, "cache")),
 		Attachments: files(e.t, filepath.Join(e.dir, "attachments")), Leases: e.ipamLeases(), VFs: map[string]standin.VF{}}
-	for k, v := range e.state().VFs {
+	st := e.state()
+	for k, v := range st.VFs {
 		s.VFs[k] = *v
 	}
+	s.CDI = files(e.t, filepath.Join(e.dir, "cdi"))
+	for name := range st.SoftRoCE {
+		s.SoftRoCE = append(s.SoftRoCE, name)
+	}
+	sort.Strings(s.SoftRoCE)
 	return s
 }
 

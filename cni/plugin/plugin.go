@@ -30,6 +30,17 @@
 // every namespace: the plugin leaves it, says so on stderr and writes it to
 // the attachment record (SharedRDMADevice). The CNI result carries no RDMA
 // field, as the spec has none; it stays spec-valid.
+//
+// # Soft-RoCE
+//
+// With softRoCE set (a soft-RoCE pool's network), ADD creates a soft-RoCE
+// device on the VF once it is in the pod's namespace, from inside that
+// namespace, and writes the CDI spec of <cdiKind>=<VF PCI address>, the
+// name the device plugin's Allocate gave the kubelet: the runtime resolves
+// it when it creates the containers, after ADD, so each container gets
+// exactly its own device's /dev/infiniband files. DEL removes the device
+// and the spec before the VF leaves the pod (a device whose netdev moves
+// dies anyway).
 package plugin
 
 import (
@@ -60,6 +71,10 @@ type Node interface {
 	RDMANetnsMode() (string, error)
 	// MoveRDMADevice moves an RDMA device between namespaces.
 	MoveRDMADevice(from *host.Netns, name string, to *host.Netns) error
+	// AddSoftRoCE creates a soft-RoCE device on a netdev of namespace ns.
+	AddSoftRoCE(ns *host.Netns, name, netdev string) (*host.RDMADevice, error)
+	// DeleteSoftRoCE removes one (ErrNotFound wrapped when it is gone).
+	DeleteSoftRoCE(name string) error
 }
 
 // Plugin runs the CNI commands.

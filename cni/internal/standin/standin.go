@@ -31,9 +31,18 @@ type State struct {
 	HostNetns string `json:"hostNetns"`
 	// VFs by PCI address.
 	VFs map[string]*VF `json:"vfs"`
-	// Fail makes a method ("VF", "ConfigureVF", "MoveRDMADevice") fail
-	// with the given message.
+	// SoftRoCE are the soft-RoCE devices created, by name.
+	SoftRoCE map[string]*SoftRoCEDevice `json:"softRoCE,omitempty"`
+	// Fail makes a method ("VF", "ConfigureVF", "MoveRDMADevice",
+	// "AddSoftRoCE") fail with the given message.
 	Fail map[string]string `json:"fail,omitempty"`
+}
+
+// SoftRoCEDevice is a stand-in soft-RoCE device.
+type SoftRoCEDevice struct {
+	Netdev      string   `json:"netdev"`
+	Netns       string   `json:"netns"`
+	CharDevices []string `json:"charDevices"`
 }
 
 // VF is one stand-in VF.
@@ -238,5 +247,48 @@ func (n *Node) MoveRDMADevice(from *host.Netns, name string, to *host.Netns) err
 			return nil
 		}
 		return &host.StepError{Device: name, Step: "find RDMA device", Err: host.ErrNotFound}
+	})
+}
+
+// AddSoftRoCE creates a stand-in soft-RoCE device on netdev, which must be
+// in ns, with a uverbs char device numbered in creation order.
+func (n *Node) AddSoftRoCE(ns *host.Netns, name, netdev string) (*host.RDMADevice, error) {
+	if _, err := ns.Netdev(netdev); err != nil {
+		return nil, &host.StepError{Device: name, Step: "create soft-RoCE device on " + netdev, Err: syscall.ENODEV}
+	}
+	id, err := NetnsID(ns)
+	if err != nil {
+		return nil, err
+	}
+	var dev *SoftRoCEDevice
+	err = n.Update(func(s *State) error {
+		if err := s.failed("AddSoftRoCE"); err != nil {
+			return err
+		}
+		if s.SoftRoCE[name] != nil {
+			return &host.StepError{Device: name, Step: "create soft-RoCE device on " + netdev, Err: syscall.EEXIST}
+		}
+		if s.SoftRoCE == nil {
+			s.SoftRoCE = map[string]*SoftRoCEDevice{}
+		}
+		dev = &SoftRoCEDevice{Netdev: netdev, Netns: id,
+			CharDevices: []string{"/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs" + strconv.Itoa(len(s.SoftRoCE))}}
+		s.SoftRoCE[name] = dev
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &host.RDMADevice{Name: name, Netdev: netdev, CharDevices: dev.CharDevices}, nil
+}
+
+// DeleteSoftRoCE removes a stand-in soft-RoCE device.
+func (n *Node) DeleteSoftRoCE(name string) error {
+	return n.Update(func(s *State) error {
+		if s.SoftRoCE[name] == nil {
+			return &host.StepError{Device: name, Step: "delete soft-RoCE device", Err: host.ErrNotFound}
+		}
+		delete(s.SoftRoCE, name)
+		return nil
 	})
 }
