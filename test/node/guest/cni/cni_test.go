@@ -23,6 +23,7 @@ import (
 	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
@@ -214,4 +215,97 @@ func TestVfio(t *testing.T) {
 	if l := vfLine(t, pf.Netdev, vf.Index); strings.Contains(l, "vlan 12") {
 		t.Errorf("PF side after DEL: %s", l)
 	}
+}
+
+// TestSoftRoCEBetweenPods: two pods' namespaces get VFs of a soft-RoCE
+// network through sluice-cni, which creates each pod's rxe device on its
+// net1 inside the pod's namespace and writes the CDI spec naming exactly
+// that device's char devices; rping and ib_write_bw then run between the
+// pods on those devices (no rdma link command here). DEL removes devices
+// and specs.
+func TestSoftRoCEBetweenPods(t *testing.T) {
+	nu.Require(t)
+	if nu.KernelMajor(t) < 7 {
+		t.Skipf("measured: soft-RoCE carries no RDMA between network namespaces before 7.x (kernel %s); hack/guest-kernel.sh fetches one",
+			strings.TrimSpace(nu.MustRead(t, "/proc/sys/kernel/osrelease")))
+	}
+	pf := nu.PFs(t)[0]
+	vfs := nu.VFs(t, pf, 2)
+	dir := t.TempDir()
+	cdiDir := filepath.Join(dir, "cdi")
+	type pod struct {
+		ns, cid, ip, dev string
+		conf             []byte
+	}
+	pods := make([]*pod, 2)
+	for i, vf := range vfs {
+		p := &pod{ns: nu.Netns(t, fmt.Sprintf("rocepod%d", i)), cid: fmt.Sprintf("roce%d", i)}
+		p.conf = conf(t, dir, vf.PCI, map[string]any{"softRoCE": map[string]any{"cdiKind": "sluice.dev/igb-roce", "cdiDir": cdiDir}})
+		out := plugin(t, "ADD", "/var/run/netns/"+p.ns, p.cid, "net1", p.conf)
+		r, err := current.NewResult(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, _ := current.NewResultFromResult(r)
+		p.ip = res.IPs[0].Address.IP.String()
+		pods[i] = p
+		t.Cleanup(func() { _, _ = pluginErr("DEL", "/var/run/netns/"+p.ns, p.cid, "net1", p.conf) })
+
+		// The spec names the pod's own rxe device, which runs on net1.
+		spec := readSpec(t, filepath.Join(cdiDir, "sluice-attachment-"+strings.NewReplacer(":", "_", ".", "_").Replace(vf.PCI)+".json"))
+		if spec.Kind != "sluice.dev/igb-roce" || len(spec.Devices) != 1 || spec.Devices[0].Name != vf.PCI {
+			t.Fatalf("CDI spec of %s: %+v", vf.PCI, spec)
+		}
+		for _, n := range spec.Devices[0].ContainerEdits.DeviceNodes {
+			base := filepath.Base(n.Path)
+			if !strings.HasPrefix(base, "uverbs") {
+				continue
+			}
+			p.dev = strings.TrimSpace(nu.MustRead(t, "/sys/class/infiniband_verbs/"+base+"/ibdev"))
+		}
+		if p.dev == "" {
+			t.Fatalf("CDI spec of %s lists no uverbs device: %+v", vf.PCI, spec.Devices[0].ContainerEdits.DeviceNodes)
+		}
+		if parent := strings.TrimSpace(nu.MustRead(t, "/sys/class/infiniband/"+p.dev+"/parent")); parent != "net1" {
+			t.Errorf("%s runs on %q, want the pod's net1", p.dev, parent)
+		}
+	}
+	if pods[0].dev == pods[1].dev {
+		t.Fatalf("both pods' specs name %s", pods[0].dev)
+	}
+	start := time.Now()
+	if out, err := nu.RPing(pods[0].ns, pods[0].ip, pods[1].ns, pods[1].ip, 7180, 30*time.Second); err != nil {
+		t.Fatalf("rping between the pods: %v\n%s", err, out)
+	}
+	t.Logf("rping %s -> %s: 3 iterations in %s", pods[1].ns, pods[0].ns, time.Since(start).Round(time.Millisecond))
+	res := nu.WriteBW(t, pods[0].ns, pods[0].dev, pods[0].ip, pods[1].ns, pods[1].dev, pods[1].ip, pods[0].ip, 18530, 60*time.Second)
+	if res.Err != nil {
+		t.Fatalf("ib_write_bw between the pods: %v", res.Err)
+	}
+	t.Logf("ib_write_bw %s (%s) -> %s (%s): %s in %s", pods[1].dev, pods[1].ns, pods[0].dev, pods[0].ns, res.Summary, res.Took.Round(time.Millisecond))
+
+	for _, p := range pods {
+		plugin(t, "DEL", "/var/run/netns/"+p.ns, p.cid, "net1", p.conf)
+		if _, err := os.Stat("/sys/class/infiniband/" + p.dev); err == nil {
+			t.Errorf("%s still exists after DEL", p.dev)
+		}
+	}
+	for _, sub := range []string{"cache", "attachments", "cdi"} {
+		if ents, _ := os.ReadDir(filepath.Join(dir, sub)); len(ents) != 0 {
+			t.Errorf("%s left: %v", sub, ents)
+		}
+	}
+}
+
+func readSpec(t *testing.T, path string) cdispec.Spec {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s cdispec.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return s
 }
