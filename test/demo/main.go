@@ -6,9 +6,12 @@
 // all from source through the Go module proxy and cached), starts the
 // control plane on the host and boots one node (test/node/cluster), then:
 // installs sluice with `kubectl apply -k config/default`; applies the
-// emulated-igb NetworkNodePolicy and VFNetwork samples; runs two pods of a
+// emulated-igb NetworkNodePolicy and VFNetwork samples and their soft-RoCE
+// siblings; runs two pods of a
 // Deployment that each get a VF through the kubelet's device plugin and
-// Multus calling sluice-cni, and pings between them over the VFs; measures
+// Multus calling sluice-cni, and pings between them over the VFs; runs
+// rping and ib_write_bw between two pods of the soft-RoCE pool, from inside
+// them; measures
 // a pod with a VF against one without; restarts the kubelet; asks a dry run
 // of a disruptive change; shows the agent's metrics; and prints a summary.
 package main
@@ -23,12 +26,14 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -44,6 +49,9 @@ const (
 	namespace = "demo"
 	network   = "igb-net"
 	pool      = corev1.ResourceName("sluice.dev/igb-vf")
+	// The soft-RoCE pool and its network.
+	rocePool    = corev1.ResourceName("sluice.dev/igb-roce")
+	roceNetwork = "igb-roce-net"
 )
 
 func main() {
@@ -123,20 +131,24 @@ func (d *demo) run(ctx context.Context) error {
 	d.done("operator and agent run from the built image")
 	d.kubectl(ctx, "-n", "sluice-system", "get", "pods", "-o", "wide")
 
-	d.begin("The emulated-igb NetworkNodePolicy and VFNetwork samples")
+	d.begin("The emulated-igb NetworkNodePolicy and VFNetwork samples, and their soft-RoCE siblings")
 	if _, err := d.c.Run(ctx, "label", "node", cluster.NodeName, "sluice.dev/emulated=true", "--overwrite"); err != nil {
 		return err
 	}
 	policyAt := time.Now()
 	if _, err := d.c.Run(ctx, "apply", "-f", "config/samples/namespace_demo.yaml",
-		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml"); err != nil {
+		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml",
+		"-f", "config/samples/networknodepolicy_emulated_igb_roce.yaml", "-f", "config/samples/vfnetwork_emulated_igb_roce.yaml"); err != nil {
 		return err
 	}
 	if err := d.c.WaitAllocatable(ctx, pool, 4, time.Time{}, 5*time.Minute); err != nil {
 		return err
 	}
 	d.figures["policyToAllocatableSeconds"] = time.Since(policyAt).Seconds()
-	d.done("4 VFs created and configured, then advertised: the kubelet reports 4 %s allocatable", pool)
+	if err := d.c.WaitAllocatable(ctx, rocePool, 2, time.Time{}, 3*time.Minute); err != nil {
+		return err
+	}
+	d.done("6 VFs created and configured, then advertised: the kubelet reports 4 %s and 2 %s allocatable", pool, rocePool)
 	d.kubectl(ctx, "get", "networknodepolicies,nodenetworkstates")
 	d.kubectl(ctx, "get", "node", cluster.NodeName, "-o", "jsonpath={.status.allocatable}")
 
@@ -180,6 +192,9 @@ func (d *demo) run(ctx context.Context) error {
 	d.done("%s", lastLine(out, "rtt"))
 	d.result("2 pods of a Deployment got VFs through the kubelet, Multus and sluice-cni, and pinged each other over them")
 
+	if err := d.rdma(ctx); err != nil {
+		return err
+	}
 	if err := d.podCost(ctx); err != nil {
 		return err
 	}
@@ -190,6 +205,49 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	return d.metrics(ctx)
+}
+
+// rdma runs verbs traffic between two pods of the soft-RoCE pool, from
+// inside their containers: each pod sees only the RDMA device sluice-cni
+// created on its own VF.
+func (d *demo) rdma(ctx context.Context) error {
+	d.begin("A Deployment of 2 pods asking for %s: 1 (soft-RoCE) and the %s network", rocePool, roceNetwork)
+	created := time.Now()
+	if err := d.k.Create(ctx, cluster.RDMAWorkload(namespace, "rdma", roceNetwork, rocePool, 2)); err != nil {
+		return err
+	}
+	pods, err := d.c.RunningPods(ctx, namespace, "rdma", 2, 6*time.Minute)
+	if err != nil {
+		return err
+	}
+	d.done("both Running %s after their creation", time.Since(created).Round(100*time.Millisecond))
+	for _, p := range pods {
+		devs, files, err := d.c.PodRDMADevices(ctx, namespace, p.Name)
+		if err != nil {
+			return err
+		}
+		d.info("%s: ibv_devices sees %v; /dev/infiniband has %v", p.Name, devs, files)
+	}
+	ip, err := cluster.InterfaceIP(&pods[0], "net1")
+	if err != nil {
+		return err
+	}
+	d.begin("rping from %s to %s (inside the pods, rdma_cm over soft-RoCE)", pods[1].Name, ip)
+	if out, err := d.c.RPing(ctx, namespace, pods[0].Name, ip, pods[1].Name); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	d.done("3 RDMA ping-pongs")
+	d.begin("ib_write_bw from %s to %s (200 RDMA writes of 4 KiB)", pods[1].Name, pods[0].Name)
+	bw, err := d.c.WriteBW(ctx, namespace, pods[0].Name, ip, pods[1].Name)
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, bw)
+	}
+	d.done("%s (emulated NIC, TCG)", bw)
+	d.result("RDMA between 2 pods, from inside them: rping and ib_write_bw over the soft-RoCE devices sluice-cni made on their VFs (" + bw + ")")
+	if err := d.k.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "rdma"}}); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (d *demo) systemReady(ctx context.Context) (bool, error) {
@@ -271,17 +329,25 @@ func (d *demo) kubeletRestart(ctx context.Context, pods []corev1.Pod) error {
 // more VFs on the PF means destroying all of them (the kernel changes a VF
 // count only through 0), so the pods using them would be evicted.
 func (d *demo) dryRun(ctx context.Context, pods []corev1.Pod) error {
-	d.begin("A disruptive change asked as a dry run: 2 more VFs on the PF")
+	d.begin("A disruptive change asked as a dry run: one more VF on the PF")
 	var base sluicev1.NetworkNodePolicy
 	if err := d.k.Get(ctx, client.ObjectKey{Name: "emulated-igb"}, &base); err != nil {
 		return err
 	}
+	have, err := d.c.Node.Sh(ctx, "cat /sys/class/net/eth0/device/sriov_numvfs")
+	if err != nil {
+		return err
+	}
+	numVfs, err := strconv.Atoi(strings.TrimSpace(have))
+	if err != nil {
+		return fmt.Errorf("sriov_numvfs %q: %w", have, err)
+	}
 	grow := &sluicev1.NetworkNodePolicy{ObjectMeta: metav1.ObjectMeta{Name: "emulated-igb-grow"}, Spec: *base.Spec.DeepCopy()}
 	grow.Spec.DryRun = true
-	grow.Spec.NumVfs = base.Spec.NumVfs + 2
+	grow.Spec.NumVfs = int32(numVfs + 1)
 	grow.Spec.Priority = 50
 	grow.Spec.ResourceName = base.Spec.ResourceName + "-extra"
-	grow.Spec.NicSelector.PFNames = []sluicev1.PFName{sluicev1.PFName(fmt.Sprintf("eth0#%d-%d", base.Spec.NumVfs, grow.Spec.NumVfs-1))}
+	grow.Spec.NicSelector.PFNames = []sluicev1.PFName{sluicev1.PFName(fmt.Sprintf("eth0#%d-%d", numVfs, numVfs))}
 	if err := d.k.Create(ctx, grow); err != nil {
 		return err
 	}
@@ -311,7 +377,7 @@ func (d *demo) dryRun(ctx context.Context, pods []corev1.Pod) error {
 		return err
 	}
 	d.info("nothing applied: the PF still has %s VFs", strings.TrimSpace(n))
-	d.result(fmt.Sprintf("dry run of +2 VFs: drain %v, would evict exactly %v", report.DrainRequired, report.PodsToEvict))
+	d.result(fmt.Sprintf("dry run of +1 VF: drain %v, would evict exactly %v", report.DrainRequired, report.PodsToEvict))
 	return nil
 }
 

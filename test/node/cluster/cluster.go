@@ -252,12 +252,21 @@ func BuildImages(ctx context.Context, root, dir string) ([]string, string, error
 
 // TestPodImageArgs build the test pod's image from the host's tools: a
 // static busybox for the shell and coreutils, iputils' ping (which sets
-// don't-fragment for the jumbo-frame check), iproute2's ip, with their
-// shared libraries.
+// don't-fragment for the jumbo-frame check), iproute2's ip and rdma, and
+// the RDMA user tools (rdma-core's ibv_devices and ibv_devinfo, rdmacm's
+// rping, perftest's ib_write_bw) with the verbs providers of soft-RoCE and
+// ConnectX, with their shared libraries.
 func TestPodImageArgs() []string {
 	args := []string{"-name", TestPodImage, "-libs", "-entrypoint", "/bin/sleep infinity",
 		"-add", "/bin/busybox=/bin/busybox", "-add", "/usr/bin/ping=/usr/bin/ping", "-add", "/usr/sbin/ip=/usr/sbin/ip"}
-	for _, a := range []string{"sh", "sleep", "cat", "ls", "grep", "sed", "awk", "ps", "wc", "head", "tail", "true", "echo", "env"} {
+	for _, f := range []string{"/usr/bin/rdma", "/usr/bin/ibv_devices", "/usr/bin/ibv_devinfo", "/usr/bin/rping", "/usr/bin/ib_write_bw",
+		"/usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so", "/usr/lib/x86_64-linux-gnu/libibverbs/libmlx5-rdmav34.so",
+		"/etc/libibverbs.d/rxe.driver", "/etc/libibverbs.d/mlx5.driver",
+		// glibc loads it for pthread_exit (rping's threads); no ELF names it.
+		"/lib/x86_64-linux-gnu/libgcc_s.so.1"} {
+		args = append(args, "-add", f+"="+f)
+	}
+	for _, a := range []string{"sh", "sleep", "cat", "ls", "grep", "sed", "awk", "ps", "wc", "head", "tail", "true", "echo", "env", "timeout", "kill"} {
 		args = append(args, "-symlink", "/bin/"+a+"=busybox")
 	}
 	return args

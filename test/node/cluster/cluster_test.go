@@ -26,6 +26,9 @@ const (
 	poolResource = corev1.ResourceName("sluice.dev/igb-vf")
 	demoNS       = "demo"
 	netName      = "igb-net"
+	// The soft-RoCE pool and its network (the emulated-igb-roce samples).
+	rocePool    = corev1.ResourceName("sluice.dev/igb-roce")
+	roceNetName = "igb-roce-net"
 )
 
 var nnsGVR = schema.GroupVersionResource{Group: "sluice.dev", Version: "v1alpha1", Resource: "nodenetworkstates"}
@@ -80,6 +83,7 @@ func TestCluster(t *testing.T) {
 		{"InstallWithKustomize", e.install},
 		{"PolicyAdvertisesPool", e.policy},
 		{"PodsPingOverVFs", e.podsPing},
+		{"RDMABetweenPods", e.rdmaBetweenPods},
 		{"PendingBeyondCapacity", e.pendingBeyondCapacity},
 		{"KubeletRestart", e.kubeletRestart},
 		{"AgentPodDeleted", e.agentPodDeleted},
@@ -168,13 +172,15 @@ func (e *e2e) install(t *testing.T) {
 	}
 }
 
-// policy: the emulated-igb policy and VFNetwork samples give VFs, a
-// Succeeded NodeNetworkState, the pool in the real kubelet's capacity and
-// allocatable, and the NetworkAttachmentDefinition.
+// policy: the emulated-igb policy and VFNetwork samples, and their
+// soft-RoCE siblings, give VFs, a Succeeded NodeNetworkState, the pools in
+// the real kubelet's capacity and allocatable, and the
+// NetworkAttachmentDefinitions.
 func (e *e2e) policy(t *testing.T) {
 	e.kubectl(t, "label", "node", NodeName, "sluice.dev/emulated=true", "--overwrite")
 	e.kubectl(t, "apply", "-f", "config/samples/namespace_demo.yaml",
-		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml")
+		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml",
+		"-f", "config/samples/networknodepolicy_emulated_igb_roce.yaml", "-f", "config/samples/vfnetwork_emulated_igb_roce.yaml")
 	eventually(t, 5*time.Minute, "NodeNetworkState Succeeded", func() (bool, error) {
 		u, err := e.dyn.Resource(nnsGVR).Get(e.ctx, NodeName, metav1.GetOptions{})
 		if err != nil {
@@ -185,11 +191,77 @@ func (e *e2e) policy(t *testing.T) {
 		return st == "Succeeded", fmt.Errorf("syncStatus %q %s", st, msg)
 	})
 	e.waitPool(t, poolResource, 4, 3*time.Minute)
+	e.waitPool(t, rocePool, 2, 3*time.Minute)
 	out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/net/*/device/sriov_numvfs | head -1 | xargs cat")
-	if err != nil || strings.TrimSpace(out) != "4" {
-		t.Errorf("sriov_numvfs on the node: %q %v, want 4", out, err)
+	if err != nil || strings.TrimSpace(out) != "6" {
+		t.Errorf("sriov_numvfs on the node: %q %v, want 6 (4 igb-vf, 2 igb-roce)", out, err)
 	}
 	e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", netName)
+	nad := e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", roceNetName, "-o", "jsonpath={.spec.config}")
+	if !strings.Contains(nad, `"softRoCE":{"cdiKind":"sluice.dev/igb-roce"}`) {
+		t.Errorf("the soft-RoCE network's NAD config lacks softRoCE: %s", nad)
+	}
+}
+
+// rdmaBetweenPods: two pods of a Deployment asking for the soft-RoCE pool
+// each see exactly one RDMA device, their own (created by sluice-cni on
+// their VF, handed over by CDI), and run rping and ib_write_bw between
+// each other from inside their containers. Deleting them removes the
+// devices and the CDI specs.
+func (e *e2e) rdmaBetweenPods(t *testing.T) {
+	d := RDMAWorkload(demoNS, "rdma", roceNetName, rocePool, 2)
+	if _, err := e.c.CP.Client.AppsV1().Deployments(demoNS).Create(e.ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := e.runningPods(t, "rdma", 2, 6*time.Minute)
+	seen := map[string]string{}
+	for _, p := range pods {
+		devs, files, err := e.c.PodRDMADevices(e.ctx, demoNS, p.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vf := strings.TrimSpace(e.kubectl(t, "-n", demoNS, "exec", p.Name, "--", "sh", "-c", "echo $PCIDEVICE_SLUICE_DEV_IGB_ROCE"))
+		want := "rxe_" + strings.NewReplacer(":", "_", ".", "_").Replace(vf)
+		if len(devs) != 1 || devs[0] != want {
+			t.Errorf("pod %s (VF %s) sees RDMA devices %v, want exactly its own %s", p.Name, vf, devs, want)
+		}
+		uverbs := 0
+		for _, f := range files {
+			if strings.HasPrefix(f, "uverbs") {
+				uverbs++
+			}
+		}
+		if uverbs != 1 {
+			t.Errorf("pod %s has /dev/infiniband %v, want one uverbs device", p.Name, files)
+		}
+		if other, dup := seen[want]; dup {
+			t.Errorf("pods %s and %s both got %s", other, p.Name, want)
+		}
+		seen[want] = p.Name
+		t.Logf("pod %s: VF %s, RDMA device %v, /dev/infiniband %v", p.Name, vf, devs, files)
+	}
+	if t.Failed() {
+		return
+	}
+	server, client := pods[0], pods[1]
+	ip := net1IP(t, &server)
+	start := time.Now()
+	if out, err := e.c.RPing(e.ctx, demoNS, server.Name, ip, client.Name); err != nil {
+		t.Fatalf("rping between the pods: %v\n%s", err, out)
+	}
+	t.Logf("rping %s -> %s (%s): 3 iterations, %s with retries", client.Name, server.Name, ip, time.Since(start).Round(100*time.Millisecond))
+	bw, err := e.c.WriteBW(e.ctx, demoNS, server.Name, ip, client.Name)
+	if err != nil {
+		t.Fatalf("ib_write_bw between the pods: %v\n%s", err, bw)
+	}
+	t.Logf("ib_write_bw %s -> %s: %s", client.Name, server.Name, bw)
+
+	e.deleteDeployment(t, "rdma")
+	eventually(t, 2*time.Minute, "soft-RoCE devices and their CDI specs removed", func() (bool, error) {
+		out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/infiniband/ /var/run/cdi/ 2>/dev/null | grep -c 'rxe_\\|sluice-attachment-'; true")
+		return strings.TrimSpace(out) == "0", fmt.Errorf("%s left (%v)", strings.TrimSpace(out), err)
+	})
+	e.waitPool(t, rocePool, 2, time.Minute)
 }
 
 // workloadDeployment is pods of the test image with vfs VFs each from the

@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// RDMA traffic between pods, run from inside their containers with the
+// test image's rdmacm and perftest tools.
+
+// RDMAWorkload is Workload for verbs applications: IPC_LOCK lets them pin
+// the memory they register.
+func RDMAWorkload(namespace, name, network string, res corev1.ResourceName, replicas int32) *appsv1.Deployment {
+	d := Workload(namespace, name, network, res, replicas, 1)
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.SecurityContext.Capabilities.Add = append(c.SecurityContext.Capabilities.Add, "IPC_LOCK")
+	return d
+}
+
+// PodRDMADevices lists the RDMA devices the pod's verbs library sees
+// (ibv_devices) and its /dev/infiniband files.
+func (c *Cluster) PodRDMADevices(ctx context.Context, namespace, pod string) (devs, files []string, err error) {
+	out, err := c.Run(ctx, "-n", namespace, "exec", pod, "--", "ibv_devices")
+	if err != nil {
+		return nil, nil, err
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] != "device" && !strings.HasPrefix(f[0], "---") {
+			devs = append(devs, f[0])
+		}
+	}
+	out, err = c.Run(ctx, "-n", namespace, "exec", pod, "--", "ls", "/dev/infiniband")
+	if err != nil {
+		return devs, nil, err
+	}
+	return devs, strings.Fields(out), nil
+}
+
+// RPing runs 3 rping iterations from pod client to a server in pod server
+// listening on serverIP (rdma_cm over the pods' soft-RoCE devices).
+func (c *Cluster) RPing(ctx context.Context, namespace, server, serverIP, client string) (string, error) {
+	return c.rdmaPair(ctx, namespace, server, client,
+		[]string{"timeout", "90", "rping", "-s", "-a", serverIP, "-C", "3"},
+		[]string{"timeout", "30", "rping", "-c", "-a", serverIP, "-C", "3", "-v"},
+		func(out string) bool { return strings.Contains(out, "rdma-ping-2") })
+}
+
+// WriteBW runs ib_write_bw (200 RDMA writes of 4 KiB, connected through
+// rdma_cm) from pod client to a server in pod server on serverIP and
+// returns perftest's result line.
+func (c *Cluster) WriteBW(ctx context.Context, namespace, server, serverIP, client string) (string, error) {
+	args := []string{"ib_write_bw", "-R", "-n", "200", "-s", "4096", "-F", "-p", "18600"}
+	var line string
+	out, err := c.rdmaPair(ctx, namespace, server, client,
+		append([]string{"timeout", "90"}, args...),
+		append(append([]string{"timeout", "60"}, args...), serverIP),
+		func(out string) bool { line = bwResultLine(out); return line != "" })
+	if err != nil {
+		return out, err
+	}
+	return line, nil
+}
+
+// rdmaPair starts srv in pod server, then runs cli in pod client until it
+// succeeds (rdma_cm has no listening socket to wait for), and waits for
+// the server to finish.
+func (c *Cluster) rdmaPair(ctx context.Context, namespace, server, client string, srv, cli []string, ok func(string) bool) (string, error) {
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := c.Run(ctx, append([]string{"-n", namespace, "exec", server, "--"}, srv...)...)
+		done <- result{out, err}
+	}()
+	var out string
+	var err error
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		time.Sleep(2 * time.Second)
+		out, err = c.Run(ctx, append([]string{"-n", namespace, "exec", client, "--"}, cli...)...)
+		if err == nil && ok(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return out, fmt.Errorf("%s in %s: %v", strings.Join(cli, " "), client, err)
+		}
+		select {
+		case r := <-done:
+			return out, fmt.Errorf("the server in %s ended before a client connected: %v\n%s", server, r.err, r.out)
+		default:
+		}
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return out, fmt.Errorf("server in %s: %w\n%s", server, r.err, r.out)
+		}
+	case <-time.After(90 * time.Second):
+		return out, fmt.Errorf("the server in %s did not finish", server)
+	}
+	return out, nil
+}
+
+// bwResultLine is perftest's result line for 4 KiB writes, as "4096 B x N,
+// peak P MB/s, average A MB/s", or "" without one.
+func bwResultLine(out string) string {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 5 && f[0] == "4096" {
+			return fmt.Sprintf("%s B x %s, peak %s MB/s, average %s MB/s", f[0], f[1], f[2], f[3])
+		}
+	}
+	return ""
+}
