@@ -12,11 +12,11 @@ import (
 
 func TestRenderCNIConfig(t *testing.T) {
 	cases := []struct {
-		name    string
+		name     string
 		spec     sluicev1.VFNetworkSpec
 		softRoCE bool
 		want     string
-		wantErr string // substring of an *invalidIPAMError
+		wantErr  string // substring of an *invalidIPAMError
 	}{
 		{"minimal", sluicev1.VFNetworkSpec{ResourceName: "a"}, false, `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni"}`, ""},
 		{"every field", sluicev1.VFNetworkSpec{

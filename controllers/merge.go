@@ -91,10 +91,12 @@ type compiledPolicy struct {
 	pfNames []pfNameSelector
 }
 
-func (p *compiledPolicy) name() string     { return p.policy.Name }
-func (p *compiledPolicy) priority() int32  { return p.policy.Spec.Priority }
-func (p *compiledPolicy) rdma() bool       { return p.rdmaKind() == string(sluicev1.RDMAProviderHardware) }
-func (p *compiledPolicy) softRoCE() bool   { return p.rdmaKind() == string(sluicev1.RDMAProviderSoftRoCE) }
+func (p *compiledPolicy) name() string    { return p.policy.Name }
+func (p *compiledPolicy) priority() int32 { return p.policy.Spec.Priority }
+func (p *compiledPolicy) rdma() bool      { return p.rdmaKind() == string(sluicev1.RDMAProviderHardware) }
+func (p *compiledPolicy) softRoCE() bool {
+	return p.rdmaKind() == string(sluicev1.RDMAProviderSoftRoCE)
+}
 func (p *compiledPolicy) dryRun() bool     { return p.policy.Spec.DryRun }
 func (p *compiledPolicy) resource() string { return p.policy.Spec.ResourceName }
 
