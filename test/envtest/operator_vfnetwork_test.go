@@ -264,3 +264,47 @@ func TestOperatorVFNetworkLeavesForeignNADAlone(t *testing.T) {
 		t.Errorf("foreign NAD touched: %v %+v", err, got)
 	}
 }
+
+// A VFNetwork of a soft-RoCE pool renders softRoCE with the pool's CDI
+// kind; the NAD follows the policy when its provider changes, and when it
+// goes.
+func TestOperatorVFNetworkSoftRoCEPool(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	pool := uniqueName(t, "roce")
+	p := validPolicy(uniqueName(t, "roce-policy"))
+	p.Spec.ResourceName = pool
+	p.Spec.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeShared, Provider: sluicev1.RDMAProviderSoftRoCE}
+	createPolicy(t, p)
+	vfn := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "roce-net", Namespace: ns}, Spec: sluicev1.VFNetworkSpec{ResourceName: pool}}
+	if err := env.Client.Create(ctx, vfn); err != nil {
+		t.Fatal(err)
+	}
+	soft := `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni","rdma":true,"softRoCE":{"cdiKind":"sluice.dev/` + pool + `"}}`
+	nadConfig(t, ns, "roce-net", soft)
+
+	// The pool becomes a hardware RDMA pool: the network follows.
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.RDMA.Provider = sluicev1.RDMAProviderHardware
+	if err := env.Client.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	nadConfig(t, ns, "roce-net", `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni"}`)
+
+	// Back to soft-RoCE, then the policy is deleted.
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.RDMA.Provider = sluicev1.RDMAProviderSoftRoCE
+	if err := env.Client.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	nadConfig(t, ns, "roce-net", soft)
+	if err := env.Client.Delete(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	nadConfig(t, ns, "roce-net", `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni"}`)
+}

@@ -108,6 +108,12 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		{"unknown RDMA mode", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: "partial"}
 		}, "spec.rdma.mode", `supported values: "shared", "exclusive"`},
+		{"soft-RoCE in exclusive mode", func(s *sluicev1.NetworkNodePolicySpec) {
+			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeExclusive, Provider: sluicev1.RDMAProviderSoftRoCE}
+		}, "spec.rdma.mode", "provider soft-roce needs mode shared"},
+		{"unknown RDMA provider", func(s *sluicev1.NetworkNodePolicySpec) {
+			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Provider: "iwarp"}
+		}, "spec.rdma.provider", `supported values: "hardware", "soft-roce"`},
 		{"unknown linkType", func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "fc" }, "spec.linkType", `supported values: "eth", "ib"`},
 		{"priority 100", func(s *sluicev1.NetworkNodePolicySpec) { s.Priority = 100 }, "spec.priority", "less than or equal to 99"},
 		{"priority negative", func(s *sluicev1.NetworkNodePolicySpec) { s.Priority = -1 }, "spec.priority", "greater than or equal to 0"},
