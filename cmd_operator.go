@@ -28,6 +28,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	pullPolicy := fs.String("node-image-pull-policy", "", "pull policy of the node image: Always, IfNotPresent or Never (default: Kubernetes')")
 	nodeSelector := fs.String("node-selector", "", "nodes the agent runs on, as key=value[,key=value]; empty: every node")
 	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, "nodes that may drain for a VF change at once, cluster-wide (passed to every agent)")
+	fs.BoolVar(&o.NodeDaemonSet.CDI, "node-cdi", false, "the node agent's device plugin hands devices out as CDI device names (specs in /var/run/cdi) instead of device specs; needs a runtime with CDI (containerd 2.x, CRI-O 1.28+). Soft-RoCE pools use CDI either way")
 	fs.StringVar(&o.NodeDaemonSet.ServiceAccount, "node-service-account", controllers.DefaultServiceAccount, "service account of the node agent")
 	fs.IntVar(&o.NodeStateWorkers, "node-state-workers", 4, "concurrent NodeNetworkState renders")
 	fs.IntVar(&o.PolicyStatusWorkers, "policy-status-workers", 2, "concurrent NetworkNodePolicy status updates")

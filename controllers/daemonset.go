@@ -43,6 +43,9 @@ type NodeDaemonSetOptions struct {
 	MaxUnavailable int
 	// ServiceAccount the agent runs as.
 	ServiceAccount string
+	// CDI makes the device plugin hand devices out as CDI device names,
+	// with their specs in the runtime's /var/run/cdi.
+	CDI bool
 }
 
 // nodeDaemonSetLabels select the agent's pods.
@@ -70,6 +73,8 @@ func agentMounts() []hostMount {
 		{"run-sluice", "/run/sluice", "/run/sluice", corev1.HostPathDirectoryOrCreate},
 		{"cni-state", "/var/lib/cni", "/var/lib/cni", corev1.HostPathDirectoryOrCreate},
 		{"cni-conf", "/etc/cni/net.d", "/etc/cni/net.d", corev1.HostPathDirectoryOrCreate},
+		// CDI specs of --cdi pools, which the runtime reads.
+		{"cdi", "/var/run/cdi", "/var/run/cdi", corev1.HostPathDirectoryOrCreate},
 	}
 }
 
@@ -89,11 +94,15 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 	}
 	volumes = append(volumes, hostPathVolume("cni-bin", "/opt/cni/bin", corev1.HostPathDirectoryOrCreate))
 
+	args := []string{fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable), fmt.Sprintf("--metrics-bind-address=:%d", AgentMetricsPort)}
+	if o.CDI {
+		args = append(args, "--cdi", "--cdi-dir=/var/run/cdi")
+	}
 	agent := corev1ac.Container().
 		WithName(AgentContainer).
 		WithImage(o.Image).
 		WithCommand("/usr/local/bin/sluice", "agent").
-		WithArgs(fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable), fmt.Sprintf("--metrics-bind-address=:%d", AgentMetricsPort)).
+		WithArgs(args...).
 		WithPorts(corev1ac.ContainerPort().WithName("metrics").WithContainerPort(AgentMetricsPort).WithProtocol(corev1.ProtocolTCP)).
 		WithEnv(
 			corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().

@@ -243,6 +243,11 @@ func (d *demo) rdma(ctx context.Context) error {
 		return fmt.Errorf("%w\n%s", err, bw)
 	}
 	d.done("%s (emulated NIC, TCG)", bw)
+	if f := strings.Fields(bw); len(f) >= 9 {
+		if v, err := strconv.ParseFloat(f[8], 64); err == nil {
+			d.figures["softRoCEWriteBWAverageMBps"] = v
+		}
+	}
 	d.result("RDMA between 2 pods, from inside them: rping and ib_write_bw over the soft-RoCE devices sluice-cni made on their VFs (" + bw + ")")
 	if err := d.k.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "rdma"}}); err != nil {
 		return err

@@ -202,7 +202,7 @@ func (r *report) markdown() string {
 	}
 	if r.node != nil {
 		fmt.Fprintf(&b, "\n## Real-cluster node: the pod path (QEMU igb, kubelet, containerd, Multus; `make demo`)\n\n")
-		fmt.Fprintf(&b, "Measured on the real-cluster node (control plane on the host, kubelet and containerd in the emulated node under TCG, no KVM): the policy's creation to 4 VFs allocatable at the real kubelet and to the first pod Running with its VF; pod create to Running with a VF against a pod on the cluster network alone (each alone on the idle node); a kubelet restart to the pool allocatable again in a node status posted after the restart.\n\n")
+		fmt.Fprintf(&b, "Measured on the real-cluster node (control plane on the host, kubelet and containerd in the emulated node under TCG, no KVM): the policy's creation to 4 VFs allocatable at the real kubelet and to the first pod Running with its VF; pod create to Running with a VF against a pod on the cluster network alone (each alone on the idle node); a kubelet restart to the pool allocatable again in a node status posted after the restart; the average of ib_write_bw (200 RDMA writes of 4 KiB) between two pods of the soft-RoCE pool, from inside them (emulated NIC: a functional figure, not a NIC's).\n\n")
 		fmt.Fprintf(&b, "| figure | median | range | spread | runs |\n|---|---|---|---|---|\n")
 		for _, k := range sortedKeys(r.node) {
 			v := r.node[k]

@@ -29,6 +29,8 @@ const (
 	// The soft-RoCE pool and its network (the emulated-igb-roce samples).
 	rocePool    = corev1.ResourceName("sluice.dev/igb-roce")
 	roceNetName = "igb-roce-net"
+	// The vfio-pci pool (the emulated-igb-vfio sample).
+	vfioPool = corev1.ResourceName("sluice.dev/igb-vfio")
 )
 
 var nnsGVR = schema.GroupVersionResource{Group: "sluice.dev", Version: "v1alpha1", Resource: "nodenetworkstates"}
@@ -84,6 +86,7 @@ func TestCluster(t *testing.T) {
 		{"PolicyAdvertisesPool", e.policy},
 		{"PodsPingOverVFs", e.podsPing},
 		{"RDMABetweenPods", e.rdmaBetweenPods},
+		{"DeviceSpecsThenCDI", e.deviceSpecsThenCDI},
 		{"PendingBeyondCapacity", e.pendingBeyondCapacity},
 		{"KubeletRestart", e.kubeletRestart},
 		{"AgentPodDeleted", e.agentPodDeleted},
@@ -180,7 +183,8 @@ func (e *e2e) policy(t *testing.T) {
 	e.kubectl(t, "label", "node", NodeName, "sluice.dev/emulated=true", "--overwrite")
 	e.kubectl(t, "apply", "-f", "config/samples/namespace_demo.yaml",
 		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml",
-		"-f", "config/samples/networknodepolicy_emulated_igb_roce.yaml", "-f", "config/samples/vfnetwork_emulated_igb_roce.yaml")
+		"-f", "config/samples/networknodepolicy_emulated_igb_roce.yaml", "-f", "config/samples/vfnetwork_emulated_igb_roce.yaml",
+		"-f", "config/samples/networknodepolicy_emulated_igb_vfio.yaml")
 	eventually(t, 5*time.Minute, "NodeNetworkState Succeeded", func() (bool, error) {
 		u, err := e.dyn.Resource(nnsGVR).Get(e.ctx, NodeName, metav1.GetOptions{})
 		if err != nil {
@@ -192,9 +196,10 @@ func (e *e2e) policy(t *testing.T) {
 	})
 	e.waitPool(t, poolResource, 4, 3*time.Minute)
 	e.waitPool(t, rocePool, 2, 3*time.Minute)
+	e.waitPool(t, vfioPool, 1, 3*time.Minute)
 	out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/net/*/device/sriov_numvfs | head -1 | xargs cat")
-	if err != nil || strings.TrimSpace(out) != "6" {
-		t.Errorf("sriov_numvfs on the node: %q %v, want 6 (4 igb-vf, 2 igb-roce)", out, err)
+	if err != nil || strings.TrimSpace(out) != "7" {
+		t.Errorf("sriov_numvfs on the node: %q %v, want 7 (4 igb-vf, 2 igb-roce, 1 igb-vfio)", out, err)
 	}
 	e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", netName)
 	nad := e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", roceNetName, "-o", "jsonpath={.spec.config}")

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -393,7 +394,14 @@ func (e *e2e) churn(t *testing.T) {
 		cycles = n
 	}
 	cs := e.c.CP.Client
-	const workers = 4 // one per VF of the pool
+	workers := 4 // one per VF of the pool
+	if v := os.Getenv("SLUICE_CLUSTER_CHURN_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 4 {
+			t.Fatalf("SLUICE_CLUSTER_CHURN_WORKERS=%q: want 1 to 4 (the pool has 4 VFs)", v)
+		}
+		workers = n
+	}
 	start := time.Now()
 	var mu sync.Mutex
 	var failures []string
@@ -482,4 +490,79 @@ func (e *e2e) churnOnce(name string) error {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// deviceSpecsThenCDI: the two ways the DaemonSet hands devices out. By
+// default the device plugin answers Allocate with device specs: a pod of
+// the vfio-pci pool gets /dev/vfio/vfio and its VF's /dev/vfio/<group>.
+// With the operator's --node-cdi the DaemonSet rolls, the device plugin
+// writes the pool's CDI spec into /var/run/cdi and answers with CDI names
+// only, which containerd resolves when it creates the container: the next
+// pod gets the same device nodes through CDI. Running pods are untouched,
+// and pods of the other pools still get their VFs and ping.
+func (e *e2e) deviceSpecsThenCDI(t *testing.T) {
+	cs := e.c.CP.Client
+	before := podSet(e.runningPods(t, "pingers", 2, time.Minute))
+	e.vfioPod(t, "vfio-specs")
+
+	e.kubectl(t, "-n", "sluice-system", "patch", "deployment", "sluice-operator", "--type", "json",
+		"-p", `[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--node-cdi"}]`)
+	rolled := time.Now()
+	eventually(t, 6*time.Minute, "agent DaemonSet rolled with --cdi", func() (bool, error) {
+		ds, err := cs.AppsV1().DaemonSets("sluice-system").Get(e.ctx, "sluice-node", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		l, err := cs.CoreV1().Pods("sluice-system").List(e.ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node-agent"})
+		if err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, p := range l.Items {
+			if p.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready &&
+				slices.Contains(p.Spec.Containers[0].Args, "--cdi") {
+				ready++
+			}
+		}
+		return ready == 1 && len(l.Items) == 1, fmt.Errorf("DaemonSet args %v, %d agent pods, %d ready with --cdi",
+			ds.Spec.Template.Spec.Containers[0].Args, len(l.Items), ready)
+	})
+	if err := e.c.WaitAllocatable(e.ctx, vfioPool, 1, rolled, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := e.c.Node.Sh(e.ctx, "cat /var/run/cdi/sluice-sluice.dev_igb-vfio.json")
+	if err != nil || !strings.Contains(spec, `"kind": "sluice.dev/igb-vfio"`) || !strings.Contains(spec, "/dev/vfio/") {
+		t.Fatalf("the device plugin's CDI spec of the vfio-pci pool: %v\n%s", err, spec)
+	}
+	e.vfioPod(t, "vfio-cdi")
+
+	samePods(t, "switching to CDI", before, podSet(e.runningPods(t, "pingers", 2, time.Minute)))
+	pods := e.runningPods(t, "pingers", 2, time.Minute)
+	if out, err := e.c.Ping(e.ctx, demoNS, pods[0].Name, "net1", net1IP(t, &pods[1])); err != nil {
+		t.Fatalf("ping between the pods in CDI mode: %v\n%s", err, out)
+	}
+}
+
+// vfioPod runs a pod of the vfio-pci pool and checks that its container
+// has /dev/vfio/vfio and the /dev/vfio/<IOMMU group> of the VF it got.
+func (e *e2e) vfioPod(t *testing.T, name string) {
+	t.Helper()
+	if _, err := e.c.CP.Client.AppsV1().Deployments(demoNS).Create(e.ctx, Workload(demoNS, name, "", vfioPool, 1, 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.runningPods(t, name, 1, 5*time.Minute)[0]
+	vf := strings.TrimSpace(e.kubectl(t, "-n", demoNS, "exec", p.Name, "--", "sh", "-c", "echo $PCIDEVICE_SLUICE_DEV_IGB_VFIO"))
+	group, err := e.c.Node.Sh(e.ctx, "basename $(readlink /sys/bus/pci/devices/"+vf+"/iommu_group)")
+	if err != nil || strings.TrimSpace(group) == "" {
+		t.Fatalf("IOMMU group of VF %q: %v", vf, err)
+	}
+	files := strings.Fields(e.kubectl(t, "-n", demoNS, "exec", p.Name, "--", "ls", "/dev/vfio"))
+	slices.Sort(files)
+	want := []string{strings.TrimSpace(group), "vfio"}
+	slices.Sort(want)
+	if !slices.Equal(files, want) {
+		t.Errorf("pod %s (VF %s): /dev/vfio has %v, want %v", p.Name, vf, files, want)
+	}
+	t.Logf("pod %s: VF %s, /dev/vfio %v", p.Name, vf, files)
+	e.deleteDeployment(t, name)
 }

@@ -161,13 +161,18 @@ func (n *Node) Boot(ctx context.Context, readyTimeout time.Duration) error {
 	n.mu.Unlock()
 	_ = os.Remove(filepath.Join(n.opts.RunDir, "stop"))
 
-	modules := append(vm.DefaultModules(), "virtio_blk", "ext4")
+	// vfio-pci is loaded at boot as on a node with user-space pools
+	// (/etc/modules-load.d): the agent binds VFs to it, it loads nothing.
+	modules := append(vm.DefaultModules(), "virtio_blk", "ext4", "vfio_pci")
 	opts := vm.Options{
 		Script:   nodeScript,
 		RunDir:   n.opts.RunDir,
 		PFs:      n.opts.PFs,
 		MemoryMB: n.opts.MemoryMB,
 		CPUs:     2,
+		// VFs get IOMMU groups, so a vfio-pci pool hands out /dev/vfio
+		// device nodes: as device specs, and as CDI devices.
+		IOMMU:    true,
 		Modules:  modules,
 		Timeout:  3 * time.Hour,
 		Console:  n.opts.Console,
