@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -301,22 +303,60 @@ func (m *Manager) logHealth(old, pd *PoolDevices) {
 }
 
 // register announces a pool to the kubelet in the background; a failure
-// is retried when kubelet.sock is (re)created and at every resync.
+// is retried when kubelet.sock is (re)created and at every resync. A pool
+// whose current socket the current kubelet already accepted is not sent
+// again (see poolServer.regMu): after a kubelet restart both the wiped
+// socket and the new kubelet.sock ask for one registration.
 func (m *Manager) register(ctx context.Context, srv *poolServer) {
-	srv.registered.Store(false)
 	if _, err := os.Stat(m.kubeletSocket()); err != nil {
+		srv.registered.Store(false)
 		return // registered when kubelet.sock appears
 	}
 	m.wg.Go(func() {
-		if err := srv.register(ctx, m.kubeletSocket()); err != nil {
+		srv.regMu.Lock()
+		defer srv.regMu.Unlock()
+		kubelet := fileIdentity(m.kubeletSocket())
+		srv.mu.Lock()
+		served := srv.served
+		srv.mu.Unlock()
+		if srv.registered.Load() && srv.regServed == served && srv.regKubelet == kubelet {
+			return
+		}
+		srv.registered.Store(false)
+		err := srv.register(ctx, m.kubeletSocket())
+		if err != nil && strings.Contains(err.Error(), "already connected") {
+			// The kubelet keeps an endpoint for this socket path that it
+			// will never drop: serve under a new name and register that.
+			m.log.Info("the kubelet holds a stale endpoint for the pool's socket; serving on a new socket", "resource", srv.resource, "socket", srv.socketBase())
+			if err = srv.renameSocket(); err == nil {
+				err = srv.register(ctx, m.kubeletSocket())
+			}
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				m.log.Error(err, "registration failed; retrying when the kubelet restarts or at the next resync")
 			}
 			return
 		}
+		srv.mu.Lock()
+		srv.regServed, srv.regKubelet = srv.served, kubelet
+		srv.mu.Unlock()
 		srv.registered.Store(true)
-		m.log.V(1).Info("registered with the kubelet", "resource", srv.resource)
+		m.log.V(1).Info("registered with the kubelet", "resource", srv.resource, "socket", srv.socketBase())
 	})
+}
+
+// fileIdentity tells two files at one path apart: device, inode and change
+// time ("" when it is missing).
+func fileIdentity(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("%d:%d:%d.%d", sys.Dev, sys.Ino, sys.Ctim.Sec, sys.Ctim.Nsec)
+	}
+	return st.ModTime().String()
 }
 
 // reregister recreates missing sockets and registers every pool again:

@@ -318,6 +318,17 @@ func TestKubeletRestartReregistersWithinASecond(t *testing.T) {
 		if !fileExists(filepath.Join(e.kubelet.Dir, socketName(r))) {
 			t.Errorf("%s socket not recreated", r)
 		}
+		// The wiped socket and the new kubelet.sock both ask for a
+		// registration: one is sent. A second one, to a kubelet already
+		// streaming from that socket, is refused and, in the real kubelet
+		// (1.37), leaves an endpoint it never cleans up.
+		if n := len(s.Registrations); n != 1 {
+			t.Errorf("%s registered %d times with the restarted kubelet, want 1", r, n)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := e.kubelet.Refused(); n != 0 {
+		t.Errorf("%d registrations refused as already connected", n)
 	}
 }
 

@@ -189,7 +189,7 @@ func (m *Manager) onFileEvent(ctx context.Context, ev fsnotify.Event) bool {
 			m.reregister(ctx, false)
 		case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
 			for _, srv := range m.servers {
-				if socketName(srv.resource) != base || srv.socketPresent() {
+				if srv.socketBase() != base || srv.socketPresent() {
 					continue
 				}
 				m.log.Info("pool socket removed (kubelet restart?); recreating it", "resource", srv.resource)

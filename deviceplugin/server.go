@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,16 +41,43 @@ type poolServer struct {
 
 	// registered is set once the kubelet accepted the registration.
 	registered atomic.Bool
+
+	// regMu serialises registrations; under it, served counts serve()
+	// calls and regServed and regKubelet say which socket and which
+	// kubelet (kubelet.sock's identity) the last accepted registration
+	// was for. The kubelet (1.37) refuses a second registration of a
+	// socket path it is connected to, and then drops its client for
+	// that path, so its endpoint is never cleaned up: a registration is
+	// sent only when the socket or the kubelet is new.
+	regMu      sync.Mutex
+	served     int
+	regServed  int
+	regKubelet string
+	// socketName is the socket's file name: socketName(resource), or a
+	// fresh one when the kubelet holds a stale endpoint for that name.
+	name string
 }
 
 func newPoolServer(pd *PoolDevices, dir string, alloc allocator, log logr.Logger) *poolServer {
 	return &poolServer{
 		resource: pd.Pool.Resource(), dir: dir, alloc: alloc, pd: pd,
 		changed: make(chan struct{}), log: log.WithValues("resource", pd.Pool.Resource()),
+		name: socketName(pd.Pool.Resource()),
 	}
 }
 
-func (s *poolServer) socket() string { return filepath.Join(s.dir, socketName(s.resource)) }
+func (s *poolServer) socket() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return filepath.Join(s.dir, s.name)
+}
+
+// socketBase is the socket's file name.
+func (s *poolServer) socketBase() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.name
+}
 
 // serve (re)creates the socket and serves on it, replacing a server whose
 // socket is gone (the kubelet wipes the directory when it restarts).
@@ -62,7 +91,7 @@ func (s *poolServer) serve() error {
 		s.srv.Stop()
 		s.srv = nil
 	}
-	path := s.socket()
+	path := filepath.Join(s.dir, s.name)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale socket %s: %w", path, err)
 	}
@@ -73,6 +102,7 @@ func (s *poolServer) serve() error {
 	srv := grpc.NewServer()
 	pluginapi.RegisterDevicePluginServer(srv, s)
 	s.srv = srv
+	s.served++
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error(err, "device plugin server ended")
@@ -96,7 +126,7 @@ func (s *poolServer) stop() {
 		s.srv.Stop()
 		s.srv = nil
 	}
-	_ = os.Remove(s.socket())
+	_ = os.Remove(filepath.Join(s.dir, s.name))
 	close(s.changed)
 }
 
@@ -118,6 +148,20 @@ func (s *poolServer) current() (*PoolDevices, <-chan struct{}, bool) {
 	return s.pd, s.changed, s.stopped
 }
 
+// renameSocket moves the server to a socket name the kubelet has not seen
+// (it holds a stale endpoint for the current one) and serves there.
+func (s *poolServer) renameSocket() error {
+	s.mu.Lock()
+	old := filepath.Join(s.dir, s.name)
+	s.name = strings.TrimSuffix(socketName(s.resource), ".sock") + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ".sock"
+	s.mu.Unlock()
+	if err := s.serve(); err != nil {
+		return err
+	}
+	_ = os.Remove(old)
+	return nil
+}
+
 // register announces the pool to the kubelet.
 func (s *poolServer) register(ctx context.Context, kubeletSocket string) error {
 	conn, err := grpc.NewClient("unix://"+kubeletSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -129,7 +173,7 @@ func (s *poolServer) register(ctx context.Context, kubeletSocket string) error {
 	defer cancel()
 	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
 		Version:      pluginapi.Version,
-		Endpoint:     socketName(s.resource),
+		Endpoint:     s.socketBase(),
 		ResourceName: s.resource,
 		Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
 	})

@@ -35,6 +35,16 @@ type Kubelet struct {
 	srv     *grpc.Server
 	plugins map[string]*Plugin
 	changed chan struct{} // closed and replaced on every plugin change
+	// refused counts registrations refused because the kubelet was
+	// connected to that socket path already.
+	refused int
+}
+
+// Refused is how many registrations were refused as "already connected".
+func (k *Kubelet) Refused() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.refused
 }
 
 // Plugin is one registered resource as the fake kubelet sees it.
@@ -164,6 +174,15 @@ func (k *Kubelet) Register(_ context.Context, req *pluginapi.RegisterRequest) (*
 	if !strings.Contains(req.ResourceName, "/") {
 		return nil, fmt.Errorf("resource %q is not an extended resource name", req.ResourceName)
 	}
+	// As the kubelet since 1.37 does: a socket path it is connected to
+	// (its ListAndWatch stream open) cannot register again.
+	k.mu.Lock()
+	if old := k.plugins[req.ResourceName]; old != nil && old.Endpoint == req.Endpoint && old.streams > 0 && !old.ended {
+		k.refused++
+		k.mu.Unlock()
+		return nil, fmt.Errorf("device plugin already connected: %s", filepath.Join(k.Dir, req.Endpoint))
+	}
+	k.mu.Unlock()
 	conn, err := grpc.NewClient("unix://"+filepath.Join(k.Dir, req.Endpoint), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ const (
 	roceNetName = "igb-roce-net"
 	// The vfio-pci pool (the emulated-igb-vfio sample).
 	vfioPool = corev1.ResourceName("sluice.dev/igb-vfio")
+	// nodeVFs is how many VFs the three samples make on the PF.
+	nodeVFs = 7
 )
 
 var nnsGVR = schema.GroupVersionResource{Group: "sluice.dev", Version: "v1alpha1", Resource: "nodenetworkstates"}
@@ -86,11 +89,12 @@ func TestCluster(t *testing.T) {
 		{"PolicyAdvertisesPool", e.policy},
 		{"PodsPingOverVFs", e.podsPing},
 		{"RDMABetweenPods", e.rdmaBetweenPods},
-		{"DeviceSpecsThenCDI", e.deviceSpecsThenCDI},
+		{"DeviceSpecs", e.deviceSpecs},
 		{"PendingBeyondCapacity", e.pendingBeyondCapacity},
 		{"KubeletRestart", e.kubeletRestart},
 		{"AgentPodDeleted", e.agentPodDeleted},
-		{"AgentImageRollingUpdate", e.agentImageUpdate},
+		{"AgentImageRollingUpdateToCDI", e.agentImageUpdate},
+		{"CDI", e.cdi},
 		{"PodDeletedGivesVFBack", e.podDeleted},
 		{"NodeReboot", e.reboot},
 		{"PolicyChangeEvictsOnlyItsPod", e.policyChangeEvicts},
@@ -198,7 +202,7 @@ func (e *e2e) policy(t *testing.T) {
 	e.waitPool(t, rocePool, 2, 3*time.Minute)
 	e.waitPool(t, vfioPool, 1, 3*time.Minute)
 	out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/net/*/device/sriov_numvfs | head -1 | xargs cat")
-	if err != nil || strings.TrimSpace(out) != "7" {
+	if err != nil || strings.TrimSpace(out) != strconv.Itoa(nodeVFs) {
 		t.Errorf("sriov_numvfs on the node: %q %v, want 7 (4 igb-vf, 2 igb-roce, 1 igb-vfio)", out, err)
 	}
 	e.kubectl(t, "-n", demoNS, "get", "network-attachment-definitions", netName)
@@ -382,6 +386,7 @@ func (e *e2e) kubeletRestart(t *testing.T) {
 		t.Fatalf("after the kubelet restart: %v", err)
 	}
 	t.Logf("kubelet restart -> %s allocatable back: %s", poolResource, time.Since(restarted).Round(100*time.Millisecond))
+	e.registrationsClean(t)
 	samePods(t, "kubelet restart", podSet(before), podSet(e.runningPods(t, "pingers", 2, 2*time.Minute)))
 	if n := e.vfsInPods(t); n != 2 {
 		t.Errorf("%d VFs in pods after the kubelet restart, want 2", n)
@@ -450,6 +455,7 @@ func (e *e2e) agentPodDeleted(t *testing.T) {
 	if n := e.vfsInPods(t); n != 2 {
 		t.Errorf("%d VFs in pods after the agent restart, want 2", n)
 	}
+	e.registrationsClean(t)
 }
 
 // podDeleted: a deleted pod's VF returns to the host and is advertised

@@ -93,14 +93,19 @@ func (e *e2e) agentImageUpdate(t *testing.T) {
 	cs := e.c.CP.Client
 	before := podSet(e.runningPods(t, "pingers", 2, time.Minute))
 	vfs := e.vfSettings(t)
-	e.kubectl(t, "-n", "sluice-system", "set", "image", "deployment/sluice-operator", "operator="+SluiceImageNext)
+	// One change of the operator's Deployment, as a user upgrading and
+	// turning CDI on at once: the node DaemonSet rolls once.
+	e.kubectl(t, "-n", "sluice-system", "patch", "deployment", "sluice-operator", "--type", "json", "-p",
+		`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"`+SluiceImageNext+`"},`+
+			`{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--node-cdi"}]`)
 	e.kubectl(t, "-n", "sluice-system", "set", "env", "deployment/sluice-operator", "SLUICE_NODE_IMAGE="+SluiceImageNext)
-	eventually(t, 6*time.Minute, "agent DaemonSet rolled to the new image", func() (bool, error) {
+	rolled := time.Now()
+	eventually(t, 6*time.Minute, "agent DaemonSet rolled to the new image with --cdi", func() (bool, error) {
 		ds, err := cs.AppsV1().DaemonSets("sluice-system").Get(e.ctx, "sluice-node", metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		img := ds.Spec.Template.Spec.Containers[0].Image
+		c := ds.Spec.Template.Spec.Containers[0]
 		l, err := cs.CoreV1().Pods("sluice-system").List(e.ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node-agent"})
 		if err != nil {
 			return false, err
@@ -110,15 +115,18 @@ func (e *e2e) agentImageUpdate(t *testing.T) {
 			// The status names the image by its first tag (both tags are
 			// one digest): the spec says which was asked for.
 			if p.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready &&
-				p.Spec.Containers[0].Image == SluiceImageNext {
+				p.Spec.Containers[0].Image == SluiceImageNext && slices.Contains(p.Spec.Containers[0].Args, "--cdi") {
 				ready++
 			}
 		}
-		return img == SluiceImageNext && ready == 1 && len(l.Items) == 1,
-			fmt.Errorf("DaemonSet image %s, %d agent pods, %d ready on the new image", img, len(l.Items), ready)
+		return c.Image == SluiceImageNext && slices.Contains(c.Args, "--cdi") && ready == 1 && len(l.Items) == 1,
+			fmt.Errorf("DaemonSet image %s args %v, %d agent pods, %d ready on the new image with --cdi", c.Image, c.Args, len(l.Items), ready)
 	})
-	e.waitPool(t, poolResource, 4, 2*time.Minute)
+	if err := e.c.WaitAllocatable(e.ctx, poolResource, 4, rolled, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	samePods(t, "agent rolling update", before, podSet(e.runningPods(t, "pingers", 2, time.Minute)))
+	e.registrationsClean(t)
 	if after := e.vfSettings(t); after != vfs {
 		t.Errorf("VF settings changed by the rolling update:\n%s\n%s", vfs, after)
 	}
@@ -145,7 +153,7 @@ func (e *e2e) reboot(t *testing.T) {
 	t.Logf("node Ready again %s after power-on", time.Since(start).Round(time.Second))
 	eventually(t, 5*time.Minute, "the agent creating the VFs again", func() (bool, error) {
 		out, err := e.c.Node.Sh(e.ctx, "cat /sys/class/net/eth0/device/sriov_numvfs")
-		return err == nil && strings.TrimSpace(out) == "4", fmt.Errorf("sriov_numvfs %q %v", out, err)
+		return err == nil && strings.TrimSpace(out) == strconv.Itoa(nodeVFs), fmt.Errorf("sriov_numvfs %q %v", out, err)
 	})
 	pods := e.runningPods(t, "pingers", 2, 8*time.Minute)
 	t.Logf("2 pods of the Deployment Running with VFs %s after power-on", time.Since(start).Round(time.Second))
@@ -162,8 +170,19 @@ func (e *e2e) reboot(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 2 pods kept across the reboot (the others were created again by the Deployment)", kept)
+	e.registrationsClean(t)
 	if out, err := e.c.Ping(e.ctx, demoNS, pods[0].Name, "net1", net1IP(t, &pods[1])); err != nil {
 		t.Fatalf("after the reboot: %v\n%s", err, out)
+	}
+}
+
+// registrationsClean checks that the kubelet never refused a pool's
+// registration as "already connected": the kubelet (1.37) then keeps an
+// endpoint it never removes, and stops taking the pool's updates.
+func (e *e2e) registrationsClean(t *testing.T) {
+	t.Helper()
+	if n := strings.Count(e.c.Node.Log("kubelet", 1<<30), "device plugin already connected"); n != 0 {
+		t.Errorf("the kubelet refused %d device-plugin registrations as already connected", n)
 	}
 }
 
@@ -492,51 +511,28 @@ func (e *e2e) churnOnce(name string) error {
 	}
 }
 
-// deviceSpecsThenCDI: the two ways the DaemonSet hands devices out. By
-// default the device plugin answers Allocate with device specs: a pod of
-// the vfio-pci pool gets /dev/vfio/vfio and its VF's /dev/vfio/<group>.
-// With the operator's --node-cdi the DaemonSet rolls, the device plugin
-// writes the pool's CDI spec into /var/run/cdi and answers with CDI names
-// only, which containerd resolves when it creates the container: the next
-// pod gets the same device nodes through CDI. Running pods are untouched,
-// and pods of the other pools still get their VFs and ping.
-func (e *e2e) deviceSpecsThenCDI(t *testing.T) {
-	cs := e.c.CP.Client
-	before := podSet(e.runningPods(t, "pingers", 2, time.Minute))
+// deviceSpecs: by default the device plugin answers Allocate with device
+// specs: a pod of the vfio-pci pool gets /dev/vfio/vfio and its VF's
+// /dev/vfio/<group>.
+func (e *e2e) deviceSpecs(t *testing.T) {
 	e.vfioPod(t, "vfio-specs")
+}
 
-	e.kubectl(t, "-n", "sluice-system", "patch", "deployment", "sluice-operator", "--type", "json",
-		"-p", `[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--node-cdi"}]`)
-	rolled := time.Now()
-	eventually(t, 6*time.Minute, "agent DaemonSet rolled with --cdi", func() (bool, error) {
-		ds, err := cs.AppsV1().DaemonSets("sluice-system").Get(e.ctx, "sluice-node", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		l, err := cs.CoreV1().Pods("sluice-system").List(e.ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=node-agent"})
-		if err != nil {
-			return false, err
-		}
-		ready := 0
-		for _, p := range l.Items {
-			if p.DeletionTimestamp == nil && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready &&
-				slices.Contains(p.Spec.Containers[0].Args, "--cdi") {
-				ready++
-			}
-		}
-		return ready == 1 && len(l.Items) == 1, fmt.Errorf("DaemonSet args %v, %d agent pods, %d ready with --cdi",
-			ds.Spec.Template.Spec.Containers[0].Args, len(l.Items), ready)
-	})
-	if err := e.c.WaitAllocatable(e.ctx, vfioPool, 1, rolled, 3*time.Minute); err != nil {
+// cdi: after the operator's --node-cdi (AgentImageRollingUpdateToCDI), the
+// device plugin writes the pool's CDI spec into /var/run/cdi and answers
+// Allocate with CDI names only, which containerd resolves when it creates
+// the container: a new pod of the vfio-pci pool gets the same device nodes
+// through CDI, and the pingers still ping.
+func (e *e2e) cdi(t *testing.T) {
+	if err := e.c.WaitAllocatable(e.ctx, vfioPool, 1, time.Time{}, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	spec, err := e.c.Node.Sh(e.ctx, "cat /var/run/cdi/sluice-sluice.dev_igb-vfio.json")
-	if err != nil || !strings.Contains(spec, `"kind": "sluice.dev/igb-vfio"`) || !strings.Contains(spec, "/dev/vfio/") {
-		t.Fatalf("the device plugin's CDI spec of the vfio-pci pool: %v\n%s", err, spec)
-	}
+	eventually(t, 2*time.Minute, "the device plugin's CDI spec of the vfio-pci pool in /var/run/cdi", func() (bool, error) {
+		spec, err := e.c.Node.Sh(e.ctx, "cat /var/run/cdi/sluice-sluice.dev_igb-vfio.json")
+		return err == nil && strings.Contains(spec, `"kind": "sluice.dev/igb-vfio"`) && strings.Contains(spec, "/dev/vfio/"),
+			fmt.Errorf("%v: %s", err, spec)
+	})
 	e.vfioPod(t, "vfio-cdi")
-
-	samePods(t, "switching to CDI", before, podSet(e.runningPods(t, "pingers", 2, time.Minute)))
 	pods := e.runningPods(t, "pingers", 2, time.Minute)
 	if out, err := e.c.Ping(e.ctx, demoNS, pods[0].Name, "net1", net1IP(t, &pods[1])); err != nil {
 		t.Fatalf("ping between the pods in CDI mode: %v\n%s", err, out)
