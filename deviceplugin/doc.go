@@ -15,7 +15,11 @@
 // appearing, vanishing or changing port state (a light poll, as RDMA has
 // no event source here), a Rescan call or Options.Trigger, and a periodic
 // safety resync. When the kubelet restarts (kubelet.sock recreated, plugin
-// sockets wiped) every pool's socket is recreated and registered again.
+// sockets wiped) every pool's socket is recreated and registered again,
+// once: the kubelet (1.37) refuses a registration of a socket path it is
+// connected to and then never cleans that endpoint up, so a pool is sent
+// only when its socket or the kubelet is new, and a refused pool moves to a
+// fresh socket name.
 //
 // The config file is the node agent's native format, or an unchanged
 // sriov-network-device-plugin or k8s-rdma-shared-dev-plugin config.
