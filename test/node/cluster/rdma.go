@@ -9,6 +9,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
 
 // RDMA traffic between pods, run from inside their containers with the
@@ -62,7 +64,7 @@ func (c *Cluster) WriteBW(ctx context.Context, namespace, server, serverIP, clie
 	out, err := c.rdmaPair(ctx, namespace, server, client,
 		append([]string{"timeout", "90"}, args...),
 		append(append([]string{"timeout", "60"}, args...), serverIP),
-		func(out string) bool { line = bwResultLine(out); return line != "" })
+		func(out string) bool { line = nu.BWLine(out); return line != "" })
 	if err != nil {
 		return out, err
 	}
@@ -109,17 +111,4 @@ func (c *Cluster) rdmaPair(ctx context.Context, namespace, server, client string
 		return out, fmt.Errorf("the server in %s did not finish", server)
 	}
 	return out, nil
-}
-
-// bwResultLine is perftest's result line for 4 KiB writes, as "4096 B x N,
-// peak P MB/s, average A MB/s", or "" without one.
-func bwResultLine(out string) string {
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 5 && f[0] == "4096" {
-			return fmt.Sprintf("%s B x %s, peak %s MB/s, average %s MB/s", f[0], f[1], f[2], f[3])
-		}
-	}
-	return ""
 }

@@ -62,7 +62,10 @@ func WriteBW(t testing.TB, nsA, devA, ipA, nsB, devB, ipB, connect string, port 
 	case serr != nil:
 		res.Err = fmt.Errorf("server: %w\nclient:\n%s", serr, client)
 	}
-	res.Summary = bwLine(client)
+	res.Summary = BWLine(client)
+	if res.Summary == "" {
+		res.Summary = "no result line"
+	}
 	return res
 }
 
@@ -75,9 +78,10 @@ func inNs(ns string, cmd ...string) (string, []string) {
 	return "ip", append([]string{"netns", "exec", ns}, cmd...)
 }
 
-// bwLine is perftest's result line ("#bytes #iterations BW peak BW average
-// MsgRate").
-func bwLine(out string) string {
+// BWLine is perftest's result line for 4 KiB writes ("#bytes #iterations
+// BW peak BW average MsgRate") as "4096 B x N, peak P MB/s, average A
+// MB/s", or "" when the output has none.
+func BWLine(out string) string {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -85,7 +89,7 @@ func bwLine(out string) string {
 			return fmt.Sprintf("%s B x %s, peak %s MB/s, average %s MB/s", f[0], f[1], f[2], f[3])
 		}
 	}
-	return "no result line"
+	return ""
 }
 
 // RPing runs 3 rping iterations from ipB (nsB) to a server on ipA (nsA),
