@@ -10,6 +10,13 @@ set -euo pipefail
 
 log() { echo "node-deps: $*" >&2; }
 
+# make test runs two suites at once that both call this script: one
+# installs, the other waits for it and then finds everything present.
+lockdir=${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
+mkdir -p "$lockdir"
+exec 9>"$lockdir/.node-deps.lock"
+flock 9
+
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in busybox-static iproute2 iputils-ping rdma-core rdmacm-utils ibverbs-utils ibverbs-providers perftest kmod cpio nftables iptables procps e2fsprogs; do

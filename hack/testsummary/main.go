@@ -5,15 +5,27 @@
 // It exits 1 when a test, a package or a build failed.
 //
 //	go test -json ./... | go run ./hack/testsummary
+//
+// With -c (repeatable) it runs each command with sh -c instead, all at the
+// same time, and reads their outputs as one stream: make test runs the
+// real-cluster suite next to the other packages this way, each emulated
+// node on its own host core. A command that exits non-zero fails the run
+// even when its output showed no failed test.
+//
+//	testsummary -c 'go test -json ./a/...' -c 'go test -json ./b'
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
+	"sync"
 )
 
 // event is one line of test2json (go doc test2json).
@@ -35,11 +47,26 @@ type summary struct {
 	skips                   []string
 	failedPkgs              []string
 	buildFailed             bool
+	failedCmds              []string
 }
 
+type commands []string
+
+func (c *commands) String() string     { return strings.Join(*c, "; ") }
+func (c *commands) Set(v string) error { *c = append(*c, v); return nil }
+
 func main() {
+	var cmds commands
+	flag.Var(&cmds, "c", "run this command (sh -c) and read its go test -json output; repeatable, all run at once")
+	flag.Parse()
 	s := &summary{out: os.Stdout, output: map[key][]string{}}
-	if err := s.read(os.Stdin); err != nil {
+	var err error
+	if len(cmds) == 0 {
+		err = s.read(os.Stdin)
+	} else {
+		err = s.run(cmds, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "testsummary:", err)
 		os.Exit(2)
 	}
@@ -49,19 +76,76 @@ func main() {
 }
 
 func (s *summary) read(r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	sc := scanner(r)
 	for sc.Scan() {
-		line := sc.Bytes()
-		var e event
-		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
-			fmt.Fprintf(s.out, "%s\n", line) // not test2json: a message of go itself
-			continue
-		}
-		s.handle(e)
+		s.line(sc.Bytes())
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read go test -json: %w", err)
+	}
+	return nil
+}
+
+func scanner(r io.Reader) *bufio.Scanner {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	return sc
+}
+
+func (s *summary) line(line []byte) {
+	var e event
+	if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
+		fmt.Fprintf(s.out, "%s\n", line) // not test2json: a message of go itself
+		return
+	}
+	s.handle(e)
+}
+
+// run starts every command at once and handles their output lines as
+// they come, one line at a time (lines of different commands never mix).
+// A command that cannot start is an error; one that exits non-zero is a
+// failure of the run, reported with the rest.
+func (s *summary) run(cmds []string, stderr io.Writer) error {
+	lines := make(chan []byte)
+	exits := make([]error, len(cmds))
+	var wg sync.WaitGroup
+	for i, c := range cmds {
+		cmd := exec.Command("sh", "-c", c)
+		cmd.Stderr = stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %q: %w", c, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc := scanner(out)
+			for sc.Scan() {
+				lines <- bytes.Clone(sc.Bytes())
+			}
+			if err := sc.Err(); err != nil {
+				_, _ = io.Copy(io.Discard, out)
+				exits[i] = fmt.Errorf("read its output: %w", err)
+			}
+			if err := cmd.Wait(); err != nil && exits[i] == nil {
+				exits[i] = err
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(lines)
+	}()
+	for l := range lines {
+		s.line(l)
+	}
+	for i, err := range exits {
+		if err != nil {
+			s.failedCmds = append(s.failedCmds, fmt.Sprintf("%q: %v", cmds[i], err))
+		}
 	}
 	return nil
 }
@@ -140,5 +224,8 @@ func (s *summary) report() bool {
 	if s.buildFailed {
 		fmt.Fprintln(s.out, "FAIL: a package did not build (see above)")
 	}
-	return s.failed == 0 && len(s.failedPkgs) == 0 && !s.buildFailed
+	for _, c := range s.failedCmds {
+		fmt.Fprintf(s.out, "FAIL: command %s\n", c)
+	}
+	return s.failed == 0 && len(s.failedPkgs) == 0 && !s.buildFailed && len(s.failedCmds) == 0
 }

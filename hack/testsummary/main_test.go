@@ -124,3 +124,35 @@ func TestFail(t *testing.T) { t.Error("broken") }
 }
 
 func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o644) }
+
+// TestCommandsRunAtOnce runs two commands with -c's code path: their
+// events add up, and a command that exits non-zero without a failed test
+// (a crashed go test, a killed process) still fails the run.
+func TestCommandsRunAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.json")
+	b := filepath.Join(dir, "b.json")
+	if err := writeFile(a, jsonLines(t, event{Action: "pass", Package: "p", Test: "TestA"}, event{Action: "pass", Package: "p", Elapsed: 1})); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(b, jsonLines(t, event{Action: "pass", Package: "q", Test: "TestB"}, event{Action: "pass", Package: "q", Elapsed: 2})); err != nil {
+		t.Fatal(err)
+	}
+	run := func(cmds ...string) (string, bool) {
+		var out, stderr bytes.Buffer
+		s := &summary{out: &out, output: map[key][]string{}}
+		if err := s.run(cmds, &stderr); err != nil {
+			t.Fatal(err)
+		}
+		ok := s.report()
+		return out.String(), ok
+	}
+	out, ok := run("cat "+a, "sleep 0.2; cat "+b)
+	if !ok || !strings.Contains(out, "tests: 2 passed, 0 failed, 0 skipped") || !strings.Contains(out, "ok  \tq\t2.000s") {
+		t.Errorf("two passing commands: ok=%v\n%s", ok, out)
+	}
+	out, ok = run("cat "+a, "cat "+b+"; exit 3")
+	if ok || !strings.Contains(out, "exit status 3") {
+		t.Errorf("a command exiting 3 after passing tests: ok=%v\n%s", ok, out)
+	}
+}

@@ -108,6 +108,9 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("step %s failed; later steps need it", s.name)
 		}
 	}
+	if os.Getenv("SLUICE_CLUSTER_HOLD") == "end" {
+		e.hold(t, dir)
+	}
 }
 
 type e2e struct {
@@ -505,12 +508,12 @@ func (e *e2e) dumpState(t *testing.T) {
 	}
 }
 
-// hold keeps a failed cluster up for a developer when SLUICE_CLUSTER_HOLD=1,
-// until <dir>/release exists or 30 minutes pass: kubectl with
+// hold keeps a failed cluster up for a developer when SLUICE_CLUSTER_HOLD=1
+// (after the last step too with SLUICE_CLUSTER_HOLD=end), until <dir>/release exists or 30 minutes pass: kubectl with
 // <dir>/control-plane/admin.kubeconfig, and the node through nodeexec at
 // the port in <dir>/exec-port.
 func (e *e2e) hold(t *testing.T, dir string) {
-	if os.Getenv("SLUICE_CLUSTER_HOLD") != "1" {
+	if h := os.Getenv("SLUICE_CLUSTER_HOLD"); h != "1" && h != "end" {
 		return
 	}
 	_ = os.WriteFile(filepath.Join(dir, "exec-port"), []byte(fmt.Sprint(e.c.Node.execPort)), 0o644)
