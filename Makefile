@@ -118,7 +118,7 @@ test: vet verify-generate envtest-assets node-assets cluster-assets $(KUSTOMIZE)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go build -o $(BIN)/testsummary ./hack/testsummary
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE); \
-	pkgs="$$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$')"; \
+	pkgs="$$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$' | tr '\n' ' ')"; \
 	$(BIN)/testsummary -c "go test -count=1 -json $$pkgs" \
 	  -c "SLUICE_CLUSTER_CHURN=$(CHURN_CYCLES) go test -count=1 -json -timeout 80m $(CLUSTER_PKG)"
 

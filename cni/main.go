@@ -4,6 +4,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/version"
 
@@ -13,5 +16,14 @@ import (
 
 func main() {
 	p := plugin.New(host.New(host.NodePaths()))
+	if path := os.Getenv(plugin.TimingsEnv); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "sluice-cni: %s=%s: %v; running without timings\n", plugin.TimingsEnv, path, err)
+		} else {
+			defer f.Close()
+			p.Timings = f
+		}
+	}
 	skel.PluginMainFuncs(p.Funcs(), version.All, "sluice-cni: attaches SR-IOV VFs and their RDMA devices to pods")
 }

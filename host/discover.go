@@ -98,7 +98,7 @@ func (h *Host) readPF(addr, root string, links map[string]netlink.Link) PF {
 }
 
 func (h *Host) readVF(pf *PF, idx int, addr, dir string, links map[string]netlink.Link, info []netlink.VfInfo) VF {
-	id := h.identity(addr, dir)
+	id := vfIdentity(dir)
 	vf := VF{
 		Index: idx, PCIAddress: addr, PFAddress: pf.PCIAddress, PFName: pf.Name,
 		Vendor: id.vendor, Device: id.device, Driver: id.driver, IOMMUGroup: id.iommuGroup,
@@ -203,6 +203,18 @@ func (h *Host) identity(addr, dir string) pciIdentity {
 	id.vendor = readHexID(filepath.Join(dir, "vendor"))
 	id.device = readHexID(filepath.Join(dir, "device"))
 	return id
+}
+
+// vfIdentity is a VF's identity from sysfs alone: a VF carries no
+// vendor or device name, so the PCI ID database (hundreds of milliseconds
+// to load on a slow node, on every sluice-cni run) is never needed for it.
+func vfIdentity(dir string) pciIdentity {
+	return pciIdentity{
+		driver:     linkBase(filepath.Join(dir, "driver")),
+		iommuGroup: linkBase(filepath.Join(dir, "iommu_group")),
+		vendor:     readHexID(filepath.Join(dir, "vendor")),
+		device:     readHexID(filepath.Join(dir, "device")),
+	}
 }
 
 func known(name string) string {

@@ -10,7 +10,8 @@ import (
 )
 
 // VF looks up one VF by PCI address, reading only that VF and its PF: what
-// the CNI needs per pod, at a fraction of a full discovery's cost. The RDMA
+// the CNI needs per pod, at a fraction of a full discovery's cost, without
+// the PCI ID database (a VF has no names to decode). The RDMA
 // device is looked up by PCI parent, then (for soft-RoCE) by netdev.
 func (h *Host) VF(addr string) (*VF, error) {
 	dir := h.pciDevDir(addr)
@@ -32,7 +33,7 @@ func (h *Host) VF(addr string) (*VF, error) {
 	if idx < 0 {
 		return nil, stepErr(addr, "look up VF index", fmt.Errorf("%w: PF %s lists no virtfn for it", ErrNotFound, pfAddr))
 	}
-	id := h.identity(addr, dir)
+	id := vfIdentity(dir)
 	vf := &VF{
 		Index: idx, PCIAddress: addr, PFAddress: pfAddr,
 		PFName: firstEntry(filepath.Join(pfDir, "net")),

@@ -44,6 +44,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	if err != nil {
 		return nil, nil, err
 	}
+	p.mark("config")
 	if args.Netns == "" {
 		return nil, nil, invalidEnv("CNI_NETNS is empty: ADD needs the pod's network namespace")
 	}
@@ -63,12 +64,14 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		return nil, nil, err
 	}
 	defer hostNS.Close()
+	p.mark("namespaces")
 
 	lock, err := lockVF(conf.lockDir(), conf.PCI, p.LockTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer lock.unlock()
+	p.mark("VF lock")
 
 	vf, err := p.Node.VF(conf.PCI)
 	if err != nil {
@@ -77,6 +80,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		}
 		return nil, nil, fmt.Errorf("look up VF %s: %w", conf.PCI, err)
 	}
+	p.mark("VF lookup")
 	cch := cache{dir: conf.cacheDir()}
 	att := attachment.New(conf.attachmentsDir())
 	if rec, ok, err := att.Get(conf.PCI); err != nil {
@@ -97,6 +101,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	if _, ok, _ := cch.get(args.ContainerID, args.IfName); ok {
 		return nil, nil, cniError(ErrVFUnavailable, "container %s already has %s from sluice-cni (cache entry in %s): DEL it first", args.ContainerID, args.IfName, cch.dir)
 	}
+	p.mark("records check")
 	hasNetdev := vf.Driver != host.VfioPci
 	if hasNetdev && vf.Netdev == "" {
 		return nil, nil, cniError(ErrVFUnavailable, "VF %s (driver %q) has no netdev in the host namespace: it is in another namespace, or its driver is not bound", conf.PCI, vf.Driver)
@@ -123,6 +128,8 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 			return nil, nil, fmt.Errorf("rdma: %w", err)
 		}
 	}
+
+	p.mark("RDMA mode")
 
 	// Save what DEL needs before changing anything.
 	e := entry{
@@ -171,11 +178,13 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 			_ = att.Delete(conf.PCI)
 		}
 	}()
+	p.mark("save state")
 
 	// PF side.
 	if err := p.Node.ConfigureVF(vf.PFName, vf.Index, conf.VF); err != nil {
 		return nil, nil, fmt.Errorf("configure VF %s: %w", conf.PCI, err)
 	}
+	p.mark("configure VF")
 	defer func() {
 		if err != nil {
 			if rerr := p.restoreVF(e); rerr != nil {
@@ -194,6 +203,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 				p.moveOut(hostNS, podNS, e)
 			}
 		}()
+		p.mark("move netdev")
 	}
 
 	result := &current.Result{CNIVersion: current.ImplementedSpecVersion, Interfaces: []*current.Interface{iface}}
@@ -225,16 +235,19 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 				return nil, nil, fmt.Errorf("configure %s with the IPAM result: %w", args.IfName, err)
 			}
 		}
+		p.mark("IPAM")
 	}
 	if hasNetdev {
 		if err := podNS.SetNetdevUp(args.IfName, true); err != nil {
 			return nil, nil, err
 		}
+		p.mark("link up")
 	}
 	if conf.SoftRoCE != nil {
 		if err := p.addSoftRoCE(podNS, conf, e); err != nil {
 			return nil, nil, err
 		}
+		p.mark("soft-RoCE")
 	}
 	return result, conf, nil
 }

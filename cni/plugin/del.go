@@ -27,6 +27,7 @@ func (p *Plugin) CmdDel(args *skel.CmdArgs) error {
 		path: args.Path, cniArgs: args.Args, pci: conf.deviceID(),
 		ipamType: conf.IPAM.Type, ipamConf: args.StdinData,
 	}
+	p.mark("config")
 	e, ok, err := cache{dir: conf.cacheDir()}.get(args.ContainerID, args.IfName)
 	if err != nil {
 		p.logf("DEL %s/%s: %v; going on with the attachment record", args.ContainerID, args.IfName, err)
@@ -34,6 +35,7 @@ func (p *Plugin) CmdDel(args *skel.CmdArgs) error {
 	if ok {
 		t.withEntry(e)
 	}
+	p.mark("cache entry")
 	return p.release(conf, t)
 }
 
@@ -90,10 +92,12 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 			return err
 		}
 		defer lock.unlock()
+		p.mark("VF lock")
 		rec, recOK, err := att.Get(t.pci)
 		if err != nil {
 			p.logf("release %s: %v", t.pci, err)
 		}
+		p.mark("record")
 		// A record of another attachment means the VF is someone else's now.
 		recOK = recOK && rec.ContainerID == t.containerID && rec.IfName == t.ifName
 		if t.entry == nil && recOK && rec.OriginalVF != nil {
@@ -121,10 +125,12 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 		if _, err := p.execIPAM("DEL", t.ipamType, t.ipamConf, a); err != nil {
 			return fmt.Errorf("IPAM plugin %s: release the address of %s/%s: %w", t.ipamType, t.containerID, t.ifName, err)
 		}
+		p.mark("IPAM")
 	}
 	if err := (cache{dir: conf.cacheDir()}).remove(t.containerID, t.ifName); err != nil {
 		p.logf("release %s/%s: %v", t.containerID, t.ifName, err)
 	}
+	p.mark("remove state")
 	return nil
 }
 
@@ -150,7 +156,9 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 		}
 	}
 
+	p.mark("namespaces")
 	p.removeSoftRoCE(t, rec)
+	p.mark("soft-RoCE")
 
 	var orig *host.NetdevState
 	rdmaDev := ""
@@ -186,6 +194,7 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 				cur = name
 			}
 		}
+		p.mark("move netdev")
 		if cur == "" {
 			// The namespace is gone (the kernel returned the netdev, under
 			// the pod's name or devN) or DEL already ran: find it by PCI.
@@ -210,11 +219,13 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 				p.logf("release %s: restore netdev %s: %v", t.pci, orig.Name, err)
 			}
 		}
+		p.mark("restore netdev")
 	}
 	if t.entry != nil {
 		if err := p.restoreVF(*t.entry); err != nil {
 			p.logf("release %s: restore VF settings: %v", t.pci, err)
 		}
+		p.mark("restore VF")
 	}
 	return nil
 }

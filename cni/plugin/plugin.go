@@ -86,6 +86,13 @@ type Plugin struct {
 	LockTimeout time.Duration
 	// Exec runs delegated (IPAM) plugins; nil runs them as processes.
 	Exec invoke.Exec
+	// Timings, when set, receives one line (a Timing) per command run
+	// through Funcs, with the time of each of its steps. Commands timed
+	// this way must not run at once on one Plugin.
+	Timings io.Writer
+
+	// clock times the command being run through Funcs when Timings is set.
+	clock *stepClock
 }
 
 // New returns a plugin over node writing to the process's stdout/stderr.
@@ -106,6 +113,10 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 // with the CNI error code. Counting never changes the command's result.
 func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
+		if p.Timings != nil {
+			p.clock = newStepClock()
+			defer func() { p.clock = nil }()
+		}
 		err := cmd(args)
 		result := "success"
 		if err != nil {
@@ -122,6 +133,12 @@ func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*sk
 		_ = json.Unmarshal(args.StdinData, &conf)
 		if serr := stats.New(or(conf.StatsFile, stats.DefaultFile)).Add(stats.Key{Command: command, Result: result}); serr != nil {
 			p.logf("cannot count the %s outcome: %v", command, serr)
+		}
+		if p.clock != nil {
+			p.mark("stats file")
+			if terr := p.clock.write(p.Timings, command, result); terr != nil {
+				p.logf("cannot write the %s timings: %v", command, terr)
+			}
 		}
 		return err
 	}

@@ -10,6 +10,10 @@
 //	SLUICE_NODE_SUITES=a,b   run only these guest suites
 //	SLUICE_NODE_RUN=regexp   -test.run for the guest binaries (by default
 //	                         taken from -run TestGuest/<suite>/<test>)
+//	SLUICE_NODE_BENCH=regexp -test.bench for the guest binaries (tests then
+//	                         run only if SLUICE_NODE_RUN or -run names
+//	                         them); SLUICE_NODE_BENCHTIME is -test.benchtime
+//	                         (default 20x). make bench uses it.
 //	SLUICE_NODE_VERBOSE=1    log the whole serial console as it arrives
 //	SLUICE_NODE_KEEP=1       keep the run directory (kept anyway on failure)
 package node
@@ -202,6 +206,27 @@ func runFilter() (*regexp.Regexp, string) {
 	return suiteRE, guest
 }
 
+// guestArgs are the guest binaries' -test.run and, with SLUICE_NODE_BENCH,
+// -test.bench flags, shell-quoted.
+func guestArgs(guestRun string) []string {
+	var args []string
+	bench := os.Getenv("SLUICE_NODE_BENCH")
+	if bench != "" && guestRun == "" {
+		guestRun = "^$" // benchmarks alone
+	}
+	if guestRun != "" {
+		args = append(args, vm.ShellQuote("-test.run="+guestRun))
+	}
+	if bench != "" {
+		benchtime := os.Getenv("SLUICE_NODE_BENCHTIME")
+		if benchtime == "" {
+			benchtime = "20x"
+		}
+		args = append(args, vm.ShellQuote("-test.bench="+bench), vm.ShellQuote("-test.benchtime="+benchtime))
+	}
+	return args
+}
+
 func suiteBinary(runDir string, s *guestSuite) string {
 	return filepath.Join(runDir, "bin", filepath.Base(s.ImportPath)+".test")
 }
@@ -232,9 +257,7 @@ func runGroup(ctx context.Context, t *testing.T, g *vmGroup, runDir, guestRun st
 		}
 		cmd = append(cmd, vm.ShellQuote(suiteBinary(runDir, s)), "-test.v=test2json", "-test.count=1",
 			"-test.timeout="+timeout.String())
-		if guestRun != "" {
-			cmd = append(cmd, vm.ShellQuote("-test.run="+guestRun))
-		}
+		cmd = append(cmd, guestArgs(guestRun)...)
 		out := suiteOutput(runDir, s)
 		fmt.Fprintf(&script, "echo \"sluice-node: suite %s start at $(now)s\"\n", s.Name)
 		fmt.Fprintf(&script, "cd %s && { %s; echo $? >%s; } 2>&1 | tee %s\n",

@@ -95,6 +95,20 @@ func parseEvents(jsonLines []byte) (*suiteReport, error) {
 			}
 		}
 	}
+	// test2json gives a benchmark no pass event: one that did not fail
+	// passed with its package.
+	if rep.pkgAction == "pass" {
+		var passBenchmarks func([]*guestTest)
+		passBenchmarks = func(ts []*guestTest) {
+			for _, g := range ts {
+				if g.action == "" && strings.HasPrefix(g.name, "Benchmark") {
+					g.action = "pass"
+				}
+				passBenchmarks(g.children)
+			}
+		}
+		passBenchmarks(rep.tests)
+	}
 	if rep.elapsed == 0 {
 		for _, g := range rep.tests {
 			rep.elapsed += g.elapsed

@@ -49,6 +49,29 @@ func TestParseEvents(t *testing.T) {
 	}
 }
 
+// TestBenchmarksPassWithTheirPackage: test2json gives benchmarks a run
+// event and no pass event; one passes when its package passed, and stays
+// unfinished (a failure) when the package did not.
+func TestBenchmarksPassWithTheirPackage(t *testing.T) {
+	for _, c := range []struct{ pkg, want string }{{"pass", "pass"}, {"fail", ""}} {
+		events := `{"Action":"run","Package":"p","Test":"BenchmarkX"}
+{"Action":"run","Package":"p","Test":"BenchmarkX/Sub"}
+{"Action":"output","Package":"p","Test":"BenchmarkX/Sub","Output":"BenchmarkX/Sub-2 \t 20\t 630.0 add-ms\n"}
+{"Action":"` + c.pkg + `","Package":"p"}
+`
+		rep, err := parseEvents([]byte(events))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.tests) != 1 || len(rep.tests[0].children) != 1 {
+			t.Fatalf("tree: %+v", rep.tests)
+		}
+		if got := rep.tests[0].children[0].action; got != c.want || rep.tests[0].action != c.want {
+			t.Errorf("package %s: benchmark action %q, want %q", c.pkg, got, c.want)
+		}
+	}
+}
+
 func TestGroupSuites(t *testing.T) {
 	suites := []*guestSuite{
 		{Suite: Suite{Name: "a"}},

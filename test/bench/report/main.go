@@ -35,6 +35,7 @@ func main() {
 	out := flag.String("out", "_out/bench-report.md", "report file")
 	count := flag.Int("count", 5, "runs of each Go benchmark (the spread is over them)")
 	demoRuns := flag.Int("demo-runs", 3, "runs of make demo on the real-cluster node (policy to pod, per-pod cost, kubelet restart)")
+	cniRuns := flag.Int("cni-runs", 20, "ADD+DEL cycles of sluice-cni on a real VF of the emulated node (0: skip)")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -57,6 +58,19 @@ func main() {
 			os.Exit(1)
 		}
 		r.parts = append(r.parts, part{name: s.part, pkg: s.pkg, results: res})
+	}
+	if *cniRuns > 0 {
+		if os.Geteuid() != 0 {
+			r.skipped = append(r.skipped, "CNI on the emulated node: needs root (QEMU and its dependencies)")
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: sluice-cni ADD+DEL on the emulated node's igb VF x %d\n", *cniRuns)
+			p, err := runNodeCNI(ctx, *cniRuns)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			r.parts = append(r.parts, p)
+		}
 	}
 	if *demoRuns > 0 {
 		fmt.Fprintf(os.Stderr, "bench: real-cluster node (make demo) x %d\n", *demoRuns)
@@ -126,6 +140,39 @@ func parseBench(out string) map[string]samples {
 	return res
 }
 
+// runNodeCNI runs the emulated node's BenchmarkAddDel (test/node/guest/cni):
+// the real sluice-cni binary on a real igb VF under TCG, n ADD+DEL cycles
+// per configuration, with the median of each step.
+func runNodeCNI(ctx context.Context, n int) (part, error) {
+	args := []string{"test", "-count=1", "-v", "-run", "TestGuest/cni/BenchmarkAddDel", "./test/node"}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "SLUICE_NODE_SUITES=cni",
+		"SLUICE_NODE_BENCH=BenchmarkAddDel", fmt.Sprintf("SLUICE_NODE_BENCHTIME=%dx", n))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return part{}, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	p := part{name: "CNI on the emulated node: sluice-cni ADD and DEL on a real igb VF (QEMU TCG, 7.x guest kernel), one process each",
+		pkg: "./test/node/guest/cni (BenchmarkAddDel)", results: parseBench(out.String())}
+	if len(p.results) == 0 {
+		return part{}, fmt.Errorf("no benchmark result in the emulated node's output:\n%s", out.String())
+	}
+	for _, l := range strings.Split(out.String(), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "BenchmarkAddDel/") && !strings.Contains(l, "\t") {
+			p.notes = append(p.notes, "**"+l+"**")
+		}
+		if strings.Contains(l, " steps (median ms): ") || strings.Contains(l, " ADD and ") && strings.Contains(l, " DEL on VF ") {
+			if _, after, ok := strings.Cut(l, ": "); ok && strings.HasPrefix(l, "bench_test.go") {
+				l = after
+			}
+			p.notes = append(p.notes, l)
+		}
+	}
+	return p, nil
+}
+
 // runDemo runs make demo's program n times and collects its figures.
 func runDemo(ctx context.Context, n int) (map[string][]float64, error) {
 	figs := map[string][]float64{}
@@ -163,6 +210,8 @@ func runDemo(ctx context.Context, n int) (map[string][]float64, error) {
 type part struct {
 	name, pkg string
 	results   map[string]samples
+	// notes are lines printed under the table (per-step medians).
+	notes []string
 }
 
 type report struct {
@@ -191,6 +240,12 @@ func (r *report) markdown() string {
 			for _, u := range units {
 				v := p.results[n][u]
 				fmt.Fprintf(&b, "| %s | %s | %s | %s - %s | %s | %d |\n", n, u, num(median(v)), num(minOf(v)), num(maxOf(v)), spread(v), len(v))
+			}
+		}
+		if len(p.notes) > 0 {
+			fmt.Fprintf(&b, "\n")
+			for _, n := range p.notes {
+				fmt.Fprintf(&b, "- %s\n", n)
 			}
 		}
 		if rs := ratios(p); len(rs) > 0 {

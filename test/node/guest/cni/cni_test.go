@@ -52,7 +52,7 @@ func pluginErr(cmd, netns, cid, ifName string, conf []byte) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-func conf(t *testing.T, dir, pci string, extra map[string]any) []byte {
+func conf(t testing.TB, dir, pci string, extra map[string]any) []byte {
 	m := map[string]any{
 		"cniVersion": "1.1.0", "name": "igb-net", "type": "sluice-cni", "deviceID": pci,
 		"cacheDir": filepath.Join(dir, "cache"), "attachmentsDir": filepath.Join(dir, "attachments"), "lockDir": filepath.Join(dir, "locks"),

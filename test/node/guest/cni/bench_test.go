@@ -1,0 +1,187 @@
+//go:build nodetest
+
+package cni
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cniplugin "github.com/sluice-net/sluice/cni/plugin"
+	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
+)
+
+// BenchmarkAddDel is the per-pod cost of sluice-cni on a real VF, as the
+// runtime pays it: one execution of the binary for ADD and one for DEL,
+// alternating, on the same igb VF and pod namespace. NoIPAM is issue 13's
+// configuration (deviceID, vlan 100, spoofchk off, trust on); HostLocal
+// adds host-local IPAM, as the demo's networks have. Besides the medians
+// it logs the median of each step inside the binary (SLUICE_CNI_TIMINGS)
+// and "process", the rest of the wall time: exec, Go runtime start and
+// exit. Run it with make bench or
+//
+//	SLUICE_NODE_SUITES=cni SLUICE_NODE_BENCH=BenchmarkAddDel go test -v ./test/node -run TestGuest/cni
+func BenchmarkAddDel(b *testing.B) {
+	nu.Require(b)
+	pf := nu.PFs(b)[0]
+	vf := nu.VFs(b, pf, 1)[0]
+	// The binaries run from the guest's local disk, as from /opt/cni/bin
+	// on a node: from the run directory (9p, uncached) every page of the
+	// binary would come over 9p and weigh more than the plugin's work.
+	binDir := localCopies(b, os.Getenv("SLUICE_CNI_PATH"), "sluice-cni", "host-local")
+	for _, c := range []struct {
+		name string
+		ipam bool
+	}{{"NoIPAM", false}, {"HostLocal", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			dir := b.TempDir()
+			extra := map[string]any{"vlan": 100, "spoofchk": "off", "trust": "on"}
+			cfg := conf(b, dir, vf.PCI, extra)
+			if !c.ipam {
+				var m map[string]any
+				_ = json.Unmarshal(cfg, &m)
+				delete(m, "ipam")
+				cfg, _ = json.Marshal(m)
+			}
+			ns := "/var/run/netns/" + nu.Netns(b, "benchpod-"+strings.ToLower(c.name))
+			timings := filepath.Join(dir, "timings.jsonl")
+			var add, del []time.Duration
+			i := 0
+			for b.Loop() {
+				cid := fmt.Sprintf("bench%d", i)
+				i++
+				for _, cmd := range []string{"ADD", "DEL"} {
+					start := time.Now()
+					if _, err := timedPlugin(binDir, cmd, ns, cid, cfg, timings); err != nil {
+						b.Fatalf("%s %s: %v", cmd, cid, err)
+					}
+					if cmd == "ADD" {
+						add = append(add, time.Since(start))
+					} else {
+						del = append(del, time.Since(start))
+					}
+				}
+			}
+			b.StopTimer()
+			steps, err := readTimings(timings)
+			if err != nil {
+				b.Fatal(err)
+			}
+			addMed, delMed := median(add), median(del)
+			b.ReportMetric(ms(addMed), "add-ms")
+			b.ReportMetric(ms(delMed), "del-ms")
+			b.ReportMetric(float64(addMed)/float64(delMed), "add/del")
+			b.ReportMetric(0, "ns/op")
+			b.Logf("%d ADD and %d DEL on VF %s (%s): ADD median %.1f ms (%.1f-%.1f), DEL median %.1f ms (%.1f-%.1f)\n%s",
+				len(add), len(del), vf.PCI, c.name, ms(addMed), ms(slices.Min(add)), ms(slices.Max(add)),
+				ms(delMed), ms(slices.Min(del)), ms(slices.Max(del)), steps.table(addMed, delMed))
+		})
+	}
+}
+
+// localCopies copies the named binaries of dir into a directory of the
+// guest's own (tmpfs) file system.
+func localCopies(b *testing.B, dir string, names ...string) string {
+	local := b.TempDir()
+	for _, n := range names {
+		raw, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(local, n), raw, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return local
+}
+
+// timedPlugin runs dir's sluice-cni with its timings going to the file
+// timings.
+func timedPlugin(dir, cmd, netns, cid string, conf []byte, timings string) ([]byte, error) {
+	c := exec.Command(filepath.Join(dir, "sluice-cni"))
+	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + cid, "CNI_NETNS=" + netns, "CNI_IFNAME=net1",
+		"CNI_PATH=" + dir, "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + cid,
+		"PATH=/usr/sbin:/usr/bin:/sbin:/bin", cniplugin.TimingsEnv + "=" + timings}
+	c.Stdin = bytes.NewReader(conf)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		return nil, fmt.Errorf("%v: %s %s", err, stdout.String(), stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// stepTimes are, per command, each step's durations over the runs, and
+// the in-process totals.
+type stepTimes struct {
+	order  map[string][]string
+	steps  map[string]map[string][]time.Duration
+	totals map[string][]time.Duration
+}
+
+func readTimings(path string) (*stepTimes, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("the binary wrote no timings: %w", err)
+	}
+	defer f.Close()
+	st := &stepTimes{order: map[string][]string{}, steps: map[string]map[string][]time.Duration{}, totals: map[string][]time.Duration{}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var tm cniplugin.Timing
+		if err := json.Unmarshal(sc.Bytes(), &tm); err != nil {
+			return nil, fmt.Errorf("timings line %q: %w", sc.Text(), err)
+		}
+		if st.steps[tm.Command] == nil {
+			st.steps[tm.Command] = map[string][]time.Duration{}
+		}
+		for _, s := range tm.Steps {
+			if _, seen := st.steps[tm.Command][s.Name]; !seen {
+				st.order[tm.Command] = append(st.order[tm.Command], s.Name)
+			}
+			st.steps[tm.Command][s.Name] = append(st.steps[tm.Command][s.Name], time.Duration(s.Micros)*time.Microsecond)
+		}
+		st.totals[tm.Command] = append(st.totals[tm.Command], time.Duration(tm.TotalMicros)*time.Microsecond)
+	}
+	return st, sc.Err()
+}
+
+// table is the median of each step, and "process" (the wall median less
+// the in-process median: exec, runtime start, exit).
+func (st *stepTimes) table(addWall, delWall time.Duration) string {
+	var b strings.Builder
+	for _, c := range []struct {
+		cmd  string
+		wall time.Duration
+	}{{"ADD", addWall}, {"DEL", delWall}} {
+		in := median(st.totals[c.cmd])
+		fmt.Fprintf(&b, "%s steps (median ms):", c.cmd)
+		for _, name := range st.order[c.cmd] {
+			fmt.Fprintf(&b, " %s=%.2f", strings.ReplaceAll(name, " ", "_"), ms(median(st.steps[c.cmd][name])))
+		}
+		fmt.Fprintf(&b, " in_process=%.2f process=%.2f\n", ms(in), ms(c.wall-in))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
