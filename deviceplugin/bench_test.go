@@ -152,3 +152,36 @@ func BenchmarkAllocateHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetPreferredAllocation is the plugin's answer to the kubelet's
+// question for a pod of 8 VFs out of 1,024 available (4 PFs on each of 2
+// NUMA nodes), one of them a must-include: one NUMA node, spread over
+// its PFs. It runs for every pod the kubelet admits with a VF request.
+func BenchmarkGetPreferredAllocation(b *testing.B) {
+	n, pfs := bigNode(b)
+	snap, err := n.Host().Discover(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := ParseConfig([]byte(bigConfig), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pd := buildTree(scanInput{snap: snap, cfg: cfg, gate: &gate.State{Ready: pfs}}).Pools["sluice.dev/rdma"]
+	srv := newPoolServer(pd, b.TempDir(), allocator{devPath: n.Host().DevPath}, logr.Discard())
+	avail := make([]string, 0, len(pd.Devices))
+	for _, d := range pd.Devices {
+		avail = append(avail, d.ID)
+	}
+	req := &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{{
+		AvailableDeviceIDs: avail, MustIncludeDeviceIDs: []string{pd.Devices[700].ID}, AllocationSize: 8,
+	}}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r, err := srv.GetPreferredAllocation(context.Background(), req)
+		if err != nil || len(r.ContainerResponses[0].DeviceIDs) != 8 {
+			b.Fatalf("GetPreferredAllocation = %v, %v", r, err)
+		}
+	}
+}

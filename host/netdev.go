@@ -46,19 +46,20 @@ func (n *Netns) Netdev(name string) (NetdevState, error) {
 	return NetdevState{Name: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}, nil
 }
 
-// tempName is a random netdev name ("sl" and 10 hex digits) for the moment
-// a netdev changes namespace, so that no netdev in either namespace can
-// hold the name it passes through.
+// tempName is a random netdev name ("sl" and 10 hex digits) for a netdev
+// changing namespace whose own name is taken in the namespace it goes to.
 func tempName() string { return fmt.Sprintf("sl%010x", rand.Uint64()&0xffffffffff) }
 
 // MoveNetdev moves the netdev name from namespace from into namespace to,
-// where it is called newName; an empty newName keeps the temporary name it
-// travelled under. It returns the netdev's name in to, down.
+// where it is called newName; an empty newName keeps the name it arrived
+// under. It returns the netdev's name in to, down.
 //
-// The netdev is renamed to a random name before it leaves, so a netdev in to
-// with the same name does not make the move fail, and it only takes newName
-// once it is in to. When a step fails the steps before it are undone: the
-// netdev is back in from with its name and state.
+// The netdev moves under its own name when to has no netdev of that name
+// (the kernel refuses the move otherwise, changing nothing); when it has,
+// it moves under a random temporary name instead, so the name it leaves
+// with never makes the move fail. It takes newName once it is in to. When
+// a step fails the steps before it are undone: the netdev is back in from
+// with its name and state.
 func MoveNetdev(from *Netns, name string, to *Netns, newName string) (_ string, err error) {
 	link, err := from.link(name)
 	if err != nil {
@@ -82,27 +83,33 @@ func MoveNetdev(from *Netns, name string, to *Netns, newName string) (_ string, 
 			}
 		})
 	}
-	tmp := tempName()
-	if err := from.nl.LinkSetName(link, tmp); err != nil {
-		return "", stepErr(name, "rename to "+tmp, err)
-	}
-	undo = append(undo, func() {
-		if l, err := from.nl.LinkByName(tmp); err == nil {
-			_ = from.nl.LinkSetName(l, name)
+	arrived := name
+	err = from.nl.LinkSetNsFd(link, int(to.Fd()))
+	if errors.Is(err, syscall.EEXIST) {
+		// to has a netdev called name: travel under a temporary name.
+		arrived = tempName()
+		if err := from.nl.LinkSetName(link, arrived); err != nil {
+			return "", stepErr(name, "rename to "+arrived, err)
 		}
-	})
-	if err := from.nl.LinkSetNsFd(link, int(to.Fd())); err != nil {
+		undo = append(undo, func() {
+			if l, err := from.nl.LinkByName(arrived); err == nil {
+				_ = from.nl.LinkSetName(l, name)
+			}
+		})
+		err = from.nl.LinkSetNsFd(link, int(to.Fd()))
+	}
+	if err != nil {
 		return "", stepErr(name, "move to network namespace "+to.Path(), err)
 	}
 	undo = append(undo, func() {
-		if l, err := to.nl.LinkByName(tmp); err == nil {
+		if l, err := to.nl.LinkByName(arrived); err == nil {
 			_ = to.nl.LinkSetNsFd(l, int(from.Fd()))
 		}
 	})
-	if newName == "" || newName == tmp {
-		return tmp, nil
+	if newName == "" || newName == arrived {
+		return arrived, nil
 	}
-	moved, err := to.link(tmp)
+	moved, err := to.link(arrived)
 	if err != nil {
 		return "", err
 	}

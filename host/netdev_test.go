@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -92,15 +93,55 @@ func TestMoveNetdevAndBack(t *testing.T) {
 	if st, _ := pod.Netdev("net1"); st.MTU != 1400 || st.MAC != "02:00:00:00:00:bb" || !st.Up {
 		t.Errorf("in the pod: %+v", st)
 	}
+	// Back under the name it had in the pod: the node has no net1.
 	name, err = host.MoveNetdev(pod, "net1", node, "")
-	if err != nil || len(name) > 15 || name == "net1" {
-		t.Fatalf("MoveNetdev back under a temporary name = %q, %v", name, err)
+	if err != nil || name != "net1" {
+		t.Fatalf("MoveNetdev back under its own name = %q, %v", name, err)
 	}
 	if err := node.RestoreNetdev(name, before); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := node.Netdev("vf0"); err != nil || st != before {
 		t.Errorf("restored = %+v %v, want %+v", st, err, before)
+	}
+}
+
+// TestMoveNetdevThroughTemporaryName: the pod already has a netdev with
+// the VF's host name, so the VF travels under a temporary name and then
+// takes the requested one; moving it back with no name keeps the
+// temporary one while the node's name is taken.
+func TestMoveNetdevThroughTemporaryName(t *testing.T) {
+	nodeNS, node, pod := netnsPair(t)
+	addVeth(t, nodeNS, "vf0", true)
+	podNS, err := ns.GetNS(pod.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer podNS.Close()
+	addVeth(t, podNS, "vf0", false)
+	podVF0 := func() int {
+		idx := 0
+		_ = podNS.Do(func(ns.NetNS) error {
+			l, err := netlink.LinkByName("vf0")
+			if err == nil {
+				idx = l.Attrs().Index
+			}
+			return err
+		})
+		return idx
+	}
+	own := podVF0()
+	name, err := host.MoveNetdev(node, "vf0", pod, "net1")
+	if err != nil || name != "net1" {
+		t.Fatalf("MoveNetdev with the host name taken in the pod = %q, %v", name, err)
+	}
+	if got := podVF0(); got == 0 || got != own {
+		t.Errorf("the pod's own vf0 is now ifindex %d, was %d", got, own)
+	}
+	addVeth(t, nodeNS, "net1", false)
+	name, err = host.MoveNetdev(pod, "net1", node, "")
+	if err != nil || name == "net1" || !strings.HasPrefix(name, "sl") {
+		t.Fatalf("MoveNetdev back with net1 taken on the node = %q, %v; want a temporary name", name, err)
 	}
 }
 

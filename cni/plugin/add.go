@@ -311,11 +311,15 @@ func (p *Plugin) moveIn(hostNS, podNS *host.Netns, vf *host.VF, conf *Config, e 
 			return fmt.Errorf("rdma: %w", err)
 		}
 	}
-	st, err := podNS.Netdev(iface.Name)
-	if err != nil {
-		return err
+	// The MAC and MTU are the host's (e.Netdev, read before the move)
+	// unless the configuration set them: no need to read them back.
+	iface.Mac, iface.Mtu, iface.Sandbox = e.Netdev.MAC, e.Netdev.MTU, podNS.Path()
+	if conf.MACAddr != nil {
+		iface.Mac = conf.MACAddr.String()
 	}
-	iface.Mac, iface.Mtu, iface.Sandbox = st.MAC, st.MTU, podNS.Path()
+	if conf.MTU > 0 {
+		iface.Mtu = conf.MTU
+	}
 	return nil
 }
 

@@ -414,7 +414,10 @@ func qemuArgs(opts Options, initrd, runDir string) []string {
 	if opts.IOMMU {
 		// The IOMMU must come before the devices it translates for.
 		args = append(args, "-device", "intel-iommu,intremap=off")
-		cmdline = append(cmdline, "intel_iommu=on")
+		// iommu=pt as SR-IOV nodes run (the sriov-network-operator sets
+		// both): host drivers (igb, igbvf) map DMA one to one, devices
+		// bound to vfio-pci are translated.
+		cmdline = append(cmdline, "intel_iommu=on", "iommu=pt")
 	}
 	args = append(args,
 		"-kernel", opts.Kernel.Image, "-initrd", initrd,

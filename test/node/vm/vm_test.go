@@ -134,7 +134,7 @@ func TestNodeEnvAndArgs(t *testing.T) {
 		"-accel tcg,thread=single", "-machine q35", "-device intel-iommu,intremap=off",
 		"mount_tag=hostroot,security_model=none,readonly=on", "path=/cache/runs/1,mount_tag=rundir",
 		"-device igb,bus=rp1,netdev=pf0", "-device igb,bus=rp2,netdev=pf1",
-		"sluice.rundir=/cache/runs/1", "intel_iommu=on", "ib_core.netns_mode=0",
+		"sluice.rundir=/cache/runs/1", "intel_iommu=on iommu=pt", "ib_core.netns_mode=0",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("QEMU arguments lack %q:\n%s", want, args)
