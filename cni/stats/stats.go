@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sluice-net/sluice/deviceplugin/gate"
 )
@@ -101,8 +102,20 @@ func (f File) read() (map[string]uint64, error) {
 	return m, nil
 }
 
+// LockWait bounds the wait for the counts file's lock. Counting is
+// optional: a holder that is stuck (a process stopped under a debugger, a
+// hung file system) must not stall every pod's network setup on the node,
+// so past the wait the outcome goes uncounted (ErrBusy).
+const LockWait = time.Second
+
+// ErrBusy is returned by Add when the lock stays taken for LockWait.
+var ErrBusy = errors.New("the CNI stats file stays locked by another process")
+
 // lock takes an exclusive flock on a lock file beside the counts (the
-// counts file itself is replaced by rename, so it cannot hold the lock).
+// counts file itself is replaced by rename, so it cannot hold the lock),
+// waiting at most LockWait. The wait is the kernel's own queue (a
+// blocking flock in a goroutine), fair among the waiting commands; given
+// up, the goroutine releases the lock if it still gets it.
 func (f File) lock() (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(f.path), err)
@@ -111,12 +124,29 @@ func (f File) lock() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("open CNI stats lock: %w", err)
 	}
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("lock CNI stats: %w", err)
-	}
-	return func() {
+	unlock := func() {
 		_ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
 		lf.Close()
-	}, nil
+	}
+	got := make(chan error, 1)
+	go func() { got <- syscall.Flock(int(lf.Fd()), syscall.LOCK_EX) }()
+	timer := time.NewTimer(LockWait)
+	defer timer.Stop()
+	select {
+	case err := <-got:
+		if err != nil {
+			lf.Close()
+			return nil, fmt.Errorf("lock CNI stats: %w", err)
+		}
+		return unlock, nil
+	case <-timer.C:
+		go func() {
+			if err := <-got; err == nil {
+				unlock()
+				return
+			}
+			lf.Close()
+		}()
+		return nil, fmt.Errorf("%w (%s.lock, waited %s); this outcome is not counted", ErrBusy, f.path, LockWait)
+	}
 }

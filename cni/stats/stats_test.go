@@ -1,10 +1,13 @@
 package stats
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestConcurrentAdds(t *testing.T) {
@@ -60,5 +63,42 @@ func TestDamagedFileStartsOver(t *testing.T) {
 	}
 	if err := f.Add(Key{"A/B", "success"}); err == nil {
 		t.Error("a command with a slash was accepted")
+	}
+}
+
+// TestStuckHolderDoesNotStallAdd: a process holding the lock and never
+// letting go (stopped under a debugger, a hung file system) costs each
+// command at most LockWait, and its outcome goes uncounted; once the lock
+// is free counting goes on.
+func TestStuckHolderDoesNotStallAdd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stats.json")
+	f := New(path)
+	if err := f.Add(Key{"ADD", "success"}); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := os.OpenFile(path+".lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = f.Add(Key{"ADD", "success"})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("Add with the lock held elsewhere = %v, want ErrBusy", err)
+	}
+	if waited := time.Since(start); waited < LockWait || waited > LockWait+2*time.Second {
+		t.Errorf("Add gave up after %s, want about %s", waited, LockWait)
+	}
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add(Key{"ADD", "success"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.Read(); err != nil || c[Key{"ADD", "success"}] != 2 {
+		t.Errorf("counts = %v, %v; want 2 (the uncounted one lost, nothing else)", c, err)
 	}
 }

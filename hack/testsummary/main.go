@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 )
@@ -48,7 +49,17 @@ type summary struct {
 	failedPkgs              []string
 	buildFailed             bool
 	failedCmds              []string
+	// timed are the finished tests with their times, for the slowest list.
+	timed []timedTest
 }
+
+type timedTest struct {
+	name    string
+	elapsed float64
+}
+
+// slowest is how many of the slowest tests the report lists.
+const slowest = 15
 
 type commands []string
 
@@ -171,6 +182,9 @@ func (s *summary) handle(e event) {
 
 func (s *summary) testDone(e event) {
 	out := s.output[key{e.Package, e.Test}]
+	if e.Action != "skip" {
+		s.timed = append(s.timed, timedTest{name: e.Package + " " + e.Test, elapsed: e.Elapsed})
+	}
 	switch e.Action {
 	case "pass":
 		s.passed++
@@ -211,6 +225,14 @@ func skipReason(out []string) string {
 
 // report prints the counts and the skips; false when anything failed.
 func (s *summary) report() bool {
+	if len(s.timed) > 0 {
+		sort.SliceStable(s.timed, func(i, j int) bool { return s.timed[i].elapsed > s.timed[j].elapsed })
+		n := min(slowest, len(s.timed))
+		fmt.Fprintf(s.out, "\nslowest tests (%d):\n", n)
+		for _, t := range s.timed[:n] {
+			fmt.Fprintf(s.out, "  %8.1fs  %s\n", t.elapsed, t.name)
+		}
+	}
 	fmt.Fprintf(s.out, "\ntests: %d passed, %d failed, %d skipped\n", s.passed, s.failed, s.skipped)
 	if len(s.skips) > 0 {
 		fmt.Fprintf(s.out, "skipped (%d):\n", len(s.skips))

@@ -40,7 +40,7 @@ func TestCountsSkipsWithReasons(t *testing.T) {
 		event{Action: "run", Package: "p", Test: "TestA"},
 		event{Action: "output", Package: "p", Test: "TestA", Output: "=== RUN   TestA\n"},
 		event{Action: "output", Package: "p", Test: "TestA", Output: "    a_test.go:9: noisy log of a passing test\n"},
-		event{Action: "pass", Package: "p", Test: "TestA"},
+		event{Action: "pass", Package: "p", Test: "TestA", Elapsed: 12.5},
 		event{Action: "output", Package: "p", Test: "TestB", Output: "=== RUN   TestB\n"},
 		event{Action: "output", Package: "p", Test: "TestB", Output: "    b_test.go:10: looked for /dev/vfio\n"},
 		event{Action: "output", Package: "p", Test: "TestB", Output: "    b_test.go:12: needs root\n"},
@@ -54,7 +54,8 @@ func TestCountsSkipsWithReasons(t *testing.T) {
 	if !ok {
 		t.Errorf("a run without failures reported failure:\n%s", out)
 	}
-	for _, want := range []string{"ok  \tp\t1.500s", "?   \tq\t[no test files]", "tests: 1 passed, 0 failed, 1 skipped", "  p TestB: b_test.go:12: needs root\n"} {
+	for _, want := range []string{"ok  \tp\t1.500s", "?   \tq\t[no test files]", "tests: 1 passed, 0 failed, 1 skipped", "  p TestB: b_test.go:12: needs root\n",
+		"slowest tests (1):\n      12.5s  p TestA\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
