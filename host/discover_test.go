@@ -211,17 +211,33 @@ func TestLookupVF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The single-VF lookup agrees with a full discovery, VF for VF.
+	// The single-VF lookup agrees with a full discovery, VF for VF, but
+	// for a soft-RoCE device of a name other than sluice's (rxe0 on the
+	// igb VF 1): the lookup finds soft-RoCE devices by name only.
+	foreign := n.VFAddress("0000:01:00.0", 1)
 	for _, pf := range snap.PFs {
 		for _, want := range pf.VFs {
 			got, err := h.VF(want.PCIAddress)
 			if err != nil {
 				t.Fatal(err)
 			}
+			if want.PCIAddress == foreign {
+				if want.RDMA == nil || want.RDMA.Name != "rxe0" || got.RDMA != nil {
+					t.Errorf("VF(%s): discovery's RDMA %+v, lookup's %+v; want rxe0 and none", foreign, want.RDMA, got.RDMA)
+				}
+				want.RDMA = nil
+			}
 			if !reflect.DeepEqual(*got, want) {
 				t.Errorf("VF(%s) =\n%+v\nwant\n%+v", want.PCIAddress, *got, want)
 			}
 		}
+	}
+	// A soft-RoCE device named after the VF, as sluice-cni names the pod's.
+	vf0 := n.VFAddress("0000:01:00.0", 0)
+	n.AddRxe(host.SoftRoCEName(vf0), n.Netdev(vf0))
+	got, err := h.VF(vf0)
+	if err != nil || got.RDMA == nil || got.RDMA.Name != host.SoftRoCEName(vf0) || len(got.RDMA.CharDevices) == 0 {
+		t.Errorf("VF(%s) with its sluice-named soft-RoCE device: %+v, %v", vf0, got, err)
 	}
 	if _, err := h.VF("0000:3b:00.0"); err == nil || !strings.Contains(err.Error(), "is not a VF") {
 		t.Errorf("a PF looked up as VF: %v", err)

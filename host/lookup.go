@@ -58,16 +58,17 @@ func (h *Host) VF(addr string) (*VF, error) {
 }
 
 // rdmaOf finds the RDMA device of one PCI function without indexing them
-// all: its own infiniband directory, else a software device on its netdev.
+// all: its own infiniband directory, else the soft-RoCE device sluice-cni
+// names after it (SoftRoCEName) on its netdev. Both are looked up by name,
+// so the cost is the one VF's whatever the node has; a soft-RoCE device of
+// another name on the VF's netdev is found by Discover, not here.
 func (h *Host) rdmaOf(dir, netdev string) *RDMADevice {
 	name := firstEntry(filepath.Join(dir, rdmamap.RdmaClassName))
 	classDir := h.classDir(rdmamap.RdmaClassName)
 	if name == "" && netdev != "" {
-		for _, n := range dirNames(classDir) {
-			if !exists(filepath.Join(classDir, n, "device")) && readAttr(filepath.Join(classDir, n, "parent")) == netdev {
-				name = n
-				break
-			}
+		if n := SoftRoCEName(filepath.Base(dir)); exists(filepath.Join(classDir, n)) &&
+			readAttr(filepath.Join(classDir, n, "parent")) == netdev {
+			name = n
 		}
 	}
 	if name == "" {
@@ -78,7 +79,11 @@ func (h *Host) rdmaOf(dir, netdev string) *RDMADevice {
 		d.Netdev = netdev
 	}
 	d.Ports = readPorts(filepath.Join(classDir, name, rdmamap.RdmaPortsdir))
-	d.CharDevices = h.rdmaCharDevices()[name]
+	parentDir := dir
+	if d.Parent == "" {
+		parentDir = h.virtualDevicesDir()
+	}
+	d.CharDevices = h.charDevicesOf(name, parentDir)
 	return d
 }
 

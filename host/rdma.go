@@ -109,6 +109,35 @@ func readPorts(dir string) []RDMAPort {
 	}
 }
 
+// charDevicesOf are the char devices of the one RDMA device name, read
+// from the sysfs directory of its parent (a PCI function's directory, or
+// /sys/devices/virtual for a software device), which holds the
+// infiniband_verbs and infiniband_mad entries of its own devices only:
+// what sluice-cni reads per pod, never the node's whole list.
+func (h *Host) charDevicesOf(name, parentDir string) []string {
+	var out []string
+	for _, class := range []string{"infiniband_verbs", "infiniband_mad"} {
+		dir := filepath.Join(parentDir, class)
+		for _, n := range dirNames(dir) {
+			if !hasAnyPrefix(n, []string{rdmamap.RdmaUverbsFilxPrefix, rdmamap.RdmaUmadFilxPrefix, rdmamap.RdmaIssmFilePrefix}) {
+				continue
+			}
+			if readAttr(filepath.Join(dir, n, "ibdev")) == name {
+				out = append(out, "/dev/infiniband/"+n)
+			}
+		}
+	}
+	if len(out) > 0 && exists(filepath.Join(h.paths.Dev, "infiniband", "rdma_cm")) {
+		out = append(out, "/dev/infiniband/rdma_cm")
+	}
+	sort.Strings(out)
+	return out
+}
+
+// virtualDevicesDir is where the kernel puts devices without a parent
+// (soft-RoCE devices and their uverbs).
+func (h *Host) virtualDevicesDir() string { return filepath.Join(h.paths.Sys, "devices", "virtual") }
+
 // rdmaCharDevices maps each RDMA device to its char devices: uverbsN from
 // infiniband_verbs, umadN and issmN from infiniband_mad, plus rdma_cm when
 // the node has it. Paths are as a container sees them (/dev/infiniband/...).

@@ -50,9 +50,13 @@ func (h *Host) AddSoftRoCE(ns *Netns, name, netdev string) (*RDMADevice, error) 
 		return nil, stepErr(name, "create soft-RoCE device on "+netdev, err)
 	}
 	// Registration is synchronous; the uverbs class device follows it.
+	// Its entry is among the software devices' (their parent directory),
+	// not the node's whole list: the kernel offers no lookup by name (RDMA
+	// netlink's GET_CHARDEV wants the device index, which only a dump of
+	// every device gives).
 	deadline := time.Now().Add(h.settle)
 	for {
-		chars := h.rdmaCharDevices()[name]
+		chars := h.charDevicesOf(name, h.virtualDevicesDir())
 		if hasUverbs(chars) {
 			return &RDMADevice{Name: name, Netdev: netdev, CharDevices: chars}, nil
 		}
