@@ -20,8 +20,10 @@ import (
 )
 
 // liveUsers reads the usage source and keeps the pods that still exist and
-// run: a record left behind by a pod that is gone holds no VF.
-func liveUsers(ctx context.Context, c client.Reader, src UsageSource) (vfUsers, error) {
+// run on this node: a record left behind by a pod that is gone holds no VF,
+// and a pod of the same name elsewhere (a StatefulSet's pod created again
+// on another node) or with another UID is not the one the record names.
+func liveUsers(ctx context.Context, c client.Reader, src UsageSource, node string) (vfUsers, error) {
 	raw, err := src.VFUsers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read which pods use VFs: %w", err)
@@ -40,7 +42,7 @@ func liveUsers(ctx context.Context, c client.Reader, src UsageSource) (vfUsers, 
 				case err != nil:
 					return nil, fmt.Errorf("get pod %s using VF %s: %w", key, vf, err)
 				default:
-					live = (p.UID == "" || string(pod.UID) == p.UID) &&
+					live = samePod(pod, p, node) &&
 						pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 				}
 				alive[key] = live
@@ -64,9 +66,17 @@ type evictResult struct {
 	blocked []string
 }
 
-// evictor posts one Eviction.
+// samePod reports whether the API's pod is the one ref names on this node:
+// bound to node (a pod not yet bound holds no VF here) and, when ref knows
+// its UID, with that UID.
+func samePod(pod *corev1.Pod, ref PodRef, node string) bool {
+	return pod.Spec.NodeName == node && (ref.UID == "" || string(pod.UID) == ref.UID)
+}
+
+// evictor posts one Eviction, with a precondition on the pod's UID: the
+// API server refuses it (409) if the name now belongs to another pod.
 type evictor interface {
-	Evict(ctx context.Context, namespace, name string) error
+	Evict(ctx context.Context, namespace, name string, uid types.UID) error
 }
 
 // restEvictor posts Evictions without client-go's transparent retries: a
@@ -75,16 +85,18 @@ type evictor interface {
 // sync for minutes instead of reporting the refusal.
 type restEvictor struct{ rc rest.Interface }
 
-func (e restEvictor) Evict(ctx context.Context, namespace, name string) error {
-	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+func (e restEvictor) Evict(ctx context.Context, namespace, name string, uid types.UID) error {
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}}
 	return e.rc.Post().AbsPath("/api/v1").Namespace(namespace).Resource("pods").Name(name).
 		SubResource("eviction").Body(ev).MaxRetries(0).Do(ctx).Error()
 }
 
-// evict asks the Eviction API to evict each pod still there, so that
-// PodDisruptionBudgets are respected: an eviction they refuse (429) is
-// reported and retried on the next sync.
-func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef) (evictResult, error) {
+// evict asks the Eviction API to evict each pod still there on node, so
+// that PodDisruptionBudgets are respected: an eviction they refuse (429) is
+// reported and retried on the next sync. A pod of the name on another node,
+// or of another UID, is not touched.
+func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef, node string) (evictResult, error) {
 	var res evictResult
 	var errs []error
 	for _, p := range pods {
@@ -97,13 +109,16 @@ func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef) (evi
 			errs = append(errs, fmt.Errorf("get pod %s: %w", p, err))
 			continue
 		}
+		if !samePod(pod, p, node) {
+			continue // the VF's pod is gone; the name is another pod's now
+		}
 		res.pending = append(res.pending, p)
 		if pod.DeletionTimestamp != nil {
 			continue // on its way out
 		}
-		err = ev.Evict(ctx, p.Namespace, p.Name)
+		err = ev.Evict(ctx, p.Namespace, p.Name, pod.UID)
 		switch {
-		case err == nil, apierrors.IsNotFound(err):
+		case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		case apierrors.IsTooManyRequests(err):
 			res.blocked = append(res.blocked, fmt.Sprintf("%s: eviction refused (%s)", p, strings.TrimSpace(apiMessage(err))))
 		default:
@@ -169,7 +184,7 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 	if st.Drain == nil || st.Drain.State != sluicev1.DrainDraining {
 		s.event(corev1.EventTypeNormal, "Draining", "Evict", fmt.Sprintf("evicting %s: %s", podList(pods), why))
 	}
-	res, evictErr := evict(ctx, r.client, r.evictor, pods)
+	res, evictErr := evict(ctx, r.client, r.evictor, pods, r.node)
 	reason := fmt.Sprintf("%s; evicting %s", why, podList(pods))
 	if len(res.blocked) > 0 {
 		reason += fmt.Sprintf("; %s; retrying every %s", strings.Join(res.blocked, "; "), r.retry)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -97,6 +98,41 @@ func TestAgentNoDrainForUnusedVFs(t *testing.T) {
 	}
 	if d := n.Status.Drain; d == nil || d.State != sluicev1.DrainNone {
 		t.Errorf("drain = %+v, want None", d)
+	}
+}
+
+// TestAgentDrainEvictsOnlyThisNodesPod: the VF's record names pod a
+// without a UID (a record of an older sluice-cni), and the pod called a now
+// runs on another node (a StatefulSet's pod created again there). It is not
+// the VF's user: the change applies without a drain, and that pod stays.
+func TestAgentDrainEvictsOnlyThisNodesPod(t *testing.T) {
+	h, _, _ := drainHarness(t)
+	ctx := context.Background()
+	moved := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "web-0"},
+		Spec:       corev1.PodSpec{NodeName: "another-node", Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}},
+	}
+	if err := h.env.Client.Create(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	moved.Status.Phase = corev1.PodRunning
+	if err := h.env.Client.Status().Update(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	// The record of pfA's VF 2: pod web-0, no UID.
+	h.usage.use(h.node.VFAddress(pfA, 2), PodRef{Namespace: h.ns, Name: "web-0"})
+	// pfA's VF 1 is pod a's (drainHarness): move it out of the change by
+	// rebinding only VFs 2-3, which web-0's record names.
+	gen := h.setSpec(twoPFs(4, []sluicev1.VFGroup{{Policy: "dpdk", ResourceName: "dpdk", VFRange: "2-3", DeviceType: sluicev1.DeviceTypeVfioPci}}))
+	n := h.synced(sluicev1.SyncSucceeded, gen)
+	if !h.podExists("web-0") {
+		t.Error("the agent evicted web-0, a pod of that name on another node")
+	}
+	if d := n.Status.Drain; d == nil || d.State != sluicev1.DrainNone {
+		t.Errorf("drain = %+v, want None: no pod of this node uses VFs 2-3", d)
+	}
+	if d := h.node.Driver(h.node.VFAddress(pfA, 2)); d != "vfio-pci" {
+		t.Errorf("VF 2 on %q, want vfio-pci", d)
 	}
 }
 

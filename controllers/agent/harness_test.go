@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -363,7 +364,10 @@ func (h *harness) pod(name string, labels map[string]string) PodRef {
 	h.t.Helper()
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name, Labels: labels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}},
+		// Bound to the agent's node; no kubelet confirms a graceful
+		// deletion here, so grace 0 lets an eviction delete it at once.
+		Spec: corev1.PodSpec{NodeName: h.name, TerminationGracePeriodSeconds: ptr.To(int64(0)),
+			Containers: []corev1.Container{{Name: "c", Image: "registry.example/app:1"}}},
 	}
 	if err := h.env.Client.Create(context.Background(), p); err != nil {
 		h.t.Fatal(err)

@@ -291,8 +291,28 @@ func TestRXEMappedToItsVF(t *testing.T) {
 	if out := nodeutil.Run(t, "rdma", "link", "show", "rxehost0/1"); !strings.Contains(out, "netdev "+vf.Netdev) {
 		t.Errorf("rdma link show: %s", out)
 	}
-	if one, err := h.VF(vf.PCIAddress); err != nil || one.RDMA == nil || one.RDMA.Name != "rxehost0" {
-		t.Errorf("VF(%s).RDMA = %+v, %v", vf.PCIAddress, one.RDMA, err)
+	// The single-VF lookup (sluice-cni's, per pod) finds a soft-RoCE device
+	// by the name sluice-cni gives it, not by scanning the node's devices:
+	// rxehost0 is Discover's only.
+	if one, err := h.VF(vf.PCIAddress); err != nil || one.RDMA != nil {
+		t.Errorf("VF(%s).RDMA = %+v, %v; want none (a foreign name)", vf.PCIAddress, one.RDMA, err)
+	}
+	nodeutil.DeleteRXE("rxehost0")
+	own := host.SoftRoCEName(vf.PCIAddress)
+	nodeutil.AddRXE(t, "", own, vf.Netdev)
+	nodeutil.WaitRDMAActive(t, own)
+	one, err := h.VF(vf.PCIAddress)
+	if err != nil || one.RDMA == nil || one.RDMA.Name != own || one.RDMA.Netdev != vf.Netdev {
+		t.Fatalf("VF(%s).RDMA = %+v, %v; want %s", vf.PCIAddress, one.RDMA, err, own)
+	}
+	var snapChars []string
+	if snap, err := h.Discover(context.Background()); err == nil {
+		if r := snap.PFByAddress(pf.PCIAddress).VFs[2].RDMA; r != nil {
+			snapChars = r.CharDevices
+		}
+	}
+	if strings.Join(one.RDMA.CharDevices, " ") != strings.Join(snapChars, " ") || len(snapChars) == 0 {
+		t.Errorf("char devices of %s: lookup %v, discovery %v", own, one.RDMA.CharDevices, snapChars)
 	}
 }
 
