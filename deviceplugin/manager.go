@@ -322,15 +322,40 @@ func (m *Manager) register(ctx context.Context, srv *poolServer) {
 		if srv.registered.Load() && srv.regServed == served && srv.regKubelet == kubelet {
 			return
 		}
+		accepted := func() bool {
+			return srv.watching.Load() > 0 && srv.attemptServed == served && srv.attemptKubelet == kubelet
+		}
+		done := func() {
+			srv.mu.Lock()
+			srv.regServed, srv.regKubelet = srv.served, kubelet
+			srv.mu.Unlock()
+			srv.registered.Store(true)
+		}
+		if accepted() {
+			m.log.Info("the kubelet streams from the pool's socket: its last registration was accepted after all", "resource", srv.resource)
+			done()
+			return
+		}
 		srv.registered.Store(false)
-		err := srv.register(ctx, m.kubeletSocket())
+		send := func() error {
+			srv.mu.Lock()
+			srv.attemptServed, srv.attemptKubelet = srv.served, kubelet
+			srv.mu.Unlock()
+			return srv.register(ctx, m.kubeletSocket(), m.opts.RegisterTimeout)
+		}
+		err := send()
 		if err != nil && strings.Contains(err.Error(), "already connected") {
 			// The kubelet keeps an endpoint for this socket path that it
 			// will never drop: serve under a new name and register that.
 			m.log.Info("the kubelet holds a stale endpoint for the pool's socket; serving on a new socket", "resource", srv.resource, "socket", srv.socketBase())
 			if err = srv.renameSocket(); err == nil {
-				err = srv.register(ctx, m.kubeletSocket())
+				served++
+				err = send()
 			}
+		}
+		if err != nil && accepted() {
+			m.log.Info("registration answered late, but the kubelet streams from the pool's socket: accepted", "resource", srv.resource, "error", err.Error())
+			err = nil
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -338,10 +363,7 @@ func (m *Manager) register(ctx context.Context, srv *poolServer) {
 			}
 			return
 		}
-		srv.mu.Lock()
-		srv.regServed, srv.regKubelet = srv.served, kubelet
-		srv.mu.Unlock()
-		srv.registered.Store(true)
+		done()
 		m.log.V(1).Info("registered with the kubelet", "resource", srv.resource, "socket", srv.socketBase())
 	})
 }

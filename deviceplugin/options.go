@@ -59,6 +59,10 @@ type Options struct {
 	// Metrics, when set, receives the plugin's Prometheus metrics: devices
 	// per pool and state, scan durations, allocations.
 	Metrics prometheus.Registerer
+	// RegisterTimeout bounds one Register call to the kubelet (20 s): the
+	// kubelet answers only after it has dialled the pool's socket back,
+	// which takes seconds on a busy node.
+	RegisterTimeout time.Duration
 }
 
 // BindFlags binds the options to flags, with their defaults.
@@ -76,6 +80,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 }
 
 func (o *Options) defaults() {
+	if o.RegisterTimeout <= 0 {
+		o.RegisterTimeout = 20 * time.Second
+	}
 	if o.ConfigFile == "" {
 		o.ConfigFile = DefaultConfigFile
 	}

@@ -332,6 +332,38 @@ func TestKubeletRestartReregistersWithinASecond(t *testing.T) {
 	}
 }
 
+// TestLateRegistrationAnswerNotResent: on a busy node the kubelet answers
+// Register after the plugin stopped waiting, though it registered the pool
+// and streams from its socket (measured on the real-cluster node: answers
+// after 6 s against a 5 s deadline, then a resync sent the registration
+// again and the kubelet 1.37 refused it as "already connected"). The
+// stream tells the plugin it was accepted: nothing is sent again.
+func TestLateRegistrationAnswerNotResent(t *testing.T) {
+	n := twoNICNode(t, 1)
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})),
+		func(o *Options) { o.RegisterTimeout = 200 * time.Millisecond })
+	e.kubelet.Wait("sluice.dev/a", wait, "registered", allHealthy(1))
+	// The kubelet restarts, busy: its answers come a second late.
+	e.kubelet.SetReplyDelay(time.Second)
+	if err := e.kubelet.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	e.kubelet.Wait("sluice.dev/a", wait, "registered and streaming", func(s kubelettest.Snapshot) bool {
+		return s.Registered && s.Streaming && len(s.Devices) == 1
+	})
+	time.Sleep(1200 * time.Millisecond) // the late answer arrives
+	e.m.reregister(context.Background(), true)
+	e.rescan()
+	time.Sleep(1500 * time.Millisecond)
+	s := e.kubelet.Plugin("sluice.dev/a")
+	if n := len(s.Registrations); n != 1 || e.kubelet.Refused() != 0 {
+		t.Errorf("registered %d times, %d refused as already connected; want once, none refused", n, e.kubelet.Refused())
+	}
+	if !s.Streaming || len(s.Devices) != 1 {
+		t.Errorf("after the late answer: %s", s)
+	}
+}
+
 func TestStopRemovesSockets(t *testing.T) {
 	n := twoNICNode(t, 1)
 	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))

@@ -53,6 +53,16 @@ type poolServer struct {
 	served     int
 	regServed  int
 	regKubelet string
+	// attemptServed and attemptKubelet are the socket and kubelet of the
+	// last registration sent, answered or not; watching counts the open
+	// ListAndWatch streams. The kubelet opens one only after accepting a
+	// registration, so a stream open on the socket of the last attempt to
+	// the current kubelet means that attempt was accepted, even if its
+	// answer came after the deadline (a busy node): sending it again
+	// would be refused as "already connected".
+	attemptServed  int
+	attemptKubelet string
+	watching       atomic.Int32
 	// socketName is the socket's file name: socketName(resource), or a
 	// fresh one when the kubelet holds a stale endpoint for that name.
 	name string
@@ -162,14 +172,15 @@ func (s *poolServer) renameSocket() error {
 	return nil
 }
 
-// register announces the pool to the kubelet.
-func (s *poolServer) register(ctx context.Context, kubeletSocket string) error {
+// register announces the pool to the kubelet, waiting at most timeout
+// for its answer.
+func (s *poolServer) register(ctx context.Context, kubeletSocket string, timeout time.Duration) error {
 	conn, err := grpc.NewClient("unix://"+kubeletSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("connect to kubelet at %s: %w", kubeletSocket, err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
 		Version:      pluginapi.Version,
@@ -190,6 +201,8 @@ func (s *poolServer) GetDevicePluginOptions(context.Context, *pluginapi.Empty) (
 
 // ListAndWatch sends the full list at once, then again on every change.
 func (s *poolServer) ListAndWatch(_ *pluginapi.Empty, stream grpc.ServerStreamingServer[pluginapi.ListAndWatchResponse]) error {
+	s.watching.Add(1)
+	defer s.watching.Add(-1)
 	for {
 		pd, changed, stopped := s.current()
 		if stopped {

@@ -38,6 +38,18 @@ type Kubelet struct {
 	// refused counts registrations refused because the kubelet was
 	// connected to that socket path already.
 	refused int
+	// replyDelay holds back Register's answer after the kubelet has
+	// registered the plugin and opened its stream: a busy kubelet.
+	replyDelay time.Duration
+}
+
+// SetReplyDelay makes Register answer d after it has done its work, as a
+// kubelet on a busy node does: the plugin may give up waiting although it
+// was registered.
+func (k *Kubelet) SetReplyDelay(d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.replyDelay = d
 }
 
 // Refused is how many registrations were refused as "already connected".
@@ -199,8 +211,10 @@ func (k *Kubelet) Register(_ context.Context, req *pluginapi.RegisterRequest) (*
 	p.Registrations = append(p.Registrations, time.Now())
 	k.plugins[req.ResourceName] = p
 	k.notifyLocked()
+	delay := k.replyDelay
 	k.mu.Unlock()
 	go k.watch(ctx, p)
+	time.Sleep(delay)
 	return &pluginapi.Empty{}, nil
 }
 
