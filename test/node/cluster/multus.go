@@ -17,22 +17,10 @@ import (
 // informers hold the node's pods and the NetworkAttachmentDefinitions;
 // its init container copies multus-shim onto the node, and the daemon
 // writes the node's CNI configuration (00-multus.conf, type multus-shim)
-// into /etc/cni/net.d from the cluster's pod network, which the node keeps
-// in /etc/cni/pods.d/10-pods.conflist ("multusConfigFile": "auto"). The
-// runtime calls the shim, which hands the request to the daemon over
-// /run/multus; the daemon calls the delegates (bridge, sluice-cni) in the
-// node's root through chroot.
-//
-// The daemon's clusterNetwork is the directory /etc/cni/pods.d, not the
-// file the generated configuration names: Multus up to v4.3.0 keeps a
-// conflist read from a file path only as CNI's typed config, without the
-// plugins' own fields, and runs DEL with that copy
-// (k8snetworkplumbingwg/multus-cni#1449, fixed after v4.3.0 by #1521), so
-// host-local's DEL fails with "no IP ranges specified" and every pod's
-// address and result cache leak. Read from a directory, the conflist keeps
-// its bytes. (Its other way round the bug, a configuration of our own with
-// the delegates inline, stops the daemon: without "auto" it exits at
-// start.)
+// from the primary network's (10-pods.conflist). The runtime calls the
+// shim, which hands the request to the daemon over /run/multus; the daemon
+// calls the delegates (bridge, sluice-cni) in the node's root through
+// chroot.
 //
 // The thin plugin this replaces started a 48 MB binary per CNI call that
 // read the pod and its networks from the API server with 250 ms deadlines:
@@ -109,9 +97,8 @@ data:
       "logLevel": "error",
       "logToStderr": true,
       "cniConfigDir": "/host/etc/cni/net.d",
-      "multusAutoconfigDir": "/hostroot/etc/cni/pods.d",
+      "multusAutoconfigDir": "/host/etc/cni/net.d",
       "multusConfigFile": "auto",
-      "clusterNetwork": "/hostroot/etc/cni/pods.d",
       "socketDir": "/host/run/multus/"
     }
 ---

@@ -103,9 +103,9 @@ func NewNode(cp *ControlPlane, opts NodeOptions) (*Node, error) {
 	}
 	for name, data := range map[string][]byte{
 		"ca.crt":           cp.CAPEM(),
-		"10-pods.conflist": []byte(podNetworkConfig),
 		"kubelet.yaml":     []byte(kubeletConfig),
 		"kube-proxy.yaml":  []byte(kubeProxyConfig),
+		"10-pods.conflist": []byte(podNetworkConfig),
 		"containerd.toml":  []byte(containerdConfig),
 	} {
 		if err := write(name, data); err != nil {
@@ -373,9 +373,10 @@ hostnameOverride: ` + NodeName + `
 conntrack: {maxPerCore: 0}
 `
 	// The cluster's primary pod network: the bridge with host-local
-	// addresses, in /etc/cni/pods.d, from where Multus's daemon
-	// (multus.go) makes it every pod's first network; the networks a pod
-	// names in its k8s.v1.cni.cncf.io/networks annotation come from their
+	// addresses. Multus's daemon (multus.go) reads it and writes
+	// 00-multus.conf, which the runtime then uses: the bridge network for
+	// every pod, and the networks a pod names in its
+	// k8s.v1.cni.cncf.io/networks annotation from their
 	// NetworkAttachmentDefinitions.
 	podNetworkConfig = `{
   "cniVersion": "1.0.0",

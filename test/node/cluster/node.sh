@@ -40,14 +40,14 @@ sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge
 	fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=65536 kernel.panic=10
 
 # The node image: runtime, CNI plugins, configuration.
-mkdir -p /usr/local/bin /etc/kubernetes /etc/containerd /etc/cni/pods.d
+mkdir -p /usr/local/bin /etc/kubernetes /etc/containerd
 cp "$CLUSTER_NODE_BIN/containerd" "$CLUSTER_NODE_BIN/containerd-shim-runc-v2" "$CLUSTER_NODE_BIN/ctr" \
 	"$CLUSTER_NODE_BIN/runc" "$CLUSTER_KUBE_BIN/kubelet" "$CLUSTER_KUBE_BIN/kube-proxy" /usr/local/bin/
 for p in bridge host-local loopback portmap; do cp "$CLUSTER_NODE_BIN/$p" /opt/cni/bin/; done
 cp "$CLUSTER_FILES/ca.crt" "$CLUSTER_FILES/kubelet.kubeconfig" "$CLUSTER_FILES/kube-proxy.kubeconfig" \
 	"$CLUSTER_FILES/kubelet.yaml" "$CLUSTER_FILES/kube-proxy.yaml" /etc/kubernetes/
+cp "$CLUSTER_FILES/10-pods.conflist" /etc/cni/net.d/
 cp "$CLUSTER_FILES/containerd.toml" /etc/containerd/config.toml
-cp "$CLUSTER_FILES/10-pods.conflist" /etc/cni/pods.d/
 
 # supervise NAME CMD...: run CMD again a second after it exits, until the
 # node stops: systemd's Restart=always.
