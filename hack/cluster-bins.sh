@@ -6,7 +6,7 @@
 #   control plane (host): kube-apiserver, etcd, kube-scheduler,
 #                         kube-controller-manager, kubectl
 #   node (QEMU guest):    kubelet, kube-proxy, containerd (+ shim, ctr),
-#                         runc, Multus (thick plugin), the reference CNI
+#                         runc, Multus (thin plugin), the reference CNI
 #                         plugins bridge, host-local, loopback, portmap
 #
 # Prints two lines on stdout: the Kubernetes binaries' directory, then the
@@ -27,7 +27,7 @@ log() { echo "cluster-bins: $*" >&2; }
 
 kube="$(KUBE_CMDS="kubelet kube-proxy kube-scheduler kube-controller-manager" ENVTEST_KUBECTL=1 hack/envtest-bins.sh)"
 
-node_cmds=(containerd containerd-shim-runc-v2 ctr runc multus-daemon multus-shim install_multus passthru bridge host-local loopback portmap)
+node_cmds=(containerd containerd-shim-runc-v2 ctr runc multus bridge host-local loopback portmap)
 have_node() {
   local c
   for c in "${node_cmds[@]}"; do [[ -x "$NODE_BIN/$c" ]] || return 1; done
@@ -95,18 +95,11 @@ module "$d" runc-bin "github.com/opencontainers/runc $RUNC_VERSION"
 CGO_ENABLED=1 build "$d" runc github.com/opencontainers/runc -tags seccomp \
   -ldflags "-s -w -X main.version=${RUNC_VERSION#v}"
 
-# Multus, the thick plugin as its upstream DaemonSet runs it: multus-daemon
-# (one per node, with informers on the node's pods and the
-# NetworkAttachmentDefinitions), multus-shim (the CNI binary the runtime
-# calls, which hands each request to the daemon over a unix socket),
-# install_multus and passthru (its DaemonSet's init container copies the
-# shim onto the node). They go into the cluster's Multus image.
+# Multus, the thin plugin: reads NetworkAttachmentDefinitions and the pod's
+# networks annotation and calls the delegates (sluice-cni).
 d="$work/multus-$MULTUS_VERSION"
 module "$d" multus-bin "gopkg.in/k8snetworkplumbingwg/multus-cni.v4 $MULTUS_VERSION"
-for c in multus-daemon multus-shim install_multus; do
-  CGO_ENABLED=0 build "$d" "$c" "gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/$c" -ldflags "-s -w"
-done
-CGO_ENABLED=0 build "$d" passthru gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/passthru-cni -ldflags "-s -w"
+CGO_ENABLED=0 build "$d" multus gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus -ldflags "-s -w"
 
 # The reference plugins: the cluster's primary pod network.
 d="$work/cni-plugins-$CNI_PLUGINS_VERSION"

@@ -20,7 +20,11 @@ import (
 	"strings"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/sluice-net/sluice/test/node/vm"
+	"github.com/sluice-net/sluice/test/testenv"
 )
 
 // Image names. The sluice image carries the manifests' own name; the
@@ -80,8 +84,8 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, err
 	}
 	lap("binaries")
-	progress("building the images: sluice (from make build's binaries), pause, test pod, Multus")
-	images, nodeexec, err := BuildImages(ctx, cfg.Root, filepath.Join(cfg.Dir, "images"), runtimeBin)
+	progress("building the images: sluice (from make build's binaries), pause, test pod")
+	images, nodeexec, err := BuildImages(ctx, cfg.Root, filepath.Join(cfg.Dir, "images"))
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +122,6 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("node: %w\nkubelet log:\n%s", err, c.Node.Log("kubelet", 30))
 	}
 	lap("node Ready")
-	if err := c.waitMultus(ctx, 5*time.Minute); err != nil {
-		return nil, fmt.Errorf("%w\nkubelet log:\n%s", err, c.Node.Log("kubelet", 30))
-	}
-	lap("Multus up")
 	return c, nil
 }
 
@@ -149,6 +149,40 @@ func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
 	return out.String(), nil
 }
 
+// installMultus does the cluster side of installing Multus (the node has
+// its binary and configuration): the NetworkAttachmentDefinition CRD, and
+// RBAC for what its thin plugin reads and writes: the pod (and its
+// network-status annotation) and NetworkAttachmentDefinitions.
+func (c *Cluster) installMultus(ctx context.Context) error {
+	crd, err := testenv.NADCRDPath()
+	if err != nil {
+		return err
+	}
+	if _, err := c.Run(ctx, "apply", "-f", crd); err != nil {
+		return fmt.Errorf("NetworkAttachmentDefinition CRD: %w", err)
+	}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "multus"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"k8s.cni.cncf.io"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods", "pods/status"}, Verbs: []string{"get", "update", "patch"}},
+			{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
+		},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "multus"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "multus"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "multus"}},
+	}
+	if _, err := c.CP.Client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("multus ClusterRole: %w", err)
+	}
+	if _, err := c.CP.Client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("multus ClusterRoleBinding: %w", err)
+	}
+	return nil
+}
+
 // Bins runs hack/cluster-bins.sh: the Kubernetes binaries' directory and
 // the node runtime's.
 func Bins(ctx context.Context, root string) (kube, runtime string, err error) {
@@ -166,11 +200,10 @@ func Bins(ctx context.Context, root string) (kube, runtime string, err error) {
 	return lines[0], lines[1], nil
 }
 
-// BuildImages builds the sluice, pause, test-pod and Multus images into
-// dir as OCI archives, and the node's exec helper; it returns the archives
-// and the helper's path. runtimeBin is hack/cluster-bins.sh's node
-// directory (Multus's binaries).
-func BuildImages(ctx context.Context, root, dir, runtimeBin string) ([]string, string, error) {
+// BuildImages builds the sluice, pause and test-pod images into dir as OCI
+// archives, and the node's exec helper; it returns the archives and the
+// helper's path.
+func BuildImages(ctx context.Context, root, dir string) ([]string, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", err
 	}
@@ -213,10 +246,7 @@ func BuildImages(ctx context.Context, root, dir, runtimeBin string) ([]string, s
 	if err := image("testpod.tar", TestPodImageArgs()...); err != nil {
 		return nil, "", err
 	}
-	if err := image("multus.tar", multusImageArgs(runtimeBin)...); err != nil {
-		return nil, "", err
-	}
-	return []string{filepath.Join(dir, "sluice.tar"), filepath.Join(dir, "pause.tar"), filepath.Join(dir, "testpod.tar"), filepath.Join(dir, "multus.tar")},
+	return []string{filepath.Join(dir, "sluice.tar"), filepath.Join(dir, "pause.tar"), filepath.Join(dir, "testpod.tar")},
 		filepath.Join(bin, "nodeexec"), nil
 }
 

@@ -101,6 +101,7 @@ func StartControlPlane(ctx context.Context, dir, bins string, kubeletFwdPort int
 		p.issue("controller-manager", "system:kube-controller-manager", nil),
 		p.issue("kubelet", "system:node:"+NodeName, []string{"system:nodes"}),
 		p.issue("kube-proxy", "system:kube-proxy", nil),
+		p.issue("multus", "multus", nil),
 		p.serviceAccountKey(),
 	} {
 		if step != nil {
@@ -219,7 +220,7 @@ egressSelections:
 }
 
 // NodeKubeconfig is a kubeconfig with the client key pair user (kubelet,
-// kube-proxy) that the guest uses to reach the API server.
+// kube-proxy, multus) that the guest uses to reach the API server.
 func (c *ControlPlane) NodeKubeconfig(user string) ([]byte, error) {
 	return c.pki.kubeconfig(fmt.Sprintf("https://%s:%d", hostFromGuest, c.APIPort), user)
 }

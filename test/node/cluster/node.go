@@ -91,7 +91,7 @@ func NewNode(cp *ControlPlane, opts NodeOptions) (*Node, error) {
 		return os.WriteFile(filepath.Join(n.files, name), data, 0o600)
 	}
 	for _, u := range []struct{ file, user string }{
-		{"kubelet.kubeconfig", "kubelet"}, {"kube-proxy.kubeconfig", "kube-proxy"},
+		{"kubelet.kubeconfig", "kubelet"}, {"kube-proxy.kubeconfig", "kube-proxy"}, {"multus.kubeconfig", "multus"},
 	} {
 		b, err := cp.NodeKubeconfig(u.user)
 		if err != nil {
@@ -102,11 +102,11 @@ func NewNode(cp *ControlPlane, opts NodeOptions) (*Node, error) {
 		}
 	}
 	for name, data := range map[string][]byte{
-		"ca.crt":           cp.CAPEM(),
-		"kubelet.yaml":     []byte(kubeletConfig),
-		"kube-proxy.yaml":  []byte(kubeProxyConfig),
-		"10-pods.conflist": []byte(podNetworkConfig),
-		"containerd.toml":  []byte(containerdConfig),
+		"ca.crt":          cp.CAPEM(),
+		"kubelet.yaml":    []byte(kubeletConfig),
+		"kube-proxy.yaml": []byte(kubeProxyConfig),
+		"00-multus.conf":  []byte(multusConfig),
+		"containerd.toml": []byte(containerdConfig),
 	} {
 		if err := write(name, data); err != nil {
 			return nil, err
@@ -372,21 +372,26 @@ clusterCIDR: ` + PodCIDR + `
 hostnameOverride: ` + NodeName + `
 conntrack: {maxPerCore: 0}
 `
-	// The cluster's primary pod network: the bridge with host-local
-	// addresses. Multus's daemon (multus.go) reads it and writes
-	// 00-multus.conf, which the runtime then uses: the bridge network for
-	// every pod, and the networks a pod names in its
+	// Multus (thin plugin) is the node's CNI configuration: the bridge
+	// network for every pod, and the networks a pod names in its
 	// k8s.v1.cni.cncf.io/networks annotation from their
 	// NetworkAttachmentDefinitions.
-	podNetworkConfig = `{
+	multusConfig = `{
   "cniVersion": "1.0.0",
-  "name": "pods",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "ipMasqBackend": "nftables",
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "` + PodCIDR + `"}]], "routes": [{"dst": "0.0.0.0/0"}],
-              "dataDir": "/var/lib/cni/networks"}},
-    {"type": "portmap", "capabilities": {"portMappings": true}, "backend": "nftables"}
-  ]
+  "name": "multus-cni-network",
+  "type": "multus",
+  "kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig",
+  "binDir": "/opt/cni/bin",
+  "delegates": [{
+    "cniVersion": "1.0.0",
+    "name": "pods",
+    "plugins": [
+      {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "ipMasqBackend": "nftables",
+       "ipam": {"type": "host-local", "ranges": [[{"subnet": "` + PodCIDR + `"}]], "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": "/var/lib/cni/networks"}},
+      {"type": "portmap", "capabilities": {"portMappings": true}, "backend": "nftables"}
+    ]
+  }]
 }
 `
 	containerdConfig = `version = 3

@@ -5,7 +5,7 @@
 # overlay in guest memory, as before.
 #
 # From the host (environment): CLUSTER_FILES (kubeconfigs, configs, image
-# archives), CLUSTER_NODE_BIN (containerd, runc, CNI plugins),
+# archives), CLUSTER_NODE_BIN (containerd, runc, CNI plugins, Multus),
 # CLUSTER_KUBE_BIN (kubelet, kube-proxy), CLUSTER_NODE_IP, CLUSTER_EXEC_PORT.
 set -u
 log() { echo "cluster-node: $*"; }
@@ -24,13 +24,6 @@ for d in lib/kubelet lib/containerd lib/cni lib/sluice log; do
 	mkdir -p "/mnt/node/$d" "/var/$d"
 	mount --bind "/mnt/node/$d" "/var/$d"
 done
-# A node's /etc and /opt persist too: what the DaemonSets install there
-# (Multus's shim and its 00-multus.conf, sluice-cni) is there after a
-# reboot, before their pods start again.
-for d in /etc/cni/net.d /opt/cni/bin; do
-	mkdir -p "/mnt/node/root$d" "$d"
-	mount --bind "/mnt/node/root$d" "$d"
-done
 mount --make-rshared /
 boots=$(cat /mnt/node/boots 2>/dev/null || echo 0)
 echo $((boots + 1)) >/mnt/node/boots
@@ -40,13 +33,14 @@ sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge
 	fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=65536 kernel.panic=10
 
 # The node image: runtime, CNI plugins, configuration.
-mkdir -p /usr/local/bin /etc/kubernetes /etc/containerd
+mkdir -p /usr/local/bin /opt/cni/bin /etc/cni/net.d/multus.d /etc/kubernetes /etc/containerd
 cp "$CLUSTER_NODE_BIN/containerd" "$CLUSTER_NODE_BIN/containerd-shim-runc-v2" "$CLUSTER_NODE_BIN/ctr" \
 	"$CLUSTER_NODE_BIN/runc" "$CLUSTER_KUBE_BIN/kubelet" "$CLUSTER_KUBE_BIN/kube-proxy" /usr/local/bin/
-for p in bridge host-local loopback portmap; do cp "$CLUSTER_NODE_BIN/$p" /opt/cni/bin/; done
+for p in bridge host-local loopback portmap multus; do cp "$CLUSTER_NODE_BIN/$p" /opt/cni/bin/; done
 cp "$CLUSTER_FILES/ca.crt" "$CLUSTER_FILES/kubelet.kubeconfig" "$CLUSTER_FILES/kube-proxy.kubeconfig" \
 	"$CLUSTER_FILES/kubelet.yaml" "$CLUSTER_FILES/kube-proxy.yaml" /etc/kubernetes/
-cp "$CLUSTER_FILES/10-pods.conflist" /etc/cni/net.d/
+cp "$CLUSTER_FILES/00-multus.conf" /etc/cni/net.d/
+cp "$CLUSTER_FILES/multus.kubeconfig" /etc/cni/net.d/multus.d/
 cp "$CLUSTER_FILES/containerd.toml" /etc/containerd/config.toml
 
 # supervise NAME CMD...: run CMD again a second after it exits, until the

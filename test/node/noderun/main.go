@@ -27,9 +27,8 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the run directory")
 	memory := flag.Int("m", 0, "guest memory in MiB (default: the harness's)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "timeout for the whole run")
-	var env, kargs multiFlag
+	var env multiFlag
 	flag.Var(&env, "e", "KEY=VALUE exported to the script (repeatable)")
-	flag.Var(&kargs, "k", "a kernel command-line argument appended to the harness's (repeatable; a later one overrides, e.g. iommu=nopt)")
 	flag.Parse()
 
 	script := strings.Join(flag.Args(), " ")
@@ -62,7 +61,7 @@ func main() {
 	}
 	res, err := vm.Run(ctx, vm.Options{
 		Script: script, Env: envMap, PFs: *pfs, IOMMU: *iommu, HostDirs: []string{wd},
-		Timeout: *timeout, Console: os.Stdout, MemoryMB: *memory, KernelArgs: kargs,
+		Timeout: *timeout, Console: os.Stdout, MemoryMB: *memory,
 	})
 	if res != nil {
 		fmt.Fprintf(os.Stderr, "noderun: boot %s, total %s, exit %d, run dir %s\n",
