@@ -129,9 +129,10 @@ func BenchmarkAllocate(b *testing.B) {
 	}
 }
 
-// BenchmarkAllocateHandler is the plugin's own share of an Allocate: the
-// response for one VF of 1,024, without gRPC.
-func BenchmarkAllocateHandler(b *testing.B) {
+// bigPoolServer is the pool of bigNode's 1,024 VFs and its server, built
+// from a discovery of the node without gRPC or a kubelet.
+func bigPoolServer(b *testing.B) (*PoolDevices, *poolServer) {
+	b.Helper()
 	n, pfs := bigNode(b)
 	snap, err := n.Host().Discover(context.Background())
 	if err != nil {
@@ -142,7 +143,13 @@ func BenchmarkAllocateHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	pd := buildTree(scanInput{snap: snap, cfg: cfg, gate: &gate.State{Ready: pfs}}).Pools["sluice.dev/rdma"]
-	srv := newPoolServer(pd, b.TempDir(), allocator{devPath: n.Host().DevPath}, logr.Discard())
+	return pd, newPoolServer(pd, b.TempDir(), allocator{devPath: n.Host().DevPath}, logr.Discard())
+}
+
+// BenchmarkAllocateHandler is the plugin's own share of an Allocate: the
+// response for one VF of 1,024, without gRPC.
+func BenchmarkAllocateHandler(b *testing.B) {
+	pd, srv := bigPoolServer(b)
 	req := &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{pd.Devices[517].ID}}}}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -158,17 +165,7 @@ func BenchmarkAllocateHandler(b *testing.B) {
 // NUMA nodes), one of them a must-include: one NUMA node, spread over
 // its PFs. It runs for every pod the kubelet admits with a VF request.
 func BenchmarkGetPreferredAllocation(b *testing.B) {
-	n, pfs := bigNode(b)
-	snap, err := n.Host().Discover(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := ParseConfig([]byte(bigConfig), "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	pd := buildTree(scanInput{snap: snap, cfg: cfg, gate: &gate.State{Ready: pfs}}).Pools["sluice.dev/rdma"]
-	srv := newPoolServer(pd, b.TempDir(), allocator{devPath: n.Host().DevPath}, logr.Discard())
+	pd, srv := bigPoolServer(b)
 	avail := make([]string, 0, len(pd.Devices))
 	for _, d := range pd.Devices {
 		avail = append(avail, d.ID)

@@ -4,11 +4,9 @@ package cni
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -60,7 +58,7 @@ func BenchmarkAddDel(b *testing.B) {
 				i++
 				for _, cmd := range []string{"ADD", "DEL"} {
 					start := time.Now()
-					if _, err := timedPlugin(binDir, cmd, ns, cid, cfg, timings); err != nil {
+					if _, err := runPlugin(binDir, cmd, ns, cid, "net1", cfg, cniplugin.TimingsEnv+"="+timings); err != nil {
 						b.Fatalf("%s %s: %v", cmd, cid, err)
 					}
 					if cmd == "ADD" {
@@ -101,22 +99,6 @@ func localCopies(b *testing.B, dir string, names ...string) string {
 		}
 	}
 	return local
-}
-
-// timedPlugin runs dir's sluice-cni with its timings going to the file
-// timings.
-func timedPlugin(dir, cmd, netns, cid string, conf []byte, timings string) ([]byte, error) {
-	c := exec.Command(filepath.Join(dir, "sluice-cni"))
-	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + cid, "CNI_NETNS=" + netns, "CNI_IFNAME=net1",
-		"CNI_PATH=" + dir, "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + cid,
-		"PATH=/usr/sbin:/usr/bin:/sbin:/bin", cniplugin.TimingsEnv + "=" + timings}
-	c.Stdin = bytes.NewReader(conf)
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	if err := c.Run(); err != nil {
-		return nil, fmt.Errorf("%v: %s %s", err, stdout.String(), stderr.String())
-	}
-	return stdout.Bytes(), nil
 }
 
 // stepTimes are, per command, each step's durations over the runs, and

@@ -39,10 +39,15 @@ func plugin(t *testing.T, cmd, netns, cid, ifName string, conf []byte) []byte {
 }
 
 func pluginErr(cmd, netns, cid, ifName string, conf []byte) ([]byte, error) {
-	dir := os.Getenv("SLUICE_CNI_PATH")
+	return runPlugin(os.Getenv("SLUICE_CNI_PATH"), cmd, netns, cid, ifName, conf)
+}
+
+// runPlugin runs dir's sluice-cni as a runtime does, with extra
+// environment variables; a failure returns what it printed.
+func runPlugin(dir, cmd, netns, cid, ifName string, conf []byte, env ...string) ([]byte, error) {
 	c := exec.Command(filepath.Join(dir, "sluice-cni"))
-	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + cid, "CNI_NETNS=" + netns, "CNI_IFNAME=" + ifName,
-		"CNI_PATH=" + dir, "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + cid, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	c.Env = append([]string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + cid, "CNI_NETNS=" + netns, "CNI_IFNAME=" + ifName,
+		"CNI_PATH=" + dir, "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + cid, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	c.Stdin = bytes.NewReader(conf)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
