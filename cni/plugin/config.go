@@ -33,12 +33,12 @@ type BaseConf struct {
 	// DeviceID is the VF's PCI address, which Multus fills in from the
 	// device plugin's allocation.
 	DeviceID string `json:"deviceID,omitempty"`
-	// CacheDir, AttachmentsDir, LockDir and StatsFile override the node
+	// CacheDir, AttachmentsDir, LockDir and StatsDir override the node
 	// defaults (tests use them).
 	CacheDir       string `json:"cacheDir,omitempty"`
 	AttachmentsDir string `json:"attachmentsDir,omitempty"`
 	LockDir        string `json:"lockDir,omitempty"`
-	StatsFile      string `json:"statsFile,omitempty"`
+	StatsDir       string `json:"statsDir,omitempty"`
 	RuntimeConfig  struct {
 		DeviceID string `json:"deviceID,omitempty"`
 		MAC      string `json:"mac,omitempty"`

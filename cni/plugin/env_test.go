@@ -159,7 +159,7 @@ func (e *env) dirs() map[string]any {
 		"cacheDir":       filepath.Join(e.dir, "cache"),
 		"attachmentsDir": filepath.Join(e.dir, "attachments"),
 		"lockDir":        filepath.Join(e.dir, "locks"),
-		"statsFile":      filepath.Join(e.dir, "stats.json"),
+		"statsDir":       filepath.Join(e.dir, "stats"),
 	}
 }
 

@@ -87,7 +87,7 @@ func TestLeak1000(t *testing.T) {
 // requireStats checks the outcome counts the plugin processes recorded.
 func (e *env) requireStats(want map[stats.Key]uint64) {
 	e.t.Helper()
-	got, err := stats.New(filepath.Join(e.dir, "stats.json")).Read()
+	got, err := stats.New(filepath.Join(e.dir, "stats")).Read()
 	if err != nil {
 		e.t.Fatal(err)
 	}

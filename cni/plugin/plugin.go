@@ -127,11 +127,11 @@ func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*sk
 			}
 			result = fmt.Sprintf("error-%d", code)
 		}
-		// The stats file is named by the config; a config too broken to
-		// read counts in the default file.
+		// The stats directory is named by the config; a config too broken to
+		// read counts in the default directory.
 		var conf BaseConf
 		_ = json.Unmarshal(args.StdinData, &conf)
-		if serr := stats.New(or(conf.StatsFile, stats.DefaultFile)).Add(stats.Key{Command: command, Result: result}); serr != nil {
+		if serr := stats.New(or(conf.StatsDir, stats.DefaultDir)).Add(stats.Key{Command: command, Result: result}); serr != nil {
 			p.logf("cannot count the %s outcome: %v", command, serr)
 		}
 		if p.clock != nil {

@@ -1,26 +1,26 @@
 // Package stats counts the CNI plugin's outcomes across its invocations.
 // The plugin is a process per pod attachment, so it cannot keep counters
-// in memory: each invocation adds one to a small JSON file under an
-// exclusive lock, and the node agent exports the totals as Prometheus
-// counters. The totals survive the agent's restarts, as counters should.
+// in memory, and counting runs on every pod's path, so it must cost next
+// to nothing: each outcome has a tally file in a directory (ADD.success,
+// DEL.error-11, ...) and an invocation appends one byte to its outcome's
+// file. An O_APPEND write is atomic between processes, so counting takes
+// no lock and reads nothing; a count is its file's size. The node agent
+// exports the counts as Prometheus counters; they survive the agent's
+// restarts and the node's reboots, as counters should. A million outcomes
+// take a megabyte.
 package stats
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
-	"time"
-
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 )
 
-// DefaultFile is where the counts live on a node.
-const DefaultFile = "/var/lib/cni/sluice/stats.json"
+// DefaultDir is where the counts live on a node.
+const DefaultDir = "/var/lib/cni/sluice/stats"
 
 // Key is one counter: a CNI command (ADD, DEL, CHECK, GC, STATUS) and its
 // result ("success", or "error" with the CNI error code, e.g. "error-7").
@@ -31,48 +31,75 @@ type Key struct {
 
 func (k Key) String() string { return k.Command + "/" + k.Result }
 
-// File is a counts file.
-type File struct{ path string }
-
-// New returns the counts file at path.
-func New(path string) File { return File{path: path} }
-
-// Add counts one outcome.
-func (f File) Add(k Key) error {
-	if strings.Contains(k.Command, "/") {
-		return fmt.Errorf("command %q: no slash allowed", k.Command)
+// fileName is the key's tally file: COMMAND.RESULT.
+func (k Key) fileName() (string, error) {
+	for _, s := range []string{k.Command, k.Result} {
+		if s == "" || strings.ContainsAny(s, "./\x00") {
+			return "", fmt.Errorf("CNI stats key %q: command and result must be non-empty, without '.' or '/'", k.String())
+		}
 	}
-	unlock, err := f.lock()
+	return k.Command + "." + k.Result, nil
+}
+
+// Dir is a directory of tally files.
+type Dir struct{ path string }
+
+// New returns the counts directory at path.
+func New(path string) Dir { return Dir{path: path} }
+
+// Add counts one outcome: one byte appended to its tally file, the
+// directory created on first use.
+func (d Dir) Add(k Key) error {
+	name, err := k.fileName()
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	m, err := f.read()
-	if err != nil {
-		// A damaged file must not stop the plugin from counting: start over.
-		m = map[string]uint64{}
+	path := filepath.Join(d.path, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		if merr := os.MkdirAll(d.path, 0o755); merr != nil {
+			return fmt.Errorf("create the CNI stats directory: %w", merr)
+		}
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	}
-	m[k.String()]++
-	b, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("encode CNI stats: %w", err)
+		return fmt.Errorf("count CNI outcome: %w", err)
 	}
-	return gate.WriteFileAtomic(f.path, b)
+	_, werr := f.Write([]byte{'+'})
+	cerr := f.Close()
+	if werr != nil {
+		return fmt.Errorf("count CNI outcome in %s: %w", path, werr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("count CNI outcome in %s: %w", path, cerr)
+	}
+	return nil
 }
 
-// Read returns every count; a missing file is no counts.
-func (f File) Read() (map[Key]uint64, error) {
-	m, err := f.read()
-	if err != nil {
-		return nil, err
+// Read returns every count; a missing directory is no counts. Files whose
+// names are not COMMAND.RESULT are not counters and are skipped.
+func (d Dir) Read() (map[Key]uint64, error) {
+	entries, err := os.ReadDir(d.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[Key]uint64{}, nil
 	}
-	out := make(map[Key]uint64, len(m))
-	for k, v := range m {
-		cmd, res, ok := strings.Cut(k, "/")
-		if !ok {
+	if err != nil {
+		return nil, fmt.Errorf("read CNI stats: %w", err)
+	}
+	out := make(map[Key]uint64, len(entries))
+	for _, e := range entries {
+		cmd, res, ok := strings.Cut(e.Name(), ".")
+		if !ok || cmd == "" || res == "" || strings.Contains(res, ".") || !e.Type().IsRegular() {
 			continue
 		}
-		out[Key{Command: cmd, Result: res}] = v
+		info, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read CNI stats: %w", err)
+		}
+		out[Key{Command: cmd, Result: res}] = uint64(info.Size())
 	}
 	return out, nil
 }
@@ -85,68 +112,4 @@ func Keys(counts map[Key]uint64) []Key {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	return keys
-}
-
-func (f File) read() (map[string]uint64, error) {
-	b, err := os.ReadFile(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return map[string]uint64{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read CNI stats: %w", err)
-	}
-	m := map[string]uint64{}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("parse CNI stats %s: %w", f.path, err)
-	}
-	return m, nil
-}
-
-// LockWait bounds the wait for the counts file's lock. Counting is
-// optional: a holder that is stuck (a process stopped under a debugger, a
-// hung file system) must not stall every pod's network setup on the node,
-// so past the wait the outcome goes uncounted (ErrBusy).
-const LockWait = time.Second
-
-// ErrBusy is returned by Add when the lock stays taken for LockWait.
-var ErrBusy = errors.New("the CNI stats file stays locked by another process")
-
-// lock takes an exclusive flock on a lock file beside the counts (the
-// counts file itself is replaced by rename, so it cannot hold the lock),
-// waiting at most LockWait. The wait is the kernel's own queue (a
-// blocking flock in a goroutine), fair among the waiting commands; given
-// up, the goroutine releases the lock if it still gets it.
-func (f File) lock() (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", filepath.Dir(f.path), err)
-	}
-	lf, err := os.OpenFile(f.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open CNI stats lock: %w", err)
-	}
-	unlock := func() {
-		_ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
-		lf.Close()
-	}
-	got := make(chan error, 1)
-	go func() { got <- syscall.Flock(int(lf.Fd()), syscall.LOCK_EX) }()
-	timer := time.NewTimer(LockWait)
-	defer timer.Stop()
-	select {
-	case err := <-got:
-		if err != nil {
-			lf.Close()
-			return nil, fmt.Errorf("lock CNI stats: %w", err)
-		}
-		return unlock, nil
-	case <-timer.C:
-		go func() {
-			if err := <-got; err == nil {
-				unlock()
-				return
-			}
-			lf.Close()
-		}()
-		return nil, fmt.Errorf("%w (%s.lock, waited %s); this outcome is not counted", ErrBusy, f.path, LockWait)
-	}
 }

@@ -1,27 +1,25 @@
 package stats
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func TestConcurrentAdds(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cni", "stats.json")
-	f := New(path)
-	if c, err := f.Read(); err != nil || len(c) != 0 {
-		t.Fatalf("no file: %v %v", c, err)
+	dir := filepath.Join(t.TempDir(), "cni", "stats")
+	d := New(dir)
+	if c, err := d.Read(); err != nil || len(c) != 0 {
+		t.Fatalf("no directory: %v %v", c, err)
 	}
 	const workers, each = 8, 25
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Go(func() {
-			// Each worker opens its own lock, as separate processes do.
-			g := New(path)
+			// Each worker opens the files itself, as separate processes do,
+			// and the first ones race to create the directory.
+			g := New(dir)
 			for i := 0; i < each; i++ {
 				k := Key{"ADD", "success"}
 				if i%5 == 0 {
@@ -34,7 +32,7 @@ func TestConcurrentAdds(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	c, err := f.Read()
+	c, err := d.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,59 +44,47 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 }
 
-func TestDamagedFileStartsOver(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "stats.json")
-	if err := os.WriteFile(path, []byte("{not json"), 0o644); err != nil {
+// TestOnlyTallyFilesCount: what else is in the directory (an editor's
+// backup, a subdirectory, a file without a result) is not a counter, and
+// keys that cannot name a tally file are refused before anything is
+// written.
+func TestOnlyTallyFilesCount(t *testing.T) {
+	dir := t.TempDir()
+	d := New(dir)
+	for name, data := range map[string]string{"README": "x", "ADD.success.bak": "xx", ".ADD": "x", "ADD.": "x"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "DEL.success"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f := New(path)
-	if _, err := f.Read(); err == nil {
-		t.Error("damaged file read without error")
-	}
-	if err := f.Add(Key{"ADD", "success"}); err != nil {
+	if err := d.Add(Key{"ADD", "success"}); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := f.Read(); err != nil || c[Key{"ADD", "success"}] != 1 {
-		t.Errorf("after start-over: %v %v", c, err)
-	}
-	if err := f.Add(Key{"A/B", "success"}); err == nil {
-		t.Error("a command with a slash was accepted")
-	}
-}
-
-// TestStuckHolderDoesNotStallAdd: a process holding the lock and never
-// letting go (stopped under a debugger, a hung file system) costs each
-// command at most LockWait, and its outcome goes uncounted; once the lock
-// is free counting goes on.
-func TestStuckHolderDoesNotStallAdd(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "stats.json")
-	f := New(path)
-	if err := f.Add(Key{"ADD", "success"}); err != nil {
-		t.Fatal(err)
-	}
-	holder, err := os.OpenFile(path+".lock", os.O_RDWR, 0)
+	c, err := d.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Close()
-	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_EX); err != nil {
+	if len(c) != 1 || c[Key{"ADD", "success"}] != 1 {
+		t.Errorf("counts = %v, want only ADD/success = 1", c)
+	}
+	for _, k := range []Key{{"A/B", "success"}, {"ADD", "x.y"}, {"", "success"}, {"ADD", ""}} {
+		if err := d.Add(k); err == nil {
+			t.Errorf("key %q accepted", k.String())
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 6 {
+		t.Errorf("refused keys left files: %d entries, want 6", len(entries))
+	}
+}
+
+func TestAddReportsAnUnusableDirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	err = f.Add(Key{"ADD", "success"})
-	if !errors.Is(err, ErrBusy) {
-		t.Fatalf("Add with the lock held elsewhere = %v, want ErrBusy", err)
-	}
-	if waited := time.Since(start); waited < LockWait || waited > LockWait+2*time.Second {
-		t.Errorf("Add gave up after %s, want about %s", waited, LockWait)
-	}
-	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_UN); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Add(Key{"ADD", "success"}); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := f.Read(); err != nil || c[Key{"ADD", "success"}] != 2 {
-		t.Errorf("counts = %v, %v; want 2 (the uncounted one lost, nothing else)", c, err)
+	if err := New(file).Add(Key{"ADD", "success"}); err == nil {
+		t.Error("counting into a regular file's path succeeded")
 	}
 }

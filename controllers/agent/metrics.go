@@ -72,22 +72,22 @@ func (m *agentMetrics) configured(spec *sluicev1.NodeNetworkStateSpec, ready []s
 }
 
 func newCNICollector(path string) cniCollector {
-	return cniCollector{file: stats.New(path), desc: prometheus.NewDesc("sluice_cni_operations_total",
+	return cniCollector{dir: stats.New(path), desc: prometheus.NewDesc("sluice_cni_operations_total",
 		"CNI commands run by sluice-cni on this node, by command (ADD, DEL, CHECK, GC, STATUS) and result (success, or error-<CNI error code>).",
 		[]string{"command", "result"}, nil)}
 }
 
 // cniCollector exports the CNI plugin's outcome counts, which its
-// processes keep in a file (package stats), read at scrape time.
+// processes keep in tally files (package stats), read at scrape time.
 type cniCollector struct {
-	file stats.File
+	dir  stats.Dir
 	desc *prometheus.Desc
 }
 
 func (c cniCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c cniCollector) Collect(ch chan<- prometheus.Metric) {
-	counts, err := c.file.Read()
+	counts, err := c.dir.Read()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return

@@ -18,9 +18,9 @@ func TestAgentMetrics(t *testing.T) {
 	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
 	reg := prometheus.NewRegistry()
 	h.opts.Metrics = reg
-	h.opts.CNIStatsFile = filepath.Join(h.dir, "cni-stats.json")
+	h.opts.CNIStatsDir = filepath.Join(h.dir, "cni-stats")
 	// What three sluice-cni processes would have counted.
-	cni := stats.New(h.opts.CNIStatsFile)
+	cni := stats.New(h.opts.CNIStatsDir)
 	for _, k := range []stats.Key{{Command: "ADD", Result: "success"}, {Command: "ADD", Result: "success"}, {Command: "DEL", Result: "error-11"}} {
 		if err := cni.Add(k); err != nil {
 			t.Fatal(err)

@@ -92,10 +92,10 @@ type Options struct {
 	WatchLinks bool
 	// Metrics, when set, receives the agent's Prometheus metrics (sync
 	// durations, VFs configured per pool, the CNI plugin's outcomes from
-	// CNIStatsFile) and the in-process device plugin's.
+	// CNIStatsDir) and the in-process device plugin's.
 	Metrics prometheus.Registerer
-	// CNIStatsFile is where sluice-cni counts its outcomes.
-	CNIStatsFile string
+	// CNIStatsDir is where sluice-cni counts its outcomes.
+	CNIStatsDir string
 	// Rescan, when set, is called after a sync changed the readiness gate or
 	// the pools file (besides DevicePlugin's own rescan).
 	Rescan func()
@@ -118,7 +118,7 @@ func (o Options) withDefaults() Options {
 	def(&o.DevicePluginConfig, DefaultDevicePluginConfig)
 	def(&o.ResourcePrefix, DefaultResourcePrefix)
 	def(&o.Namespace, DefaultNamespace)
-	def(&o.CNIStatsFile, stats.DefaultFile)
+	def(&o.CNIStatsDir, stats.DefaultDir)
 	def(&o.MetricsBindAddress, "0")
 	def(&o.HealthProbeBindAddress, "0")
 	dur := func(d *time.Duration, v time.Duration) {

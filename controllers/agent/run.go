@@ -99,7 +99,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, h, usage, mgr.GetEventRecorder(FieldManager), o)
 	if o.Metrics != nil {
-		if r.metrics, err = newAgentMetrics(o.Metrics, o.CNIStatsFile); err != nil {
+		if r.metrics, err = newAgentMetrics(o.Metrics, o.CNIStatsDir); err != nil {
 			return fmt.Errorf("register agent metrics: %w", err)
 		}
 	}
