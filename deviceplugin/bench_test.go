@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"github.com/sluice-net/sluice/cni/attachment"
 	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	"github.com/sluice-net/sluice/host/hosttest"
@@ -161,13 +162,26 @@ func BenchmarkAllocateHandler(b *testing.B) {
 }
 
 // BenchmarkGetPreferredAllocation is the plugin's answer to the kubelet's
-// question for a pod of 8 VFs out of 1,024 available (4 PFs on each of 2
-// NUMA nodes), one of them a must-include: one NUMA node, spread over
-// its PFs. It runs for every pod the kubelet admits with a VF request.
+// question for a pod of 8 VFs out of the 1,024 of a pool (4 PFs on each of
+// 2 NUMA nodes), one of them a must-include: VFs no pod still holds, on
+// one NUMA node, spread over its PFs. 64 VFs have attachment records: 62
+// in running pods (not available), 2 whose pods are gone but whose DEL has
+// not run (available, passed over). It runs for every pod the kubelet
+// admits with a VF request.
 func BenchmarkGetPreferredAllocation(b *testing.B) {
 	pd, srv := bigPoolServer(b)
+	att := attachment.New(b.TempDir())
+	srv.attached = att.PCIAddresses
 	avail := make([]string, 0, len(pd.Devices))
-	for _, d := range pd.Devices {
+	for i, d := range pd.Devices {
+		if i < 64 {
+			if err := att.Put(attachment.Record{PCIAddress: d.PCIAddress, ContainerID: "c", IfName: "net1"}); err != nil {
+				b.Fatal(err)
+			}
+			if i >= 2 {
+				continue
+			}
+		}
 		avail = append(avail, d.ID)
 	}
 	req := &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{{

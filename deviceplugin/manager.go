@@ -261,6 +261,7 @@ func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
 		if srv == nil {
 			srv = newPoolServer(pd, m.opts.KubeletDir, m.alloc, m.log)
 			srv.metrics = m.metrics
+			srv.attached = m.attachments.PCIAddresses
 			if err := srv.serve(); err != nil {
 				m.log.Error(err, "cannot serve pool; retrying at the next scan", "resource", res)
 				continue

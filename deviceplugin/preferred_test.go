@@ -115,3 +115,42 @@ func TestPreferredThroughTheKubelet(t *testing.T) {
 		t.Errorf("preferred with must-include %s = %v, want it and VF 0 of the other NUMA 1 PF", must, got)
 	}
 }
+
+// TestPreferredPassesOverVFsStillAttached: the kubelet offers VFs whose
+// previous pod's CNI DEL has not run yet (their attachment records are
+// still there); the plugin prefers the others, and takes an attached one
+// only when too few others are available.
+func TestPreferredPassesOverVFsStillAttached(t *testing.T) {
+	n := hosttest.New(t)
+	pf := "0000:3b:00.0"
+	n.AddPF(hosttest.ConnectX6(pf, "ens1f0", 0))
+	n.SetNumVFs(pf, 4)
+	e := newEnv(t, n, native(pool("p", map[string]any{"selectors": map[string]any{"vendors": []string{"15b3"}}})))
+	s := e.kubelet.Wait("sluice.dev/p", wait, "4 VFs", allHealthy(4))
+	vf := func(i int) string { return n.VFAddress(pf, i) }
+	e.attach(vf(0), "")
+	e.attach(vf(2), "")
+	got, err := e.kubelet.Preferred(context.Background(), "sluice.dev/p", s.IDs(), nil, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{vf(1), vf(3)}; !slices.Equal(got, want) {
+		t.Errorf("preferred 2 of 4 with VFs 0 and 2 still attached = %v, want %v", got, want)
+	}
+	got, err = e.kubelet.Preferred(context.Background(), "sluice.dev/p", s.IDs(), nil, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !slices.Contains(got, vf(1)) || !slices.Contains(got, vf(3)) {
+		t.Errorf("preferred 3 of 4 = %v, want VFs 1 and 3 and one attached VF", got)
+	}
+	// A device the kubelet must include stays, attached or not.
+	got, err = e.kubelet.Preferred(context.Background(), "sluice.dev/p", s.IDs(), []string{vf(0)}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != vf(0) || (got[1] != vf(1) && got[1] != vf(3)) {
+		t.Errorf("preferred with must-include %s = %v, want it and a free VF", vf(0), got)
+	}
+}

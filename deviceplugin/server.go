@@ -32,6 +32,9 @@ type poolServer struct {
 	dir      string
 	log      logr.Logger
 	alloc    allocator
+	// attached, when set, lists the PCI addresses the CNI's registry
+	// still has records for (prefer).
+	attached func() (map[string]bool, error)
 
 	mu      sync.Mutex
 	pd      *PoolDevices
@@ -219,15 +222,47 @@ func (s *poolServer) ListAndWatch(_ *pluginapi.Empty, stream grpc.ServerStreamin
 	}
 }
 
-// GetPreferredAllocation prefers one NUMA node and spreads over PFs.
+// GetPreferredAllocation prefers devices no pod still holds, then one
+// NUMA node, spread over PFs.
 func (s *poolServer) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
 	pd, _, _ := s.current()
 	resp := &pluginapi.PreferredAllocationResponse{}
 	for _, cr := range req.ContainerRequests {
-		ids := preferred(pd, cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize))
+		ids := s.prefer(pd, cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize))
 		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
 	}
 	return resp, nil
+}
+
+// prefer is preferred, first among the available devices that no
+// attachment record names. The kubelet frees a deleted pod's devices as
+// soon as its containers are gone, before the runtime has run the CNI DEL
+// of its sandbox; a VF handed out in between is refused by sluice-cni
+// (still attached) until that DEL runs, which costs the new pod a failed
+// sandbox and the kubelet's back-off. Such VFs are chosen only when too
+// few others are available.
+func (s *poolServer) prefer(pd *PoolDevices, available, mustInclude []string, size int) []string {
+	if s.attached == nil {
+		return preferred(pd, available, mustInclude, size)
+	}
+	attached, err := s.attached()
+	if err != nil || len(attached) == 0 {
+		// Unreadable, the registry only loses its say in the choice.
+		return preferred(pd, available, mustInclude, size)
+	}
+	var free, held []string
+	for _, id := range available {
+		if d, ok := pd.Device(id); ok && attached[d.PCIAddress] {
+			held = append(held, id)
+			continue
+		}
+		free = append(free, id)
+	}
+	ids := preferred(pd, free, mustInclude, size)
+	if len(ids) < size && len(held) > 0 {
+		ids = preferred(pd, held, ids, size)
+	}
+	return ids
 }
 
 // Allocate hands out the devices of each container request.

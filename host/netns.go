@@ -38,7 +38,14 @@ func CurrentNetns() (*Netns, error) {
 	if err != nil {
 		return nil, stepErr("current", "open network namespace", err)
 	}
-	return newNetns(n)
+	// The socket is opened where the thread is: no switch into the
+	// namespace and back, as NewHandleAt does.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		_ = n.Close()
+		return nil, stepErr(n.Path(), "open netlink socket in network namespace", err)
+	}
+	return &Netns{ns: n, nl: h}, nil
 }
 
 func newNetns(n ns.NetNS) (*Netns, error) {

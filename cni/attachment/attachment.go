@@ -103,6 +103,20 @@ func (d Dir) Get(pci string) (r Record, ok bool, err error) {
 	return r, true, nil
 }
 
+// PCIAddresses returns the PCI addresses that have a record, from the
+// directory's listing alone: no record is read or parsed.
+func (d Dir) PCIAddresses() (map[string]bool, error) {
+	names, err := jsonfile.Names(d.root)
+	if err != nil {
+		return nil, wrap("attachments", err)
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[strings.TrimSuffix(n, ".json")] = true
+	}
+	return out, nil
+}
+
 // Delete removes a VF's record; a missing record is not an error.
 func (d Dir) Delete(pci string) error {
 	return wrap("attachment of "+pci, jsonfile.Remove(d.path(pci)))
