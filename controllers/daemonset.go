@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	corev1 "k8s.io/api/core/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -70,8 +71,11 @@ func agentMounts() []hostMount {
 		{"dev", "/dev", "/dev", corev1.HostPathDirectory},
 		{"device-plugins", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/device-plugins", corev1.HostPathDirectoryOrCreate},
 		{"pod-resources", "/var/lib/kubelet/pod-resources", "/var/lib/kubelet/pod-resources", corev1.HostPathDirectoryOrCreate},
-		{"run-sluice", "/run/sluice", "/run/sluice", corev1.HostPathDirectoryOrCreate},
-		{"cni-state", "/var/lib/cni", "/var/lib/cni", corev1.HostPathDirectoryOrCreate},
+		// Records, locks, the gate and the CNI's cache: kernel-lifetime
+		// state (package nodefiles).
+		{"run-sluice", nodefiles.RunDir, nodefiles.RunDir, corev1.HostPathDirectoryOrCreate},
+		// sluice-cni's outcome counters, exported as metrics.
+		{"cni-state", nodefiles.CNIStateDir, nodefiles.CNIStateDir, corev1.HostPathDirectoryOrCreate},
 		{"cni-conf", "/etc/cni/net.d", "/etc/cni/net.d", corev1.HostPathDirectoryOrCreate},
 		// CDI specs of --cdi pools, which the runtime reads.
 		{"cdi", "/var/run/cdi", "/var/run/cdi", corev1.HostPathDirectoryOrCreate},

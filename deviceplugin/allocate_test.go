@@ -15,7 +15,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
 
@@ -247,7 +247,7 @@ func TestAllocateCDI(t *testing.T) {
 	}
 	// A spec sluice-cni wrote for a soft-RoCE attachment is not the
 	// plugin's to remove.
-	cniSpec, err := attachment.WriteCDISpec(e.m.opts.CDIDir, attachment.CDIDevice{Kind: "sluice.dev/roce", PCIAddress: vf, DeviceNodes: []string{"/dev/infiniband/uverbs9"}})
+	cniSpec, err := nodefiles.WriteCDISpec(e.m.opts.CDIDir, nodefiles.CDIDevice{Kind: "sluice.dev/roce", PCIAddress: vf, DeviceNodes: []string{"/dev/infiniband/uverbs9"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	"github.com/sluice-net/sluice/cni/attachment"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	"github.com/sluice-net/sluice/host/hosttest"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -40,7 +39,7 @@ func bigManager(b *testing.B, n *hosttest.Node, pfs []string, kubeletDir string)
 		b.Fatal(err)
 	}
 	readiness := filepath.Join(dir, "readiness.json")
-	if err := gate.Write(readiness, gate.State{Ready: pfs}); err != nil {
+	if err := nodefiles.WriteGate(readiness, nodefiles.GateState{Ready: pfs}); err != nil {
 		b.Fatal(err)
 	}
 	m, err := NewManager(Options{
@@ -93,7 +92,7 @@ func BenchmarkBuildTree(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g := &gate.State{Ready: pfs}
+	g := &nodefiles.GateState{Ready: pfs}
 	prev := buildTree(scanInput{snap: snap, cfg: cfg, gate: g})
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -143,7 +142,7 @@ func bigPoolServer(b *testing.B) (*PoolDevices, *poolServer) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pd := buildTree(scanInput{snap: snap, cfg: cfg, gate: &gate.State{Ready: pfs}}).Pools["sluice.dev/rdma"]
+	pd := buildTree(scanInput{snap: snap, cfg: cfg, gate: &nodefiles.GateState{Ready: pfs}}).Pools["sluice.dev/rdma"]
 	return pd, newPoolServer(pd, b.TempDir(), allocator{devPath: n.Host().DevPath}, logr.Discard())
 }
 
@@ -170,12 +169,12 @@ func BenchmarkAllocateHandler(b *testing.B) {
 // admits with a VF request.
 func BenchmarkGetPreferredAllocation(b *testing.B) {
 	pd, srv := bigPoolServer(b)
-	att := attachment.New(b.TempDir())
+	att := nodefiles.NewAttachments(b.TempDir())
 	srv.attached = att.PCIAddresses
 	avail := make([]string, 0, len(pd.Devices))
 	for i, d := range pd.Devices {
 		if i < 64 {
-			if err := att.Put(attachment.Record{PCIAddress: d.PCIAddress, ContainerID: "c", IfName: "net1"}); err != nil {
+			if err := att.Put(nodefiles.Record{PCIAddress: d.PCIAddress, ContainerID: "c", IfName: "net1"}); err != nil {
 				b.Fatal(err)
 			}
 			if i >= 2 {

@@ -11,8 +11,7 @@ import (
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/sluice-net/sluice/cni/attachment"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 )
 
 // Container Device Interface specs: one JSON file per pool in the CDI
@@ -93,7 +92,7 @@ func (w *cdiWriter) sync(t *Tree) error {
 		if bytes.Equal(w.written[path], b) {
 			continue
 		}
-		if err := gate.WriteFileAtomic(path, b); err != nil {
+		if err := nodefiles.WriteFileAtomic(path, b); err != nil {
 			errs = append(errs, fmt.Errorf("write CDI spec (check --cdi-dir): %w", err))
 			continue
 		}
@@ -105,7 +104,7 @@ func (w *cdiWriter) sync(t *Tree) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] || attachment.IsCDISpecFile(n) {
+		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] || nodefiles.IsCDISpecFile(n) {
 			continue
 		}
 		path := filepath.Join(w.dir, n)

@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	"github.com/sluice-net/sluice/cni/attachment"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
@@ -112,21 +111,21 @@ func (e *env) writeConfig(config any) {
 	if e.m != nil {
 		path = e.configPath()
 	}
-	if err := gate.WriteFileAtomic(path, b); err != nil {
+	if err := nodefiles.WriteFileAtomic(path, b); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
 func (e *env) setGate(ready ...string) {
 	e.t.Helper()
-	if err := gate.Write(filepath.Join(e.dir, "run", "readiness.json"), gate.State{Generation: 1, Ready: ready}); err != nil {
+	if err := nodefiles.WriteGate(filepath.Join(e.dir, "run", "readiness.json"), nodefiles.GateState{Generation: 1, Ready: ready}); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
 func (e *env) attach(pci, hostIf string) {
 	e.t.Helper()
-	if err := attachment.New(filepath.Join(e.dir, "attachments")).Put(attachment.Record{PCIAddress: pci, ContainerID: "c1", IfName: "net1", HostIfName: hostIf}); err != nil {
+	if err := nodefiles.NewAttachments(filepath.Join(e.dir, "attachments")).Put(nodefiles.Record{PCIAddress: pci, ContainerID: "c1", IfName: "net1", HostIfName: hostIf}); err != nil {
 		e.t.Fatal(err)
 	}
 }

@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/sluice-net/sluice/cni/attachment"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -37,7 +36,7 @@ type Manager struct {
 	log         logr.Logger
 	host        nodeHost
 	links       LinkEvents
-	attachments attachment.Dir
+	attachments nodefiles.Attachments
 	alloc       allocator
 	cdi         *cdiWriter
 	rescanReq   chan struct{}
@@ -50,7 +49,7 @@ type Manager struct {
 	// Owned by the Run goroutine.
 	servers  map[string]*poolServer
 	cfgRaw   []byte
-	lastGate *gate.State
+	lastGate *nodefiles.GateState
 
 	mu     sync.Mutex
 	cfg    *Config
@@ -63,7 +62,7 @@ func NewManager(opts Options) (*Manager, error) {
 	opts.defaults()
 	m := &Manager{
 		opts: opts, log: opts.Log, host: opts.Host, links: opts.LinkEvents,
-		attachments: attachment.New(opts.AttachmentsDir),
+		attachments: nodefiles.NewAttachments(opts.AttachmentsDir),
 		rescanReq:   make(chan struct{}, 1),
 		servers:     map[string]*poolServer{},
 	}
@@ -194,20 +193,20 @@ func (m *Manager) loadConfig() bool {
 
 // readGate returns the readiness gate: nil when disabled, an empty state
 // when closed. An unreadable gate keeps the last one read.
-func (m *Manager) readGate() *gate.State {
+func (m *Manager) readGate() *nodefiles.GateState {
 	if m.opts.ReadinessFile == "" {
 		return nil
 	}
-	s, err := gate.Read(m.opts.ReadinessFile)
+	s, err := nodefiles.ReadGate(m.opts.ReadinessFile)
 	switch {
 	case err == nil:
 		m.lastGate = &s
-	case gate.Closed(err):
-		m.lastGate = &gate.State{}
+	case nodefiles.GateClosed(err):
+		m.lastGate = &nodefiles.GateState{}
 	default:
 		m.log.Error(err, "cannot read the readiness gate; keeping the last one read", "file", m.opts.ReadinessFile)
 		if m.lastGate == nil {
-			m.lastGate = &gate.State{}
+			m.lastGate = &nodefiles.GateState{}
 		}
 	}
 	return m.lastGate

@@ -6,15 +6,15 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
 // Defaults of the flags.
 const (
-	DefaultConfigFile    = "/run/sluice/device-plugin.json"
-	DefaultReadinessFile = "/run/sluice/readiness.json"
-	DefaultCDIDir        = "/var/run/cdi"
+	DefaultConfigFile    = nodefiles.DefaultDevicePluginConfig
+	DefaultReadinessFile = nodefiles.DefaultGateFile
+	DefaultCDIDir        = nodefiles.DefaultCDIDir
 	DefaultKubeletDir    = "/var/lib/kubelet/device-plugins"
 	DefaultResync        = 30 * time.Second
 	// DefaultRDMACheck is the period of the light RDMA health check.
@@ -71,7 +71,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ResourcePrefix, "resource-prefix", DefaultResourcePrefix, "resource prefix of pools that set none (e.g. intel.com to keep an sriov-network-device-plugin config's names)")
 	fs.StringVar(&o.ReadinessFile, "readiness-file", DefaultReadinessFile, "the node agent's readiness gate: VFs are advertised only once their PF is listed; empty disables the gate (standalone use)")
 	fs.StringVar(&o.KubeletDir, "kubelet-dir", DefaultKubeletDir, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
-	fs.StringVar(&o.AttachmentsDir, "attachments-dir", attachment.DefaultDir, "the CNI's registry of VFs attached to pods")
+	fs.StringVar(&o.AttachmentsDir, "attachments-dir", nodefiles.DefaultAttachmentsDir, "the CNI's registry of VFs attached to pods")
 	fs.StringVar(&o.SysRoot, "sys", "/sys", "where sysfs is mounted")
 	fs.StringVar(&o.DevRoot, "dev", "/dev", "the host's /dev as the plugin sees it; device host paths handed to the kubelet are under it, so on a node it must be the host's own path (/dev)")
 	fs.DurationVar(&o.Resync, "resync", DefaultResync, "period of the safety rescan; events trigger rescans in between")
@@ -93,7 +93,7 @@ func (o *Options) defaults() {
 		o.KubeletDir = DefaultKubeletDir
 	}
 	if o.AttachmentsDir == "" {
-		o.AttachmentsDir = attachment.DefaultDir
+		o.AttachmentsDir = nodefiles.DefaultAttachmentsDir
 	}
 	if o.SysRoot == "" {
 		o.SysRoot = "/sys"

@@ -7,8 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/sluice-net/sluice/cni/attachment"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
@@ -25,7 +24,7 @@ type Tree struct {
 	// rdmaNames are the node's RDMA devices listed just before the scan.
 	rdmaNames []string
 	// attached is the attachment registry at the scan.
-	attached map[string]attachment.Record
+	attached map[string]nodefiles.Record
 }
 
 // PoolDevices is one pool's devices, sorted by ID.
@@ -149,8 +148,8 @@ type scanInput struct {
 	snap *host.Snapshot
 	cfg  *Config
 	// gate is nil when the readiness gate is disabled.
-	gate     *gate.State
-	attached map[string]attachment.Record
+	gate     *nodefiles.GateState
+	attached map[string]nodefiles.Record
 	// prev is the previous scan, nil for the first.
 	prev *Tree
 }

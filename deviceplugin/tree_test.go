@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
@@ -83,8 +83,8 @@ func TestGateHidesVFsNotSharedPFs(t *testing.T) {
 	n := twoNICNode(t, 2)
 	snap := discover(t, n)
 	cfg := mustParse(t, `{"configList":[{"resourceName":"s","rdmaHcaMax":1,"selectors":{"vendors":["15b3"]}}]}`)
-	closed := buildTree(scanInput{snap: snap, cfg: cfg, gate: &gate.State{}})
-	open := buildTree(scanInput{snap: snap, cfg: cfg, gate: &gate.State{Ready: []string{cx0, cx1}}})
+	closed := buildTree(scanInput{snap: snap, cfg: cfg, gate: &nodefiles.GateState{}})
+	open := buildTree(scanInput{snap: snap, cfg: cfg, gate: &nodefiles.GateState{Ready: []string{cx0, cx1}}})
 	if got := len(closed.Pools["sluice.dev/s"].Devices); got != 2 {
 		t.Errorf("closed gate: %d shares, want the 2 PFs' only", got)
 	}

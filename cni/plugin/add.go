@@ -14,7 +14,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ipam"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -70,7 +70,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	if err != nil {
 		return nil, nil, err
 	}
-	defer lock.unlock()
+	defer lock.Unlock()
 	p.mark("VF lock")
 
 	vf, err := p.Node.VF(conf.PCI)
@@ -82,7 +82,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	}
 	p.mark("VF lookup")
 	cch := cache{dir: conf.cacheDir()}
-	att := attachment.New(conf.attachmentsDir())
+	att := nodefiles.NewAttachments(conf.attachmentsDir())
 	if rec, ok, err := att.Get(conf.PCI); err != nil {
 		return nil, nil, err
 	} else if ok {
@@ -137,7 +137,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		PCIAddress: conf.PCI, PFName: vf.PFName, VFIndex: vf.Index, Original: vf.Settings,
 		Config: args.StdinData,
 	}
-	rec := attachment.Record{
+	rec := nodefiles.Record{
 		PCIAddress: conf.PCI, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
 		PodNamespace: conf.Args.PodNamespace, PodName: conf.Args.PodName, PodUID: conf.Args.PodUID,
 		Network: conf.Name, Created: time.Now().UTC(),
@@ -154,7 +154,7 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	switch {
 	case conf.SoftRoCE != nil:
 		e.SoftRoCEDevice, rec.SoftRoCEDevice = host.SoftRoCEName(conf.PCI), host.SoftRoCEName(conf.PCI)
-		e.SoftRoCECDISpec = attachment.CDISpecPath(conf.SoftRoCE.cdiDir(), conf.PCI)
+		e.SoftRoCECDISpec = nodefiles.CDISpecPath(conf.SoftRoCE.cdiDir(), conf.PCI)
 		rec.SoftRoCECDISpec = e.SoftRoCECDISpec
 	case conf.RDMA && rdmaMode == "exclusive":
 		e.RDMADevice, rec.RDMADevice = vf.RDMA.Name, vf.RDMA.Name
@@ -274,8 +274,8 @@ func (p *Plugin) addSoftRoCE(podNS *host.Netns, conf *Config, e entry) (err erro
 			}
 		}
 	}()
-	d := attachment.CDIDevice{Kind: conf.SoftRoCE.CDIKind, PCIAddress: conf.PCI, DeviceNodes: dev.CharDevices}
-	if _, err := attachment.WriteCDISpec(conf.SoftRoCE.cdiDir(), d); err != nil {
+	d := nodefiles.CDIDevice{Kind: conf.SoftRoCE.CDIKind, PCIAddress: conf.PCI, DeviceNodes: dev.CharDevices}
+	if _, err := nodefiles.WriteCDISpec(conf.SoftRoCE.cdiDir(), d); err != nil {
 		return fmt.Errorf("softRoCE: %w", err)
 	}
 	return nil
@@ -373,7 +373,7 @@ func (p *Plugin) execIPAM(cmd, ipamType string, conf []byte, a *invoke.Args) (ty
 // staleRecord reports whether an attachment record outlived what it
 // describes: the network namespace it names no longer exists, and the VF
 // is back in the host namespace (its netdev is here, or it has none).
-func staleRecord(rec attachment.Record, vf *host.VF) bool {
+func staleRecord(rec nodefiles.Record, vf *host.VF) bool {
 	if rec.Netns == "" {
 		return false
 	}

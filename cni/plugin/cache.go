@@ -8,8 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/sluice-net/sluice/cni/internal/jsonfile"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -52,7 +51,7 @@ func (c cache) put(e entry) error {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return fmt.Errorf("create cache directory: %w", err)
 	}
-	if err := gate.WriteFileAtomic(c.path(e.ContainerID, e.IfName), b); err != nil {
+	if err := nodefiles.WriteFileAtomic(c.path(e.ContainerID, e.IfName), b); err != nil {
 		return fmt.Errorf("write cache entry: %w", err)
 	}
 	return nil
@@ -64,14 +63,14 @@ func (c cache) get(containerID, ifName string) (e entry, ok bool, err error) {
 }
 
 func (c cache) read(path string) (e entry, ok bool, err error) {
-	if ok, err = jsonfile.Read(path, &e); err != nil {
+	if ok, err = nodefiles.ReadJSON(path, &e); err != nil {
 		return entry{}, false, fmt.Errorf("cache entry: %w", err)
 	}
 	return e, ok, nil
 }
 
 func (c cache) remove(containerID, ifName string) error {
-	if err := jsonfile.Remove(c.path(containerID, ifName)); err != nil {
+	if err := nodefiles.RemoveFile(c.path(containerID, ifName)); err != nil {
 		return fmt.Errorf("cache entry: %w", err)
 	}
 	return nil
@@ -80,7 +79,7 @@ func (c cache) remove(containerID, ifName string) error {
 // list returns every readable entry, sorted by file name; unreadable ones
 // are returned as errors beside them.
 func (c cache) list() ([]entry, error) {
-	names, err := jsonfile.Names(c.dir)
+	names, err := nodefiles.JSONNames(c.dir)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}

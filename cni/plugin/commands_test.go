@@ -16,7 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/cni/internal/standin"
 	"github.com/sluice-net/sluice/host"
 )
@@ -267,7 +267,7 @@ func TestBadInput(t *testing.T) {
 	}
 	pod := newNS(t)
 	// VF 1 is attached to another pod (its record only; the netdev stays).
-	if err := attachment.New(filepath.Join(e.dir, "attachments")).Put(attachment.Record{PCIAddress: vfAddr(1), ContainerID: "other", IfName: "net1", PodNamespace: "ml", PodName: "holder"}); err != nil {
+	if err := nodefiles.NewAttachments(filepath.Join(e.dir, "attachments")).Put(nodefiles.Record{PCIAddress: vfAddr(1), ContainerID: "other", IfName: "net1", PodNamespace: "ml", PodName: "holder"}); err != nil {
 		t.Fatal(err)
 	}
 	// Another command holds VF 0's lock.

@@ -12,7 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -20,9 +20,9 @@ import (
 const (
 	// DefaultCacheDir holds one entry per attachment (containerID and
 	// ifname): the VF's state before ADD, which DEL puts back.
-	DefaultCacheDir = "/var/lib/cni/sluice/cache"
+	DefaultCacheDir = nodefiles.DefaultCacheDir
 	// DefaultLockDir holds one lock file per VF.
-	DefaultLockDir = "/run/sluice/cni/locks"
+	DefaultLockDir = nodefiles.DefaultLockDir
 )
 
 // BaseConf is the part of the network configuration every command reads.
@@ -75,11 +75,11 @@ type SoftRoCEConf struct {
 	CDIDir string `json:"cdiDir,omitempty"`
 }
 
-func (s *SoftRoCEConf) cdiDir() string { return or(s.CDIDir, attachment.DefaultCDIDir) }
+func (s *SoftRoCEConf) cdiDir() string { return or(s.CDIDir, nodefiles.DefaultCDIDir) }
 
 func (c *BaseConf) cacheDir() string { return or(c.CacheDir, DefaultCacheDir) }
 func (c *BaseConf) attachmentsDir() string {
-	return or(c.AttachmentsDir, attachment.DefaultDir)
+	return or(c.AttachmentsDir, nodefiles.DefaultAttachmentsDir)
 }
 func (c *BaseConf) lockDir() string { return or(c.LockDir, DefaultLockDir) }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -66,7 +66,7 @@ func (t *target) withEntry(e entry) {
 
 // fromRecord stands the attachment record in for a missing cache entry;
 // the address is released with the request's IPAM configuration.
-func (t *target) fromRecord(r attachment.Record) {
+func (t *target) fromRecord(r nodefiles.Record) {
 	t.entry = &entry{
 		Network: r.Network, ContainerID: r.ContainerID, IfName: r.IfName, Netns: r.Netns,
 		PCIAddress: r.PCIAddress, PFName: r.PFName, VFIndex: r.VFIndex, Original: *r.OriginalVF,
@@ -85,13 +85,13 @@ func (t *target) fromRecord(r attachment.Record) {
 // plugin that fails, both worth the runtime's retry: the cache entry stays
 // for it.
 func (p *Plugin) release(conf *BaseConf, t target) error {
-	att := attachment.New(conf.attachmentsDir())
+	att := nodefiles.NewAttachments(conf.attachmentsDir())
 	if t.pci != "" && pciAddrRE.MatchString(t.pci) {
 		lock, err := lockVF(conf.lockDir(), t.pci, p.LockTimeout)
 		if err != nil {
 			return err
 		}
-		defer lock.unlock()
+		defer lock.Unlock()
 		p.mark("VF lock")
 		rec, recOK, err := att.Get(t.pci)
 		if err != nil {
@@ -104,7 +104,7 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 			t.fromRecord(rec) // the cache entry is gone: the record has the same state
 		}
 		if t.entry != nil || recOK {
-			var r *attachment.Record
+			var r *nodefiles.Record
 			if recOK {
 				r = &rec
 			}
@@ -137,7 +137,7 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 // restore brings the VF's netdev and RDMA device back to the host namespace
 // and puts back its name, state and PF-side settings, as far as the cache
 // entry (or else the attachment record) tells them.
-func (p *Plugin) restore(t target, rec *attachment.Record) error {
+func (p *Plugin) restore(t target, rec *nodefiles.Record) error {
 	hostNS, err := host.CurrentNetns()
 	if err != nil {
 		return err
@@ -232,7 +232,7 @@ func (p *Plugin) restore(t target, rec *attachment.Record) error {
 
 // removeSoftRoCE deletes the attachment's soft-RoCE device (gone already
 // when its netdev left the pod's namespace) and its CDI spec.
-func (p *Plugin) removeSoftRoCE(t target, rec *attachment.Record) {
+func (p *Plugin) removeSoftRoCE(t target, rec *nodefiles.Record) {
 	dev, spec := "", ""
 	if t.entry != nil {
 		dev, spec = t.entry.SoftRoCEDevice, t.entry.SoftRoCECDISpec
@@ -245,7 +245,7 @@ func (p *Plugin) removeSoftRoCE(t target, rec *attachment.Record) {
 			p.logf("release %s: %v", t.pci, err)
 		}
 	}
-	if err := attachment.RemoveCDISpec(spec); err != nil {
+	if err := nodefiles.RemoveCDISpec(spec); err != nil {
 		p.logf("release %s: %v", t.pci, err)
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/cni/internal/standin"
 	"github.com/sluice-net/sluice/cni/plugin"
 	"github.com/sluice-net/sluice/host"
@@ -362,8 +362,8 @@ func (e *env) requireSame(before snapshot, what string) {
 	}
 }
 
-func (e *env) record(pci string) (attachment.Record, bool) {
-	r, ok, err := attachment.New(filepath.Join(e.dir, "attachments")).Get(pci)
+func (e *env) record(pci string) (nodefiles.Record, bool) {
+	r, ok, err := nodefiles.NewAttachments(filepath.Join(e.dir, "attachments")).Get(pci)
 	if err != nil {
 		e.t.Fatal(err)
 	}

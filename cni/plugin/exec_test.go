@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/sluice-net/sluice/cni/stats"
+	"github.com/sluice-net/sluice/api/nodefiles"
 )
 
 // execPlugin runs the plugin binary as the runtime does (CNI_* variables,
@@ -81,13 +81,13 @@ func TestLeak1000(t *testing.T) {
 		}
 	}
 	e.requireSame(before, fmt.Sprintf("%d ADD/DEL cycles", cycles))
-	e.requireStats(map[stats.Key]uint64{{Command: "ADD", Result: "success"}: cycles, {Command: "DEL", Result: "success"}: cycles})
+	e.requireStats(map[nodefiles.StatsKey]uint64{{Command: "ADD", Result: "success"}: cycles, {Command: "DEL", Result: "success"}: cycles})
 }
 
 // requireStats checks the outcome counts the plugin processes recorded.
-func (e *env) requireStats(want map[stats.Key]uint64) {
+func (e *env) requireStats(want map[nodefiles.StatsKey]uint64) {
 	e.t.Helper()
-	got, err := stats.New(filepath.Join(e.dir, "stats")).Read()
+	got, err := nodefiles.NewStats(filepath.Join(e.dir, "stats")).Read()
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestBinary(t *testing.T) {
 	if _, err := e.execPlugin("sluice-cni", "DEL", pod, "c1", "net1", conf); err != nil {
 		t.Errorf("DEL with cniVersion 0.4.0: %v", err)
 	}
-	e.requireStats(map[stats.Key]uint64{{Command: "STATUS", Result: "success"}: 1, {Command: "ADD", Result: "error-7"}: 2, {Command: "DEL", Result: "success"}: 1})
+	e.requireStats(map[nodefiles.StatsKey]uint64{{Command: "STATUS", Result: "success"}: 1, {Command: "ADD", Result: "error-7"}: 2, {Command: "DEL", Result: "success"}: 1})
 }
 
 // BenchmarkAddDelExec is the latency of attaching and detaching one VF as

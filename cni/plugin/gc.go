@@ -6,7 +6,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 )
 
 // CmdGC (CNI 1.1) releases the VFs of this network's attachments that are
@@ -40,7 +40,7 @@ func (p *Plugin) CmdGC(args *skel.CmdArgs) error {
 		t.withEntry(e)
 		errs = append(errs, p.release(conf, t))
 	}
-	records, err := attachment.New(conf.attachmentsDir()).List()
+	records, err := nodefiles.NewAttachments(conf.attachmentsDir()).List()
 	if err != nil {
 		p.logf("GC: %v", err)
 	}

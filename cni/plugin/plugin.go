@@ -56,7 +56,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/sluice-net/sluice/cni/stats"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -131,7 +131,7 @@ func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*sk
 		// read counts in the default directory.
 		var conf BaseConf
 		_ = json.Unmarshal(args.StdinData, &conf)
-		if serr := stats.New(or(conf.StatsDir, stats.DefaultDir)).Add(stats.Key{Command: command, Result: result}); serr != nil {
+		if serr := nodefiles.NewStats(or(conf.StatsDir, nodefiles.DefaultStatsDir)).Add(nodefiles.StatsKey{Command: command, Result: result}); serr != nil {
 			p.logf("cannot count the %s outcome: %v", command, serr)
 		}
 		if p.clock != nil {
@@ -153,4 +153,14 @@ const ipamTimeout = 60 * time.Second
 
 func (p *Plugin) ipamContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), ipamTimeout)
+}
+
+// lockVF takes the VF's lock (nodefiles.LockVF); a holder that keeps it
+// past timeout is CNI error 11, "try again later".
+func lockVF(dir, pci string, timeout time.Duration) (*nodefiles.VFLock, error) {
+	l, err := nodefiles.LockVF(dir, pci, timeout)
+	if errors.Is(err, nodefiles.ErrVFBusy) {
+		return nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("%v (another sluice-cni command, or the node agent changing the VF); try again later", err), "")
+	}
+	return l, err
 }

@@ -10,7 +10,7 @@ import (
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/cni/internal/standin"
 	"github.com/sluice-net/sluice/host"
 )
@@ -38,7 +38,7 @@ func TestSoftRoCEAddAndDel(t *testing.T) {
 	if dev == nil || dev.Netdev != "net1" || dev.Netns != podID {
 		t.Fatalf("soft-RoCE device %s = %+v, want one on net1 in the pod's namespace %s", name, dev, podID)
 	}
-	path := attachment.CDISpecPath(filepath.Join(e.dir, "cdi"), vfAddr(0))
+	path := nodefiles.CDISpecPath(filepath.Join(e.dir, "cdi"), vfAddr(0))
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 	"os"
 	"slices"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 )
 
 // devicePluginConfig is the device plugin's pools file.
@@ -28,10 +28,10 @@ type deviceFiles struct {
 func (f deviceFiles) writeGate(generation int64, ready []string) (changed bool, err error) {
 	ready = slices.Clone(ready)
 	slices.Sort(ready)
-	if cur, err := gate.Read(f.gatePath); err == nil && cur.Generation == generation && slices.Equal(cur.Ready, ready) {
+	if cur, err := nodefiles.ReadGate(f.gatePath); err == nil && cur.Generation == generation && slices.Equal(cur.Ready, ready) {
 		return false, nil
 	}
-	if err := gate.Write(f.gatePath, gate.State{Generation: generation, Ready: ready}); err != nil {
+	if err := nodefiles.WriteGate(f.gatePath, nodefiles.GateState{Generation: generation, Ready: ready}); err != nil {
 		return false, fmt.Errorf("write readiness gate: %w", err)
 	}
 	return true, nil
@@ -40,9 +40,9 @@ func (f deviceFiles) writeGate(generation int64, ready []string) (changed bool, 
 // closeGate removes PFs from the gate before they are reconfigured; an
 // unreadable gate is closed for every PF.
 func (f deviceFiles) closeGate(pfs []string) (changed bool, err error) {
-	cur, err := gate.Read(f.gatePath)
+	cur, err := nodefiles.ReadGate(f.gatePath)
 	switch {
-	case gate.Closed(err):
+	case nodefiles.GateClosed(err):
 		return false, nil
 	case err != nil:
 		return f.writeGate(0, nil)
@@ -70,7 +70,7 @@ func (f deviceFiles) writePools(pools []sluicev1.DevicePluginPool) (changed bool
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, fmt.Errorf("read device plugin config: %w", err)
 	}
-	if err := gate.WriteFileAtomic(f.configPath, b); err != nil {
+	if err := nodefiles.WriteFileAtomic(f.configPath, b); err != nil {
 		return false, fmt.Errorf("write device plugin config: %w", err)
 	}
 	return true, nil

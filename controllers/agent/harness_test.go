@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"k8s.io/utils/ptr"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,11 +19,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/host/hosttest"
 	"github.com/sluice-net/sluice/test/testenv"
 )
@@ -214,6 +214,7 @@ func newHarness(t *testing.T) *harness {
 		NodeName:           h.name,
 		RestConfig:         cfg,
 		StateDir:           filepath.Join(h.dir, "state"),
+		LockDir:            filepath.Join(h.dir, "locks"),
 		GatePath:           filepath.Join(h.dir, "run", "ready.json"),
 		DevicePluginConfig: filepath.Join(h.dir, "run", "device-plugin.json"),
 		Usage:              h.usage,
@@ -334,10 +335,10 @@ func (h *harness) eventually(what string, check func() error) {
 	}
 }
 
-func (h *harness) gate() gate.State {
+func (h *harness) gate() nodefiles.GateState {
 	h.t.Helper()
-	s, err := gate.Read(h.opts.GatePath)
-	if err != nil && !gate.Closed(err) {
+	s, err := nodefiles.ReadGate(h.opts.GatePath)
+	if err != nil && !nodefiles.GateClosed(err) {
 		h.t.Fatal(err)
 	}
 	return s

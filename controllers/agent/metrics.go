@@ -5,8 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/cni/stats"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -72,7 +72,7 @@ func (m *agentMetrics) configured(spec *sluicev1.NodeNetworkStateSpec, ready []s
 }
 
 func newCNICollector(path string) cniCollector {
-	return cniCollector{dir: stats.New(path), desc: prometheus.NewDesc("sluice_cni_operations_total",
+	return cniCollector{dir: nodefiles.NewStats(path), desc: prometheus.NewDesc("sluice_cni_operations_total",
 		"CNI commands run by sluice-cni on this node, by command (ADD, DEL, CHECK, GC, STATUS) and result (success, or error-<CNI error code>).",
 		[]string{"command", "result"}, nil)}
 }
@@ -80,7 +80,7 @@ func newCNICollector(path string) cniCollector {
 // cniCollector exports the CNI plugin's outcome counts, which its
 // processes keep in tally files (package stats), read at scrape time.
 type cniCollector struct {
-	dir  stats.Dir
+	dir  nodefiles.Stats
 	desc *prometheus.Desc
 }
 
@@ -92,7 +92,7 @@ func (c cniCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
-	for _, k := range stats.Keys(counts) {
+	for _, k := range nodefiles.StatsKeys(counts) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(counts[k]), k.Command, k.Result)
 	}
 }

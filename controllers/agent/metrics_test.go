@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/cni/stats"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
 
@@ -20,8 +20,8 @@ func TestAgentMetrics(t *testing.T) {
 	h.opts.Metrics = reg
 	h.opts.CNIStatsDir = filepath.Join(h.dir, "cni-stats")
 	// What three sluice-cni processes would have counted.
-	cni := stats.New(h.opts.CNIStatsDir)
-	for _, k := range []stats.Key{{Command: "ADD", Result: "success"}, {Command: "ADD", Result: "success"}, {Command: "DEL", Result: "error-11"}} {
+	cni := nodefiles.NewStats(h.opts.CNIStatsDir)
+	for _, k := range []nodefiles.StatsKey{{Command: "ADD", Result: "success"}, {Command: "ADD", Result: "success"}, {Command: "DEL", Result: "error-11"}} {
 		if err := cni.Add(k); err != nil {
 			t.Fatal(err)
 		}

@@ -10,8 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 
-	"github.com/sluice-net/sluice/cni/attachment"
-	"github.com/sluice-net/sluice/cni/stats"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
 )
@@ -20,11 +19,11 @@ import (
 const (
 	DefaultSysRoot            = "/sys"
 	DefaultDevRoot            = "/dev"
-	DefaultStateDir           = "/run/sluice"
-	DefaultGatePath           = "/run/sluice/readiness.json"
-	DefaultDevicePluginConfig = "/run/sluice/device-plugin.json"
+	DefaultStateDir           = nodefiles.DefaultAgentStateDir
+	DefaultGatePath           = nodefiles.DefaultGateFile
+	DefaultDevicePluginConfig = nodefiles.DefaultDevicePluginConfig
 	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
-	DefaultAttachmentsDir     = attachment.DefaultDir
+	DefaultAttachmentsDir     = nodefiles.DefaultAttachmentsDir
 	DefaultNamespace          = "sluice-system"
 	DefaultResyncPeriod       = time.Minute
 	DefaultRetryPeriod        = 10 * time.Second
@@ -60,6 +59,12 @@ type Options struct {
 	PodResourcesSocket string
 	// AttachmentsDir is the CNI's attachment registry; empty leaves it out.
 	AttachmentsDir string
+	// LockDir holds the per-VF locks the CNI takes: the agent takes them
+	// too before it changes a VF (nodefiles.LockVF).
+	LockDir string
+	// LockTimeout bounds the wait for one VF's lock; past it the PF's
+	// change waits for the next pass.
+	LockTimeout time.Duration
 	// Usage overrides the VF usage source built from the two above.
 	Usage UsageSource
 	// Namespace holds the drain Lease slots (the agent's namespace).
@@ -114,11 +119,12 @@ func (o Options) withDefaults() Options {
 	def(&o.SysRoot, DefaultSysRoot)
 	def(&o.DevRoot, DefaultDevRoot)
 	def(&o.StateDir, DefaultStateDir)
+	def(&o.LockDir, nodefiles.DefaultLockDir)
 	def(&o.GatePath, DefaultGatePath)
 	def(&o.DevicePluginConfig, DefaultDevicePluginConfig)
 	def(&o.ResourcePrefix, DefaultResourcePrefix)
 	def(&o.Namespace, DefaultNamespace)
-	def(&o.CNIStatsDir, stats.DefaultDir)
+	def(&o.CNIStatsDir, nodefiles.DefaultStatsDir)
 	def(&o.MetricsBindAddress, "0")
 	def(&o.HealthProbeBindAddress, "0")
 	dur := func(d *time.Duration, v time.Duration) {
@@ -129,6 +135,7 @@ func (o Options) withDefaults() Options {
 	dur(&o.ResyncPeriod, DefaultResyncPeriod)
 	dur(&o.RetryPeriod, DefaultRetryPeriod)
 	dur(&o.DrainTimeout, DefaultDrainTimeout)
+	dur(&o.LockTimeout, 10*time.Second)
 	dur(&o.LeaseDuration, DefaultLeaseDuration)
 	if o.MaxUnavailable == 0 {
 		o.MaxUnavailable = 1

@@ -26,8 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/cni/attachment"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
 )
@@ -184,7 +184,7 @@ func defaultUsage(o Options) UsageSource {
 		m = append(m, kubeletUsage{socket: o.PodResourcesSocket, timeout: 10 * time.Second})
 	}
 	if o.AttachmentsDir != "" {
-		m = append(m, attachmentUsage{dir: attachment.New(o.AttachmentsDir)})
+		m = append(m, attachmentUsage{dir: nodefiles.NewAttachments(o.AttachmentsDir)})
 	}
 	return m
 }

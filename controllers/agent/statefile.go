@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 )
 
 // stateFileName is the state file in Options.StateDir.
@@ -62,7 +62,7 @@ func (f stateFile) save(rec *nodeRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode state file: %w", err)
 	}
-	if err := gate.WriteFileAtomic(f.path, b); err != nil {
+	if err := nodefiles.WriteFileAtomic(f.path, b); err != nil {
 		return fmt.Errorf("save state file: %w", err)
 	}
 	return nil

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 )
 
 // PodRef names a pod using a VF.
@@ -53,7 +53,7 @@ func (m multiUsage) VFUsers(ctx context.Context) (map[string][]PodRef, error) {
 
 // attachmentUsage reads the CNI's attachment registry: a record is a VF
 // whose netdev the CNI moved into a pod.
-type attachmentUsage struct{ dir attachment.Dir }
+type attachmentUsage struct{ dir nodefiles.Attachments }
 
 func (a attachmentUsage) VFUsers(context.Context) (map[string][]PodRef, error) {
 	recs, err := a.dir.List()

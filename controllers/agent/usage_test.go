@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 
-	"github.com/sluice-net/sluice/cni/attachment"
+	"github.com/sluice-net/sluice/api/nodefiles"
 )
 
 type fakeKubelet struct {
@@ -64,8 +64,8 @@ func TestKubeletUsage(t *testing.T) {
 
 // TestAttachmentUsage merges the CNI's records with another source.
 func TestAttachmentUsage(t *testing.T) {
-	dir := attachment.New(t.TempDir())
-	for _, r := range []attachment.Record{
+	dir := nodefiles.NewAttachments(t.TempDir())
+	for _, r := range []nodefiles.Record{
 		{PCIAddress: "0000:81:00.1", PodNamespace: "ns", PodName: "a", PodUID: "uid-a", ContainerID: "c1"},
 		{PCIAddress: "0000:81:00.2", ContainerID: "c2"}, // not a Kubernetes pod
 	} {

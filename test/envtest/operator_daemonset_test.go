@@ -62,10 +62,15 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 	for _, m := range agent.VolumeMounts {
 		mounted[hostPaths[m.Name]] = m.MountPath
 	}
-	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni", "/etc/cni/net.d"} {
+	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni/sluice", "/etc/cni/net.d"} {
 		if mounted[p] != p {
 			return errorf("host %s mounted at %q in the agent", p, mounted[p])
 		}
+	}
+	// sluice's own directory, not the runtime's (its networks' IPAM state
+	// and result cache).
+	if m, ok := mounted["/var/lib/cni"]; ok {
+		return errorf("the runtime's whole /var/lib/cni is mounted in the agent at %s", m)
 	}
 	install := pod.InitContainers[0]
 	if install.Name != "cni-install" || install.Image != testNodeImage || len(install.VolumeMounts) != 1 ||

@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/sluice-net/sluice/deviceplugin/gate"
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -103,7 +103,7 @@ func (n *Node) Update(f func(*State) error) error {
 	if err != nil {
 		return err
 	}
-	return gate.WriteFileAtomic(n.path, b)
+	return nodefiles.WriteFileAtomic(n.path, b)
 }
 
 // NetnsID identifies a namespace by its nsfs device and inode.

@@ -497,7 +497,7 @@ func (e *e2e) dumpState(t *testing.T) {
 	t.Logf("NodeNetworkState: %s", out)
 	out, err := e.c.Run(e.ctx, "-n", "sluice-system", "logs", "-l", "app.kubernetes.io/component=node-agent", "--tail", "30")
 	t.Logf("agent log (kubectl logs, %v):\n%s", err, out)
-	if o, err := e.c.Node.Sh(e.ctx, "ls -la /run/sluice /var/lib/cni/sluice 2>&1; cat /run/sluice/*.json 2>&1 | head -c 3000"); err == nil {
+	if o, err := e.c.Node.Sh(e.ctx, "ls -laR /run/sluice /var/lib/cni/sluice 2>&1 | head -60; cat /run/sluice/*.json 2>&1 | head -c 3000"); err == nil {
 		t.Logf("node's sluice files:\n%s", o)
 	}
 	for _, s := range []string{"kubelet", "containerd"} {

@@ -460,7 +460,7 @@ func (e *e2e) churn(t *testing.T) {
 	// its sandbox (and so the CNI DEL) down a moment later.
 	eventually(t, 2*time.Minute, "every VF back on the host and no record or cache entry left", func() (bool, error) {
 		n := e.vfsInPods(t)
-		out, err := e.c.Node.Sh(e.ctx, "ls /var/lib/cni/sluice/attachments /var/lib/cni/sluice/cache 2>/dev/null | grep -c json; true")
+		out, err := e.c.Node.Sh(e.ctx, "ls /run/sluice/cni/attachments /run/sluice/cni/cache 2>/dev/null | grep -c json; true")
 		if err != nil {
 			return false, err
 		}

@@ -29,10 +29,10 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/controllers/agent"
 	"github.com/sluice-net/sluice/deviceplugin"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
@@ -191,7 +191,7 @@ func TestAgentOnEmulatedNode(t *testing.T) {
 			t.Errorf("VF %d (%s): driver %q netdev %q, want igbvf with a netdev", vf.Index, vf.PCI, d, vf.Netdev)
 		}
 	}
-	if g, err := gate.Read(o.GatePath); err != nil || !slices.Equal(g.Ready, []string{pf.PCI}) || g.Generation != gen {
+	if g, err := nodefiles.ReadGate(o.GatePath); err != nil || !slices.Equal(g.Ready, []string{pf.PCI}) || g.Generation != gen {
 		t.Errorf("readiness gate %+v (%v), want %s at generation %d", g, err, pf.PCI, gen)
 	}
 	if raw, err := os.ReadFile(o.DevicePluginConfig); err != nil || !json.Valid(raw) {
@@ -214,7 +214,7 @@ func TestAgentOnEmulatedNode(t *testing.T) {
 				return false, fmt.Errorf("VF %d has no netdev yet", vf.Index)
 			}
 		}
-		g, err := gate.Read(o.GatePath)
+		g, err := nodefiles.ReadGate(o.GatePath)
 		return err == nil && slices.Contains(g.Ready, pf.PCI), err
 	})
 	repair := time.Since(drifted)

@@ -20,8 +20,8 @@ import (
 	"github.com/go-logr/logr/testr"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	dp "github.com/sluice-net/sluice/deviceplugin"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
@@ -52,10 +52,10 @@ func start(t *testing.T, pools []map[string]any, ready ...string) *plugin {
 		AttachmentsDir: filepath.Join(p.dir, "attachments"),
 		Log:            testr.New(t),
 	}
-	if err := gate.WriteFileAtomic(opts.ConfigFile, cfg); err != nil {
+	if err := nodefiles.WriteFileAtomic(opts.ConfigFile, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := gate.Write(opts.ReadinessFile, gate.State{Generation: 1, Ready: ready}); err != nil {
+	if err := nodefiles.WriteGate(opts.ReadinessFile, nodefiles.GateState{Generation: 1, Ready: ready}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -244,7 +244,7 @@ func TestNewVFsAndGate(t *testing.T) {
 	const res = "sluice.dev/igb"
 	p.kubelet.Wait(res, 30*time.Second, "registered, nothing advertised behind a closed gate",
 		func(s kubelettest.Snapshot) bool { return s.Streaming && len(s.Devices) == 0 })
-	if err := gate.Write(filepath.Join(p.dir, "readiness.json"), gate.State{Generation: 2, Ready: []string{pf.PCI}}); err != nil {
+	if err := nodefiles.WriteGate(filepath.Join(p.dir, "readiness.json"), nodefiles.GateState{Generation: 2, Ready: []string{pf.PCI}}); err != nil {
 		t.Fatal(err)
 	}
 	p.timed(t, res, "VFs advertised once the gate lists the PF", healthBound, healthy(2))

@@ -1,14 +1,4 @@
-// Package stats counts the CNI plugin's outcomes across its invocations.
-// The plugin is a process per pod attachment, so it cannot keep counters
-// in memory, and counting runs on every pod's path, so it must cost next
-// to nothing: each outcome has a tally file in a directory (ADD.success,
-// DEL.error-11, ...) and an invocation appends one byte to its outcome's
-// file. An O_APPEND write is atomic between processes, so counting takes
-// no lock and reads nothing; a count is its file's size. The node agent
-// exports the counts as Prometheus counters; they survive the agent's
-// restarts and the node's reboots, as counters should. A million outcomes
-// take a megabyte.
-package stats
+package nodefiles
 
 import (
 	"errors"
@@ -19,20 +9,17 @@ import (
 	"strings"
 )
 
-// DefaultDir is where the counts live on a node.
-const DefaultDir = "/var/lib/cni/sluice/stats"
-
-// Key is one counter: a CNI command (ADD, DEL, CHECK, GC, STATUS) and its
+// StatsKey is one counter: a CNI command (ADD, DEL, CHECK, GC, STATUS) and its
 // result ("success", or "error" with the CNI error code, e.g. "error-7").
-type Key struct {
+type StatsKey struct {
 	Command string
 	Result  string
 }
 
-func (k Key) String() string { return k.Command + "/" + k.Result }
+func (k StatsKey) String() string { return k.Command + "/" + k.Result }
 
 // fileName is the key's tally file: COMMAND.RESULT.
-func (k Key) fileName() (string, error) {
+func (k StatsKey) fileName() (string, error) {
 	for _, s := range []string{k.Command, k.Result} {
 		if s == "" || strings.ContainsAny(s, "./\x00") {
 			return "", fmt.Errorf("CNI stats key %q: command and result must be non-empty, without '.' or '/'", k.String())
@@ -41,15 +28,23 @@ func (k Key) fileName() (string, error) {
 	return k.Command + "." + k.Result, nil
 }
 
-// Dir is a directory of tally files.
-type Dir struct{ path string }
+// Stats counts the CNI plugin's outcomes across its invocations. The
+// plugin is a process per pod attachment, so it cannot keep counters in
+// memory, and counting runs on every pod's path, so it must cost next to
+// nothing: each outcome has a tally file in a directory (ADD.success,
+// DEL.error-11, ...) and an invocation appends one byte to its outcome's
+// file. An O_APPEND write is atomic between processes, so counting takes
+// no lock and reads nothing; a count is its file's size. The agent exports
+// the counts as Prometheus counters; they survive its restarts and the
+// node's reboots. A million outcomes take a megabyte.
+type Stats struct{ path string }
 
-// New returns the counts directory at path.
-func New(path string) Dir { return Dir{path: path} }
+// NewStats returns the counts directory at path.
+func NewStats(path string) Stats { return Stats{path: path} }
 
 // Add counts one outcome: one byte appended to its tally file, the
 // directory created on first use.
-func (d Dir) Add(k Key) error {
+func (d Stats) Add(k StatsKey) error {
 	name, err := k.fileName()
 	if err != nil {
 		return err
@@ -78,15 +73,15 @@ func (d Dir) Add(k Key) error {
 
 // Read returns every count; a missing directory is no counts. Files whose
 // names are not COMMAND.RESULT are not counters and are skipped.
-func (d Dir) Read() (map[Key]uint64, error) {
+func (d Stats) Read() (map[StatsKey]uint64, error) {
 	entries, err := os.ReadDir(d.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[Key]uint64{}, nil
+		return map[StatsKey]uint64{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read CNI stats: %w", err)
 	}
-	out := make(map[Key]uint64, len(entries))
+	out := make(map[StatsKey]uint64, len(entries))
 	for _, e := range entries {
 		cmd, res, ok := strings.Cut(e.Name(), ".")
 		if !ok || cmd == "" || res == "" || strings.Contains(res, ".") || !e.Type().IsRegular() {
@@ -99,14 +94,14 @@ func (d Dir) Read() (map[Key]uint64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read CNI stats: %w", err)
 		}
-		out[Key{Command: cmd, Result: res}] = uint64(info.Size())
+		out[StatsKey{Command: cmd, Result: res}] = uint64(info.Size())
 	}
 	return out, nil
 }
 
-// Keys returns the keys of counts, sorted.
-func Keys(counts map[Key]uint64) []Key {
-	keys := make([]Key, 0, len(counts))
+// StatsKeys returns the keys of counts, sorted.
+func StatsKeys(counts map[StatsKey]uint64) []StatsKey {
+	keys := make([]StatsKey, 0, len(counts))
 	for k := range counts {
 		keys = append(keys, k)
 	}

@@ -1,4 +1,4 @@
-package attachment
+package nodefiles
 
 import (
 	"path/filepath"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	d := New(filepath.Join(t.TempDir(), "att"))
+	d := NewAttachments(filepath.Join(t.TempDir(), "att"))
 	if rs, err := d.List(); err != nil || len(rs) != 0 {
 		t.Fatalf("empty registry: %v %v", rs, err)
 	}

@@ -1,4 +1,4 @@
-package stats
+package nodefiles
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 
 func TestConcurrentAdds(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cni", "stats")
-	d := New(dir)
+	d := NewStats(dir)
 	if c, err := d.Read(); err != nil || len(c) != 0 {
 		t.Fatalf("no directory: %v %v", c, err)
 	}
@@ -19,11 +19,11 @@ func TestConcurrentAdds(t *testing.T) {
 		wg.Go(func() {
 			// Each worker opens the files itself, as separate processes do,
 			// and the first ones race to create the directory.
-			g := New(dir)
+			g := NewStats(dir)
 			for i := 0; i < each; i++ {
-				k := Key{"ADD", "success"}
+				k := StatsKey{"ADD", "success"}
 				if i%5 == 0 {
-					k = Key{"DEL", "error-7"}
+					k = StatsKey{"DEL", "error-7"}
 				}
 				if err := g.Add(k); err != nil {
 					t.Error(err)
@@ -36,10 +36,10 @@ func TestConcurrentAdds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c[Key{"ADD", "success"}] != workers*20 || c[Key{"DEL", "error-7"}] != workers*5 {
+	if c[StatsKey{"ADD", "success"}] != workers*20 || c[StatsKey{"DEL", "error-7"}] != workers*5 {
 		t.Errorf("counts = %v: increments were lost", c)
 	}
-	if keys := Keys(c); len(keys) != 2 || keys[0].Command != "ADD" {
+	if keys := StatsKeys(c); len(keys) != 2 || keys[0].Command != "ADD" {
 		t.Errorf("keys = %v", keys)
 	}
 }
@@ -50,7 +50,7 @@ func TestConcurrentAdds(t *testing.T) {
 // written.
 func TestOnlyTallyFilesCount(t *testing.T) {
 	dir := t.TempDir()
-	d := New(dir)
+	d := NewStats(dir)
 	for name, data := range map[string]string{"README": "x", "ADD.success.bak": "xx", ".ADD": "x", "ADD.": "x"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -59,17 +59,17 @@ func TestOnlyTallyFilesCount(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "DEL.success"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Add(Key{"ADD", "success"}); err != nil {
+	if err := d.Add(StatsKey{"ADD", "success"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := d.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c) != 1 || c[Key{"ADD", "success"}] != 1 {
+	if len(c) != 1 || c[StatsKey{"ADD", "success"}] != 1 {
 		t.Errorf("counts = %v, want only ADD/success = 1", c)
 	}
-	for _, k := range []Key{{"A/B", "success"}, {"ADD", "x.y"}, {"", "success"}, {"ADD", ""}} {
+	for _, k := range []StatsKey{{"A/B", "success"}, {"ADD", "x.y"}, {"", "success"}, {"ADD", ""}} {
 		if err := d.Add(k); err == nil {
 			t.Errorf("key %q accepted", k.String())
 		}
@@ -84,7 +84,7 @@ func TestAddReportsAnUnusableDirectory(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := New(file).Add(Key{"ADD", "success"}); err == nil {
+	if err := NewStats(file).Add(StatsKey{"ADD", "success"}); err == nil {
 		t.Error("counting into a regular file's path succeeded")
 	}
 }

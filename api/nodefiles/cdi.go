@@ -1,4 +1,4 @@
-package attachment
+package nodefiles
 
 import (
 	"encoding/json"
@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
-
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 )
 
 // A soft-RoCE attachment's RDMA device exists only once the CNI has created
@@ -21,10 +19,6 @@ import (
 // sandbox's network is set up. DEL removes the spec. The files share the
 // CDI directory with the device plugin's own pool specs, so the names are
 // part of this node-level contract.
-
-// DefaultCDIDir is the runtime's dynamic CDI spec directory (containerd's
-// and CRI-O's default).
-const DefaultCDIDir = "/var/run/cdi"
 
 // CDIFilePrefix starts the name of every spec the CNI writes; the device
 // plugin leaves such files alone.
@@ -71,7 +65,7 @@ func WriteCDISpec(dir string, d CDIDevice) (string, error) {
 		return "", fmt.Errorf("encode the CDI spec of %s: %w", d.QualifiedName(), err)
 	}
 	path := CDISpecPath(dir, d.PCIAddress)
-	if err := gate.WriteFileAtomic(path, b); err != nil {
+	if err := WriteFileAtomic(path, b); err != nil {
 		return "", fmt.Errorf("write the CDI spec of %s (is the CDI directory %s writable?): %w", d.QualifiedName(), dir, err)
 	}
 	return path, nil

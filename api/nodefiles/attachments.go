@@ -1,10 +1,4 @@
-// Package attachment is the registry of VFs the CNI has attached to pods:
-// one small JSON file per VF, named by its PCI address. The CNI writes a
-// record on ADD (before the VF leaves the host namespace) and removes it on
-// DEL; the device plugin reads it to tell a VF whose netdev moved into a
-// pod from one whose netdev vanished, and the node agent reads it to know
-// which pods use which VF.
-package attachment
+package nodefiles
 
 import (
 	"encoding/json"
@@ -15,13 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-net/sluice/cni/internal/jsonfile"
-	"github.com/sluice-net/sluice/deviceplugin/gate"
 	"github.com/sluice-net/sluice/host"
 )
-
-// DefaultDir is where the records live on a node.
-const DefaultDir = "/var/lib/cni/sluice/attachments"
 
 // Record is one VF attached to one pod interface.
 type Record struct {
@@ -72,19 +61,19 @@ func (r Record) Pod() string {
 	return r.ContainerID
 }
 
-// Dir is a registry directory.
-type Dir struct{ root string }
+// Attachments is a registry directory.
+type Attachments struct{ root string }
 
-// New returns the registry rooted at dir.
-func New(dir string) Dir { return Dir{root: dir} }
+// NewAttachments returns the registry rooted at dir.
+func NewAttachments(dir string) Attachments { return Attachments{root: dir} }
 
 // Root is the registry's directory.
-func (d Dir) Root() string { return d.root }
+func (d Attachments) Root() string { return d.root }
 
-func (d Dir) path(pci string) string { return filepath.Join(d.root, pci+".json") }
+func (d Attachments) path(pci string) string { return filepath.Join(d.root, pci+".json") }
 
 // Put records an attachment, replacing the file atomically.
-func (d Dir) Put(r Record) error {
+func (d Attachments) Put(r Record) error {
 	if r.PCIAddress == "" {
 		return errors.New("attachment record without a PCI address")
 	}
@@ -92,12 +81,12 @@ func (d Dir) Put(r Record) error {
 	if err != nil {
 		return fmt.Errorf("encode attachment of %s: %w", r.PCIAddress, err)
 	}
-	return gate.WriteFileAtomic(d.path(r.PCIAddress), b)
+	return WriteFileAtomic(d.path(r.PCIAddress), b)
 }
 
 // Get returns the record of a VF; ok is false when it is not attached.
-func (d Dir) Get(pci string) (r Record, ok bool, err error) {
-	if ok, err = jsonfile.Read(d.path(pci), &r); err != nil || !ok {
+func (d Attachments) Get(pci string) (r Record, ok bool, err error) {
+	if ok, err = ReadJSON(d.path(pci), &r); err != nil || !ok {
 		return Record{}, false, wrap("attachment of "+pci, err)
 	}
 	return r, true, nil
@@ -105,8 +94,8 @@ func (d Dir) Get(pci string) (r Record, ok bool, err error) {
 
 // PCIAddresses returns the PCI addresses that have a record, from the
 // directory's listing alone: no record is read or parsed.
-func (d Dir) PCIAddresses() (map[string]bool, error) {
-	names, err := jsonfile.Names(d.root)
+func (d Attachments) PCIAddresses() (map[string]bool, error) {
+	names, err := JSONNames(d.root)
 	if err != nil {
 		return nil, wrap("attachments", err)
 	}
@@ -118,14 +107,14 @@ func (d Dir) PCIAddresses() (map[string]bool, error) {
 }
 
 // Delete removes a VF's record; a missing record is not an error.
-func (d Dir) Delete(pci string) error {
-	return wrap("attachment of "+pci, jsonfile.Remove(d.path(pci)))
+func (d Attachments) Delete(pci string) error {
+	return wrap("attachment of "+pci, RemoveFile(d.path(pci)))
 }
 
 // List returns every record, sorted by PCI address. An absent directory is
 // an empty registry.
-func (d Dir) List() ([]Record, error) {
-	names, err := jsonfile.Names(d.root)
+func (d Attachments) List() ([]Record, error) {
+	names, err := JSONNames(d.root)
 	if err != nil {
 		return nil, fmt.Errorf("attachments: %w", err)
 	}
@@ -151,7 +140,7 @@ func wrap(what string, err error) error {
 }
 
 // Attached returns the set of attached VF PCI addresses.
-func (d Dir) Attached() (map[string]Record, error) {
+func (d Attachments) Attached() (map[string]Record, error) {
 	rs, err := d.List()
 	if err != nil {
 		return nil, err

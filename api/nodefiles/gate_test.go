@@ -1,4 +1,4 @@
-package gate
+package nodefiles
 
 import (
 	"os"
@@ -8,13 +8,13 @@ import (
 
 func TestGate(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "run", "readiness.json")
-	if _, err := Read(p); !Closed(err) {
+	if _, err := ReadGate(p); !GateClosed(err) {
 		t.Fatalf("missing gate: err = %v, want closed", err)
 	}
-	if err := Write(p, State{Generation: 3, Ready: []string{"0000:3b:00.1", "0000:3b:00.0"}}); err != nil {
+	if err := WriteGate(p, GateState{Generation: 3, Ready: []string{"0000:3b:00.1", "0000:3b:00.0"}}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Read(p)
+	s, err := ReadGate(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestGate(t *testing.T) {
 	if err := os.WriteFile(p, []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Read(p); err == nil || Closed(err) {
+	if _, err := ReadGate(p); err == nil || GateClosed(err) {
 		t.Errorf("corrupt gate: err = %v, want a parse error", err)
 	}
 }

@@ -1,4 +1,4 @@
-package plugin
+package nodefiles
 
 import (
 	"errors"
@@ -9,20 +9,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
 	"golang.org/x/sys/unix"
 )
 
-// vfLock is an exclusive flock on one VF's lock file. The kernel drops it
-// when the process exits, so a crashed command never leaves a VF locked.
-// Lock files are never removed: removing a flocked file races with the
-// next locker opening it.
-type vfLock struct{ f *os.File }
+// ErrVFBusy is returned by LockVF when another process keeps the VF's lock
+// past the wait.
+var ErrVFBusy = errors.New("VF is busy")
 
-// lockVF takes the VF's lock, waiting up to timeout for another command
-// on the same VF; past it the error is "try again later" (code 11) naming
-// the process that holds it.
-func lockVF(dir, pci string, timeout time.Duration) (*vfLock, error) {
+// VFLock is an exclusive flock on one VF's lock file. Every CNI command on
+// the VF holds it, and so does the agent while it changes the VF. The
+// kernel drops it when the process exits, so a crashed holder never leaves
+// a VF locked. Lock files are never removed: removing a flocked file races
+// with the next locker opening it.
+type VFLock struct{ f *os.File }
+
+// LockVF takes the VF's lock in dir, waiting up to timeout for its holder;
+// past it the error wraps ErrVFBusy and names the holder's pid, which each
+// holder writes into the file.
+func LockVF(dir, pci string, timeout time.Duration) (*VFLock, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create lock directory: %w", err)
 	}
@@ -45,8 +49,7 @@ func lockVF(dir, pci string, timeout time.Duration) (*vfLock, error) {
 		if time.Now().After(deadline) {
 			holder, _ := os.ReadFile(path)
 			f.Close()
-			return nil, types.NewError(types.ErrTryAgainLater,
-				fmt.Sprintf("VF %s is busy: another sluice-cni command (pid %s) holds %s; try again later", pci, strings.TrimSpace(string(holder)), path), "")
+			return nil, fmt.Errorf("%w: %s: process %s holds %s", ErrVFBusy, pci, strings.TrimSpace(string(holder)), path)
 		}
 		time.Sleep(delay)
 		delay = min(delay*2, 50*time.Millisecond)
@@ -55,9 +58,10 @@ func lockVF(dir, pci string, timeout time.Duration) (*vfLock, error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &vfLock{f: f}, nil
+	return &VFLock{f: f}, nil
 }
 
-func (l *vfLock) unlock() {
+// Unlock releases the lock.
+func (l *VFLock) Unlock() {
 	_ = l.f.Close() // closing the last descriptor releases the flock
 }

@@ -1,0 +1,28 @@
+// Package nodefiles is the contract between sluice's three programs on a
+// node (the CNI plugin, the device plugin and the node agent): the files
+// they share, where they live, their formats, and how each is written and
+// locked. Each program depends on this package, never on another
+// program's.
+//
+//   - The attachment registry (Attachments): one JSON record per VF the CNI
+//     attached to a pod, named by its PCI address. The CNI writes it on ADD
+//     before the VF leaves the host namespace and removes it on DEL; the
+//     device plugin reads it to tell a VF whose netdev moved into a pod
+//     from one whose netdev vanished, and to prefer VFs no pod still holds;
+//     the agent reads it to know which pods use which VF.
+//   - The readiness gate (GateState): the agent lists the PFs whose VFs are
+//     configured as the node's state asks, and the device plugin advertises
+//     only VFs of those PFs, so a VF is never offered to the kubelet before
+//     it is configured.
+//   - The VF lock (LockVF): one lock file per VF, taken by every CNI command
+//     on the VF and by the agent before it changes a VF.
+//   - The CNI's outcome counters (Stats), exported by the agent.
+//   - The CDI specs of soft-RoCE attachments (WriteCDISpec), written by the
+//     CNI and left alone by the device plugin's clean-up.
+//
+// What describes kernel state (records, locks, the gate, the CNI's cache)
+// lives under /run, so it cannot outlive the VFs it describes: a reboot
+// wipes both. Only the counters persist, as counters should. Every JSON
+// file is replaced atomically (WriteFileAtomic) with its data and its
+// directory entry synced.
+package nodefiles
