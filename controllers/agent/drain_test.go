@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
@@ -269,5 +270,51 @@ func TestAgentDryRun(t *testing.T) {
 	gen = h.setSpec(func(s *sluicev1.NodeNetworkStateSpec) { s.DryRun = nil })
 	if n := h.synced(sluicev1.SyncSucceeded, gen); n.Status.DryRun != nil {
 		t.Errorf("dryRun %+v left after spec.dryRun went", n.Status.DryRun)
+	}
+}
+
+// TestAgentTakesTheCNIsLock: a CNI ADD holds VF 1's lock when a VF count
+// change of its PF is planned with no pod on the PF (the plan read the
+// users before the ADD wrote its record). The agent waits for the lock,
+// reads the users again under it, finds the pod the ADD attached, and
+// drains it instead of destroying the VF under it.
+func TestAgentTakesTheCNIsLock(t *testing.T) {
+	h := newHarness(t)
+	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
+	h.node.AddPF(hosttest.E810(pfB, "ens1f1", 0))
+	h.start()
+	h.waitFor("discovery", func(n *sluicev1.NodeNetworkState) error {
+		if len(n.Status.Interfaces) != 2 {
+			return fmt.Errorf("%d interfaces", len(n.Status.Interfaces))
+		}
+		return nil
+	})
+	h.synced(sluicev1.SyncSucceeded, h.setSpec(twoPFs(4, nil)))
+	a := h.pod("a", map[string]string{"app": "a"})
+	vf := h.node.VFAddress(pfA, 1)
+	lock, err := nodefiles.LockVF(h.opts.LockDir, vf, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := h.setSpec(twoPFs(6, nil))
+	h.eventually("the agent at the change: pfA's gate closed, or its VFs changed", func() error {
+		if slices.Contains(h.gate().Ready, pfA) && h.numVFs(pfA) == 4 {
+			return fmt.Errorf("gate %v, %d VFs", h.gate().Ready, h.numVFs(pfA))
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond)
+	if n := h.numVFs(pfA); n != 4 {
+		lock.Unlock()
+		t.Fatalf("pfA has %d VFs: the agent changed them while a CNI command held VF 1's lock", n)
+	}
+	h.usage.use(vf, a) // the ADD's record
+	lock.Unlock()
+	h.synced(sluicev1.SyncSucceeded, gen)
+	if h.podExists(a.Name) {
+		t.Errorf("pod %s, attached to VF 1 under the lock, was not drained before its VF was destroyed", a)
+	}
+	if n := h.numVFs(pfA); n != 6 {
+		t.Errorf("pfA has %d VFs after the drain, want 6", n)
 	}
 }

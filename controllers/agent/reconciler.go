@@ -42,6 +42,9 @@ type Reconciler struct {
 	slots    *drainSlots
 	recorder eventRecorder
 	node     string
+	// lockDir and lockTimeout: the CNI's per-VF locks (vflocks.go).
+	lockDir     string
+	lockTimeout time.Duration
 	// retry is the requeue while a sync failed or waits for a drain,
 	// resync the one otherwise.
 	retry, resync, drainTimeout time.Duration
@@ -58,7 +61,7 @@ func newReconciler(c client.Client, ev evictor, h nodeHost, usage UsageSource, r
 		files: deviceFiles{gatePath: o.GatePath, configPath: o.DevicePluginConfig, prefix: o.ResourcePrefix},
 		slots: &drainSlots{c: c, ns: o.Namespace, n: o.MaxUnavailable, holder: o.NodeName, duration: o.LeaseDuration, now: time.Now},
 		retry: o.RetryPeriod, resync: o.ResyncPeriod, drainTimeout: o.DrainTimeout,
-		rescan: o.Rescan, now: time.Now,
+		rescan: o.Rescan, now: time.Now, lockDir: o.LockDir, lockTimeout: o.LockTimeout,
 	}
 }
 

@@ -192,11 +192,27 @@ func (s *syncRun) converge(ctx context.Context) error {
 			return err
 		}
 		for _, p := range work {
+			release, err := s.lockTouched(p)
+			if err != nil {
+				s.failed[p.address] = err
+				continue
+			}
+			if pods, err := s.usersUnderLock(ctx, p); err != nil || len(pods) > 0 {
+				release()
+				if err != nil {
+					return err
+				}
+				// A pod got one of the VFs between the plan and the gate's
+				// closing: the next plan holds the PF for a drain.
+				ctrl.LoggerFrom(ctx).Info("a pod attached a VF this change touches; holding the change for a drain", "pf", p.label, "pods", pods)
+				continue
+			}
 			ctrl.LoggerFrom(ctx).Info("applying", "pf", p.label, "change", p.line())
 			s.applied = true
 			if err := applyPF(ctx, s.r.host, p); err != nil {
 				s.failed[p.address] = err
 			}
+			release()
 		}
 		if err := s.discover(ctx); err != nil {
 			return err
