@@ -318,3 +318,21 @@ func TestAgentTakesTheCNIsLock(t *testing.T) {
 		t.Errorf("pfA has %d VFs after the drain, want 6", n)
 	}
 }
+
+// TestAgentTrustChangeUnderAPodNoDrain: trust is a PF-side setting, so a
+// change of it goes on under the pod using the VF, lock or not: the pods
+// read again under the VF lock are the ones the plan knew of.
+func TestAgentTrustChangeUnderAPodNoDrain(t *testing.T) {
+	h, a, _ := drainHarness(t) // a uses pfA's VF 1
+	gen := h.setSpec(func(s *sluicev1.NodeNetworkStateSpec) {
+		twoPFs(4, nil)(s)
+		s.Interfaces[0].VFGroups[0].Trust = ptrTo(true)
+	})
+	h.synced(sluicev1.SyncSucceeded, gen)
+	if !h.podExists(a.Name) {
+		t.Errorf("pod %s was drained for a trust change", a)
+	}
+	if err := h.trustOn(pfA, 4); err != nil {
+		t.Errorf("pfA after the trust change: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/sluice-net/sluice/api/nodefiles"
 )
@@ -51,8 +52,10 @@ func (s *syncRun) lockTouched(p *pfPlan) (release func(), err error) {
 
 // usersUnderLock reads the VFs' users again, with the VFs locked: the
 // plan's reading came before the gate closed, and a pod admitted in
-// between may have run its ADD since. It returns the pods now on VFs the
-// pass changes, and keeps the fresh reading for the next plan.
+// between may have run its ADD since. It returns the pods on VFs the pass
+// changes that the plan did not know of (a change the plan made knowing
+// its pods, such as trust, goes on), and keeps the fresh reading for the
+// next plan, which decides whether the change needs them gone.
 func (s *syncRun) usersUnderLock(ctx context.Context, p *pfPlan) ([]PodRef, error) {
 	touched := s.touchedVFs(p)
 	if len(touched) == 0 {
@@ -62,11 +65,14 @@ func (s *syncRun) usersUnderLock(ctx context.Context, p *pfPlan) ([]PodRef, erro
 	if err != nil {
 		return nil, err
 	}
+	planned := s.users
 	s.users = users
 	var pods []PodRef
 	for _, vf := range touched {
 		for _, pod := range users[vf] {
-			pods = appendPod(pods, pod)
+			if !slices.ContainsFunc(planned[vf], func(q PodRef) bool { return q.String() == pod.String() && q.UID == pod.UID }) {
+				pods = appendPod(pods, pod)
+			}
 		}
 	}
 	return pods, nil
