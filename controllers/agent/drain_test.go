@@ -25,6 +25,18 @@ import (
 // pfB, applied, and pods a (using pfA's VF 1) and b (using pfB's VF 0).
 func drainHarness(t *testing.T) (*harness, PodRef, PodRef) {
 	t.Helper()
+	h := twoPFHarness(t)
+	a := h.pod("a", map[string]string{"app": "a"})
+	b := h.pod("b", map[string]string{"app": "b"})
+	h.usage.use(h.node.VFAddress(pfA, 1), a)
+	h.usage.use(h.node.VFAddress(pfB, 0), b)
+	return h, a, b
+}
+
+// twoPFHarness is an agent on a node with pfA and pfB, synced to
+// twoPFs(4, nil).
+func twoPFHarness(t *testing.T) *harness {
+	t.Helper()
 	h := newHarness(t)
 	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
 	h.node.AddPF(hosttest.E810(pfB, "ens1f1", 0))
@@ -37,11 +49,7 @@ func drainHarness(t *testing.T) (*harness, PodRef, PodRef) {
 		return nil
 	})
 	h.synced(sluicev1.SyncSucceeded, h.setSpec(twoPFs(4, nil)))
-	a := h.pod("a", map[string]string{"app": "a"})
-	b := h.pod("b", map[string]string{"app": "b"})
-	h.usage.use(h.node.VFAddress(pfA, 1), a)
-	h.usage.use(h.node.VFAddress(pfB, 0), b)
-	return h, a, b
+	return h
 }
 
 // twoPFs is n netdevice VFs on pfA (plus extra groups) and 2 on pfB.
@@ -279,17 +287,7 @@ func TestAgentDryRun(t *testing.T) {
 // reads the users again under it, finds the pod the ADD attached, and
 // drains it instead of destroying the VF under it.
 func TestAgentTakesTheCNIsLock(t *testing.T) {
-	h := newHarness(t)
-	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
-	h.node.AddPF(hosttest.E810(pfB, "ens1f1", 0))
-	h.start()
-	h.waitFor("discovery", func(n *sluicev1.NodeNetworkState) error {
-		if len(n.Status.Interfaces) != 2 {
-			return fmt.Errorf("%d interfaces", len(n.Status.Interfaces))
-		}
-		return nil
-	})
-	h.synced(sluicev1.SyncSucceeded, h.setSpec(twoPFs(4, nil)))
+	h := twoPFHarness(t)
 	a := h.pod("a", map[string]string{"app": "a"})
 	vf := h.node.VFAddress(pfA, 1)
 	lock, err := nodefiles.LockVF(h.opts.LockDir, vf, time.Second)
