@@ -226,28 +226,28 @@ func (s *poolServer) ListAndWatch(_ *pluginapi.Empty, stream grpc.ServerStreamin
 // NUMA node, spread over PFs.
 func (s *poolServer) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
 	pd, _, _ := s.current()
+	var attached map[string]bool
+	if s.attached != nil {
+		// Unreadable, the registry only loses its say in the choice.
+		attached, _ = s.attached()
+	}
 	resp := &pluginapi.PreferredAllocationResponse{}
 	for _, cr := range req.ContainerRequests {
-		ids := s.prefer(pd, cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize))
+		ids := prefer(pd, attached, cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize))
 		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
 	}
 	return resp, nil
 }
 
-// prefer is preferred, first among the available devices that no
-// attachment record names. The kubelet frees a deleted pod's devices as
-// soon as its containers are gone, before the runtime has run the CNI DEL
-// of its sandbox; a VF handed out in between is refused by sluice-cni
-// (still attached) until that DEL runs, which costs the new pod a failed
-// sandbox and the kubelet's back-off. Such VFs are chosen only when too
-// few others are available.
-func (s *poolServer) prefer(pd *PoolDevices, available, mustInclude []string, size int) []string {
-	if s.attached == nil {
-		return preferred(pd, available, mustInclude, size)
-	}
-	attached, err := s.attached()
-	if err != nil || len(attached) == 0 {
-		// Unreadable, the registry only loses its say in the choice.
+// prefer is preferred, first among the available devices whose PCI
+// address is not in attached (the attachment records). The kubelet frees
+// a deleted pod's devices as soon as its containers are gone, before the
+// runtime has run the CNI DEL of its sandbox; a VF handed out in between
+// is refused by sluice-cni (still attached) until that DEL runs, which
+// costs the new pod a failed sandbox and the kubelet's back-off. Such VFs
+// are chosen only when too few others are available.
+func prefer(pd *PoolDevices, attached map[string]bool, available, mustInclude []string, size int) []string {
+	if len(attached) == 0 {
 		return preferred(pd, available, mustInclude, size)
 	}
 	var free, held []string

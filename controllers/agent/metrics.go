@@ -78,7 +78,7 @@ func newCNICollector(path string) cniCollector {
 }
 
 // cniCollector exports the CNI plugin's outcome counts, which its
-// processes keep in tally files (package stats), read at scrape time.
+// processes keep in tally files (nodefiles.Stats), read at scrape time.
 type cniCollector struct {
 	dir  nodefiles.Stats
 	desc *prometheus.Desc

@@ -192,12 +192,13 @@ func (s *syncRun) converge(ctx context.Context) error {
 			return err
 		}
 		for _, p := range work {
-			release, err := s.lockTouched(p)
+			vfs := s.touchedVFs(p)
+			release, err := s.lockVFs(p, vfs)
 			if err != nil {
 				s.failed[p.address] = err
 				continue
 			}
-			if pods, err := s.usersUnderLock(ctx, p); err != nil || len(pods) > 0 {
+			if pods, err := s.usersUnderLock(ctx, vfs); err != nil || len(pods) > 0 {
 				release()
 				if err != nil {
 					return err

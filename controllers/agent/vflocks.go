@@ -13,11 +13,8 @@ import (
 func (s *syncRun) touchedVFs(p *pfPlan) []string {
 	var out []string
 	if p.numVFs != nil {
-		for i := range s.snap.PFs {
-			if s.snap.PFs[i].PCIAddress != p.address {
-				continue
-			}
-			for _, vf := range s.snap.PFs[i].VFs {
+		if pf := s.snap.PFByAddress(p.address); pf != nil {
+			for _, vf := range pf.VFs {
 				out = append(out, vf.PCIAddress)
 			}
 		}
@@ -29,17 +26,17 @@ func (s *syncRun) touchedVFs(p *pfPlan) []string {
 	return out
 }
 
-// lockTouched takes the CNI's lock of every VF the pass changes, so that
-// no CNI command runs on them while they change; release gives them back.
-// A VF kept locked past the timeout fails the PF for this pass.
-func (s *syncRun) lockTouched(p *pfPlan) (release func(), err error) {
+// lockVFs takes the CNI's lock of each of p's VFs in vfs, so that no CNI
+// command runs on them while they change; release gives them back. A VF
+// kept locked past the timeout fails the PF for this pass.
+func (s *syncRun) lockVFs(p *pfPlan, vfs []string) (release func(), err error) {
 	var held []*nodefiles.VFLock
 	release = func() {
 		for _, l := range held {
 			l.Unlock()
 		}
 	}
-	for _, vf := range s.touchedVFs(p) {
+	for _, vf := range vfs {
 		l, err := nodefiles.LockVF(s.r.lockDir, vf, s.r.lockTimeout)
 		if err != nil {
 			release()
@@ -50,15 +47,14 @@ func (s *syncRun) lockTouched(p *pfPlan) (release func(), err error) {
 	return release, nil
 }
 
-// usersUnderLock reads the VFs' users again, with the VFs locked: the
-// plan's reading came before the gate closed, and a pod admitted in
-// between may have run its ADD since. It returns the pods on VFs the pass
-// changes that the plan did not know of (a change the plan made knowing
-// its pods, such as trust, goes on), and keeps the fresh reading for the
-// next plan, which decides whether the change needs them gone.
-func (s *syncRun) usersUnderLock(ctx context.Context, p *pfPlan) ([]PodRef, error) {
-	touched := s.touchedVFs(p)
-	if len(touched) == 0 {
+// usersUnderLock reads the VFs' users again, with vfs locked: the plan's
+// reading came before the gate closed, and a pod admitted in between may
+// have run its ADD since. It returns the pods on vfs that the plan did not
+// know of (a change the plan made knowing its pods, such as trust, goes
+// on), and keeps the fresh reading for the next plan, which decides
+// whether the change needs them gone.
+func (s *syncRun) usersUnderLock(ctx context.Context, vfs []string) ([]PodRef, error) {
+	if len(vfs) == 0 {
 		return nil, nil
 	}
 	users, err := liveUsers(ctx, s.r.client, s.r.usage, s.r.node)
@@ -68,9 +64,9 @@ func (s *syncRun) usersUnderLock(ctx context.Context, p *pfPlan) ([]PodRef, erro
 	planned := s.users
 	s.users = users
 	var pods []PodRef
-	for _, vf := range touched {
+	for _, vf := range vfs {
 		for _, pod := range users[vf] {
-			if !slices.ContainsFunc(planned[vf], func(q PodRef) bool { return q.String() == pod.String() && q.UID == pod.UID }) {
+			if !slices.Contains(planned[vf], pod) {
 				pods = appendPod(pods, pod)
 			}
 		}
