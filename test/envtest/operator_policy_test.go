@@ -215,10 +215,18 @@ func TestOperatorReportsConflicts(t *testing.T) {
 		}
 		return nil
 	})
-	p, _ := getPolicy(winner.Name)
-	if c := meta.FindStatusCondition(p.Status.Conditions, sluicev1.ConditionConflict); c == nil || c.Status != metav1.ConditionFalse {
-		t.Errorf("winner Conflict = %+v, want False", c)
-	}
+	// Each policy's status is its own reconcile's write: the winner's may
+	// land after the loser's.
+	eventually(t, "winner reports no conflict", func() error {
+		p, err := getPolicy(winner.Name)
+		if err != nil {
+			return err
+		}
+		if c := meta.FindStatusCondition(p.Status.Conditions, sluicev1.ConditionConflict); c == nil || c.Status != metav1.ConditionFalse {
+			return errorf("winner Conflict = %+v, want False", c)
+		}
+		return nil
+	})
 	// The loser keeps what does not overlap.
 	eventually(t, "loser's overlapping claim dropped", func() error {
 		nns, err := getNNS(node)
