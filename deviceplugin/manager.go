@@ -18,6 +18,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/host"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // nodeHost is what the plugin reads of the node.
@@ -344,6 +346,21 @@ func (m *Manager) register(ctx context.Context, srv *poolServer) {
 			return srv.register(ctx, m.kubeletSocket(), m.opts.RegisterTimeout)
 		}
 		err := send()
+		// A kubelet that is starting binds kubelet.sock (the create event
+		// that brought us here) before it listens on it: "connection
+		// refused" in between. Try again shortly rather than at the next
+		// resync, while the socket is still that kubelet's.
+		for delay := refusedRetry; err != nil && refused(err) && delay <= maxRefusedRetry; delay *= 2 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			if fileIdentity(m.kubeletSocket()) != kubelet {
+				break // a newer kubelet.sock brings its own registration
+			}
+			err = send()
+		}
 		if err != nil && strings.Contains(err.Error(), "already connected") {
 			// The kubelet keeps an endpoint for this socket path that it
 			// will never drop: serve under a new name and register that.
@@ -366,6 +383,19 @@ func (m *Manager) register(ctx context.Context, srv *poolServer) {
 		done()
 		m.log.V(1).Info("registered with the kubelet", "resource", srv.resource, "socket", srv.socketBase())
 	})
+}
+
+// Retries of a registration the kubelet refused to connect: 0.1 s, doubling,
+// up to 1.6 s (3.1 s in all).
+const (
+	refusedRetry    = 100 * time.Millisecond
+	maxRefusedRetry = 1600 * time.Millisecond
+)
+
+// refused tells a kubelet that does not listen yet (or any more) from one
+// that answered.
+func refused(err error) bool {
+	return status.Code(err) == codes.Unavailable
 }
 
 // fileIdentity tells two files at one path apart: device, inode and change

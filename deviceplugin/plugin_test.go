@@ -364,6 +364,24 @@ func TestLateRegistrationAnswerNotResent(t *testing.T) {
 	}
 }
 
+// TestRegistersWithAKubeletStillStarting: a starting kubelet binds
+// kubelet.sock before it listens on it, and the create event can reach the
+// plugin in between (it did under make test's load: both registrations
+// were refused, and the pool waited for the next resync). The plugin tries
+// again shortly.
+func TestRegistersWithAKubeletStillStarting(t *testing.T) {
+	n := twoNICNode(t, 1)
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
+	e.kubelet.Wait("sluice.dev/a", wait, "registered", allHealthy(1))
+	e.kubelet.SetListenDelay(500 * time.Millisecond)
+	if err := e.kubelet.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	e.kubelet.Wait("sluice.dev/a", wait, "registered again without a resync", func(s kubelettest.Snapshot) bool {
+		return s.Registered && s.Streaming && len(s.Devices) == 1
+	})
+}
+
 func TestStopRemovesSockets(t *testing.T) {
 	n := twoNICNode(t, 1)
 	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))

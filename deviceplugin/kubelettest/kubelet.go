@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,9 @@ type Kubelet struct {
 	// replyDelay holds back Register's answer after the kubelet has
 	// registered the plugin and opened its stream: a busy kubelet.
 	replyDelay time.Duration
+	// listenDelay is the time between binding kubelet.sock and listening
+	// on it: a starting kubelet that refuses connections meanwhile.
+	listenDelay time.Duration
 }
 
 // SetReplyDelay makes Register answer d after it has done its work, as a
@@ -50,6 +54,15 @@ func (k *Kubelet) SetReplyDelay(d time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.replyDelay = d
+}
+
+// SetListenDelay makes Start bind kubelet.sock and listen on it only d
+// later, as a kubelet starting on a busy node can: the socket exists, and
+// connecting to it is refused.
+func (k *Kubelet) SetListenDelay(d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.listenDelay = d
 }
 
 // Refused is how many registrations were refused as "already connected".
@@ -119,16 +132,42 @@ func (k *Kubelet) Socket() string { return filepath.Join(k.Dir, "kubelet.sock") 
 // Start listens on kubelet.sock.
 func (k *Kubelet) Start() error {
 	_ = os.Remove(k.Socket())
-	l, err := net.Listen("unix", k.Socket())
+	k.mu.Lock()
+	delay := k.listenDelay
+	k.mu.Unlock()
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("fake kubelet: listen: %w", err)
+		return fmt.Errorf("fake kubelet: socket: %w", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: k.Socket()}); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("fake kubelet: bind %s: %w", k.Socket(), err)
 	}
 	srv := grpc.NewServer()
 	pluginapi.RegisterRegistrationServer(srv, k)
 	k.mu.Lock()
 	k.srv = srv
 	k.mu.Unlock()
-	go func() { _ = srv.Serve(l) }()
+	listen := func() error {
+		f := os.NewFile(uintptr(fd), k.Socket())
+		defer f.Close()
+		if err := syscall.Listen(fd, 128); err != nil {
+			return fmt.Errorf("fake kubelet: listen: %w", err)
+		}
+		l, err := net.FileListener(f)
+		if err != nil {
+			return fmt.Errorf("fake kubelet: listen: %w", err)
+		}
+		go func() { _ = srv.Serve(l) }()
+		return nil
+	}
+	if delay == 0 {
+		return listen()
+	}
+	go func() {
+		time.Sleep(delay)
+		_ = listen() // a test sees a kubelet that never listens
+	}()
 	return nil
 }
 
