@@ -226,9 +226,14 @@ func (m *Manager) scan(ctx context.Context) error {
 		return fmt.Errorf("discover the node: %w", err)
 	}
 	g := m.readGate()
-	att, err := m.attachments.Attached()
+	att, bad, err := m.attachments.Attached()
 	if err != nil {
 		m.log.Error(err, "cannot read the CNI attachment registry; VFs moved into pods may show as Unhealthy", "dir", m.attachments.Root())
+	}
+	for _, u := range bad {
+		// Its VF stays held (Attached says so); the agent quarantines the
+		// file once the VF is back on the host.
+		m.log.Error(u.Err, "unreadable attachment record: its VF is held as in use", "file", u.Path, "vf", u.PCIAddress)
 	}
 	m.mu.Lock()
 	prev, cfg := m.tree, m.cfg

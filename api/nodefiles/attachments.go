@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -111,25 +112,62 @@ func (d Attachments) Delete(pci string) error {
 	return wrap("attachment of "+pci, RemoveFile(d.path(pci)))
 }
 
-// List returns every record, sorted by PCI address. An absent directory is
-// an empty registry.
-func (d Attachments) List() ([]Record, error) {
+// Unreadable is a record file that cannot be parsed. Its VF is held all
+// the same: the file's name still says the VF was attached, and nothing
+// else tells whether it still is.
+type Unreadable struct {
+	PCIAddress string
+	Path       string
+	Err        error
+}
+
+// List returns every record, sorted by PCI address, and apart from them the
+// files that cannot be parsed: one damaged file does not hide the others.
+// An absent directory is an empty registry; err is the directory's own
+// failure, or a record that exists and cannot be read at all.
+func (d Attachments) List() (recs []Record, bad []Unreadable, err error) {
 	names, err := JSONNames(d.root)
 	if err != nil {
-		return nil, fmt.Errorf("attachments: %w", err)
+		return nil, nil, fmt.Errorf("attachments: %w", err)
 	}
-	var out []Record
 	for _, name := range names {
-		r, ok, err := d.Get(strings.TrimSuffix(name, ".json"))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, r)
+		pci := strings.TrimSuffix(name, ".json")
+		r, ok, err := d.Get(pci)
+		var u *UnreadableError
+		switch {
+		case errors.As(err, &u):
+			bad = append(bad, Unreadable{PCIAddress: pci, Path: u.Path, Err: u.Err})
+		case err != nil:
+			return nil, nil, err
+		case ok:
+			recs = append(recs, r)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].PCIAddress < out[j].PCIAddress })
-	return out, nil
+	sort.Slice(recs, func(i, j int) bool { return recs[i].PCIAddress < recs[j].PCIAddress })
+	return recs, bad, nil
+}
+
+// QuarantineDir is where Quarantine moves unreadable records, under the
+// registry's directory: kept for a person to read, no longer a record.
+const QuarantineDir = "quarantine"
+
+// Quarantine moves the record of pci out of the registry into QuarantineDir
+// (named <pci>.json.<UTC time>) and returns its new path. Call it only once
+// the VF is known to be attached to nothing, with its lock held: a
+// quarantined record no longer holds the VF.
+func (d Attachments) Quarantine(pci string, now time.Time) (string, error) {
+	dir := filepath.Join(d.root, QuarantineDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("quarantine the attachment of %s: %w", pci, err)
+	}
+	to := filepath.Join(dir, pci+".json."+now.UTC().Format("20060102T150405.000000000Z"))
+	if err := os.Rename(d.path(pci), to); err != nil {
+		return "", fmt.Errorf("quarantine the attachment of %s: %w", pci, err)
+	}
+	if err := syncDir(d.root); err != nil {
+		return "", fmt.Errorf("quarantine the attachment of %s: %w", pci, err)
+	}
+	return to, nil
 }
 
 func wrap(what string, err error) error {
@@ -139,15 +177,20 @@ func wrap(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// Attached returns the set of attached VF PCI addresses.
-func (d Attachments) Attached() (map[string]Record, error) {
-	rs, err := d.List()
+// Attached returns the attached VFs by PCI address, an unreadable record
+// holding its VF as a Record with the PCI address alone, and the
+// unreadable records apart.
+func (d Attachments) Attached() (map[string]Record, []Unreadable, error) {
+	rs, bad, err := d.List()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	m := make(map[string]Record, len(rs))
+	m := make(map[string]Record, len(rs)+len(bad))
 	for _, r := range rs {
 		m[r.PCIAddress] = r
 	}
-	return m, nil
+	for _, u := range bad {
+		m[u.PCIAddress] = Record{PCIAddress: u.PCIAddress}
+	}
+	return m, bad, nil
 }

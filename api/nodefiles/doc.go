@@ -9,7 +9,15 @@
 //     before the VF leaves the host namespace and removes it on DEL; the
 //     device plugin reads it to tell a VF whose netdev moved into a pod
 //     from one whose netdev vanished, and to prefer VFs no pod still holds;
-//     the agent reads it to know which pods use which VF.
+//     the agent reads it to know which pods use which VF. A record that
+//     cannot be parsed hides no other (List returns it apart) and still
+//     holds its VF, since its name says the VF was attached: the CNI's DEL
+//     of that attachment, an ADD finding the VF back in the host namespace,
+//     or the agent seeing the same, moves it to the registry's quarantine
+//     directory (kept for a person to read). Until then the agent reports
+//     it (an UnreadableAttachmentRecord event naming the file, the
+//     sluice_agent_unreadable_attachment_records gauge) and holds any change
+//     to its VF, without a drain slot, since no eviction can free it.
 //   - The readiness gate (GateState): the agent lists the PFs whose VFs are
 //     configured as the node's state asks, and the device plugin advertises
 //     only VFs of those PFs, so a VF is never offered to the kubelet before

@@ -20,10 +20,23 @@ func ReadJSON(path string, v any) (found bool, err error) {
 		return false, fmt.Errorf("read %s: %w", path, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
+		return false, &UnreadableError{Path: path, Err: err}
 	}
 	return true, nil
 }
+
+// UnreadableError is a file that exists and cannot be parsed: truncated by
+// a crash, damaged on disk, or written by an incompatible version. Its
+// reader decides whether to skip it; it never stops the reading of the
+// others.
+type UnreadableError struct {
+	Path string
+	Err  error
+}
+
+func (e *UnreadableError) Error() string { return fmt.Sprintf("parse %s: %v", e.Path, e.Err) }
+
+func (e *UnreadableError) Unwrap() error { return e.Err }
 
 // RemoveFile deletes the file at path; a missing file is not an error.
 func RemoveFile(path string) error {

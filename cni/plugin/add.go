@@ -83,7 +83,18 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	p.mark("VF lookup")
 	cch := cache{dir: conf.cacheDir()}
 	att := nodefiles.NewAttachments(conf.attachmentsDir())
-	if rec, ok, err := att.Get(conf.PCI); err != nil {
+	var unreadable *nodefiles.UnreadableError
+	if rec, ok, err := att.Get(conf.PCI); errors.As(err, &unreadable) {
+		// Damaged: only the VF's own state tells whether it is in a pod.
+		if vf.Driver == host.VfioPci || vf.Netdev == "" {
+			return nil, nil, cniError(ErrVFUnavailable, "VF %s has an unreadable attachment record (%v) and its netdev is not in the host namespace, so it may be in a pod: if no pod uses the VF, delete %s", conf.PCI, unreadable.Err, unreadable.Path)
+		}
+		to, err := att.Quarantine(conf.PCI, time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("VF %s: %w", conf.PCI, err)
+		}
+		p.logf("VF %s: its attachment record was unreadable (%v) and the VF is back in the host namespace, so it held nothing: moved the record to %s", conf.PCI, unreadable.Err, to)
+	} else if err != nil {
 		return nil, nil, err
 	} else if ok {
 		if !staleRecord(rec, vf) {

@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
@@ -94,8 +95,10 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 		defer lock.Unlock()
 		p.mark("VF lock")
 		rec, recOK, err := att.Get(t.pci)
+		var unreadable *nodefiles.UnreadableError
 		if err != nil {
 			p.logf("release %s: %v", t.pci, err)
+			errors.As(err, &unreadable)
 		}
 		p.mark("record")
 		// A record of another attachment means the VF is someone else's now.
@@ -113,9 +116,18 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 			}
 		}
 		defer func() {
-			if recOK {
+			switch {
+			case recOK:
 				if err := att.Delete(t.pci); err != nil {
 					p.logf("release %s: %v", t.pci, err)
+				}
+			case unreadable != nil && t.entry != nil && t.entry.PCIAddress == t.pci:
+				// This attachment's own cache entry brought the VF back:
+				// the damaged record held nothing else.
+				if to, err := att.Quarantine(t.pci, time.Now()); err != nil {
+					p.logf("release %s: %v", t.pci, err)
+				} else {
+					p.logf("release %s: moved its unreadable attachment record to %s", t.pci, to)
 				}
 			}
 		}()

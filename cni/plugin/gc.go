@@ -40,9 +40,12 @@ func (p *Plugin) CmdGC(args *skel.CmdArgs) error {
 		t.withEntry(e)
 		errs = append(errs, p.release(conf, t))
 	}
-	records, err := nodefiles.NewAttachments(conf.attachmentsDir()).List()
+	records, bad, err := nodefiles.NewAttachments(conf.attachmentsDir()).List()
 	if err != nil {
 		p.logf("GC: %v", err)
+	}
+	for _, u := range bad {
+		p.logf("GC: skipping unreadable attachment record %s: %v", u.Path, u.Err)
 	}
 	for _, r := range records {
 		if !stale(r.Network, r.ContainerID, r.IfName) {

@@ -32,6 +32,10 @@ func liveUsers(ctx context.Context, c client.Reader, src UsageSource, node strin
 	out := vfUsers{}
 	for vf, pods := range raw {
 		for _, p := range pods {
+			if p.unknown() {
+				out[vf] = appendPod(out[vf], p) // nothing to ask the API
+				continue
+			}
 			key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
 			live, seen := alive[key]
 			if !seen {
@@ -100,6 +104,10 @@ func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef, node
 	var res evictResult
 	var errs []error
 	for _, p := range pods {
+		if p.unknown() {
+			res.pending = append(res.pending, p) // no eviction reaches it
+			continue
+		}
 		pod := &corev1.Pod{}
 		err := c.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, pod)
 		if apierrors.IsNotFound(err) {
@@ -170,6 +178,13 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 		s.rescan()
 	}
 	s.inProgress(ctx)
+	if !slices.ContainsFunc(pods, func(p PodRef) bool { return !p.unknown() }) {
+		// No eviction can free these VFs: do not take a drain slot
+		// another node could use.
+		st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainWaiting, Pods: names, Reason: fmt.Sprintf(
+			"%s; held by %s: if no pod uses those VFs, delete the files", why, podList(pods))}
+		return false, nil
+	}
 
 	lease, holders, err := r.slots.acquire(ctx)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 type agentMetrics struct {
 	syncSeconds   *prometheus.HistogramVec
 	vfsConfigured *prometheus.GaugeVec
+	unreadableRec prometheus.Gauge
 }
 
 func newAgentMetrics(reg prometheus.Registerer, cniStats string) (*agentMetrics, error) {
@@ -28,8 +29,12 @@ func newAgentMetrics(reg prometheus.Registerer, cniStats string) (*agentMetrics,
 			Name: "sluice_agent_vfs_configured",
 			Help: "VFs configured as the NodeNetworkState asks (their PF verified and in the readiness gate), by resource.",
 		}, []string{"resource"}),
+		unreadableRec: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_agent_unreadable_attachment_records",
+			Help: "CNI attachment records that cannot be parsed and still hold their VF (its netdev is not in the host namespace); each is reported in an UnreadableAttachmentRecord event naming the file.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.syncSeconds, m.vfsConfigured, newCNICollector(cniStats)} {
+	for _, c := range []prometheus.Collector{m.syncSeconds, m.vfsConfigured, m.unreadableRec, newCNICollector(cniStats)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -40,6 +45,13 @@ func newAgentMetrics(reg prometheus.Registerer, cniStats string) (*agentMetrics,
 func (m *agentMetrics) synced(d time.Duration, result string) {
 	if m != nil {
 		m.syncSeconds.WithLabelValues(result).Observe(d.Seconds())
+	}
+}
+
+// unreadable sets how many unreadable attachment records hold a VF.
+func (m *agentMetrics) unreadable(n int) {
+	if m != nil {
+		m.unreadableRec.Set(float64(n))
 	}
 }
 

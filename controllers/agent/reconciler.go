@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/host"
 )
@@ -45,6 +46,9 @@ type Reconciler struct {
 	// lockDir and lockTimeout: the CNI's per-VF locks (vflocks.go).
 	lockDir     string
 	lockTimeout time.Duration
+	// attachments is the CNI's registry (records.go); its root is empty
+	// without Options.AttachmentsDir.
+	attachments nodefiles.Attachments
 	// retry is the requeue while a sync failed or waits for a drain,
 	// resync the one otherwise.
 	retry, resync, drainTimeout time.Duration
@@ -62,6 +66,7 @@ func newReconciler(c client.Client, ev evictor, h nodeHost, usage UsageSource, r
 		slots: &drainSlots{c: c, ns: o.Namespace, n: o.MaxUnavailable, holder: o.NodeName, duration: o.LeaseDuration, now: time.Now},
 		retry: o.RetryPeriod, resync: o.ResyncPeriod, drainTimeout: o.DrainTimeout,
 		rescan: o.Rescan, now: time.Now, lockDir: o.LockDir, lockTimeout: o.LockTimeout,
+		attachments: nodefiles.NewAttachments(o.AttachmentsDir),
 	}
 }
 

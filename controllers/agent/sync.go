@@ -56,6 +56,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 		return s.fail(err)
 	}
 	s.rec = rec
+	s.sweepRecords()
 	if s.users, err = liveUsers(ctx, r.client, r.usage, r.node); err != nil {
 		return s.fail(err)
 	}

@@ -15,10 +15,22 @@ type PodRef struct {
 	// UID, when the source knows it, tells a pod from a newer one of the
 	// same name.
 	UID string
+	// Record is set, without a name, for a VF held by an attachment
+	// record that cannot be parsed: its pod, if any, is unknown, cannot be
+	// evicted, and holds the VF until the record goes.
+	Record string
 }
 
+// unknown is a holder the agent cannot name.
+func (p PodRef) unknown() bool { return p.Name == "" && p.Record != "" }
+
 // String is "namespace/name".
-func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
+func (p PodRef) String() string {
+	if p.unknown() {
+		return "an unknown pod (unreadable attachment record " + p.Record + ")"
+	}
+	return p.Namespace + "/" + p.Name
+}
 
 // UsageSource says which pods use which VFs: VF PCI address to pods.
 type UsageSource interface {
@@ -39,7 +51,7 @@ func (m multiUsage) VFUsers(ctx context.Context) (map[string][]PodRef, error) {
 		}
 		for vf, pods := range u {
 			for _, p := range pods {
-				if !slices.ContainsFunc(out[vf], func(q PodRef) bool { return q.Namespace == p.Namespace && q.Name == p.Name }) {
+				if !slices.ContainsFunc(out[vf], func(q PodRef) bool { return q.Namespace == p.Namespace && q.Name == p.Name && q.Record == p.Record }) {
 					out[vf] = append(out[vf], p)
 				}
 			}
@@ -56,11 +68,14 @@ func (m multiUsage) VFUsers(ctx context.Context) (map[string][]PodRef, error) {
 type attachmentUsage struct{ dir nodefiles.Attachments }
 
 func (a attachmentUsage) VFUsers(context.Context) (map[string][]PodRef, error) {
-	recs, err := a.dir.List()
+	recs, bad, err := a.dir.List()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]PodRef{}
+	for _, u := range bad {
+		out[u.PCIAddress] = append(out[u.PCIAddress], PodRef{Record: u.Path})
+	}
 	for _, r := range recs {
 		if r.PodName == "" {
 			continue // no pod identity: the runtime is not Kubernetes'

@@ -1,0 +1,39 @@
+package deviceplugin
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// TestOneDamagedRecordMarksNoOtherVFUnhealthy: the registry used to stop at
+// the first record it could not parse, so the plugin saw no attachment at
+// all and marked every VF in a pod Unhealthy. Now the other records are
+// read, and the damaged one still holds its own VF: in use, not broken.
+func TestOneDamagedRecordMarksNoOtherVFUnhealthy(t *testing.T) {
+	n := twoNICNode(t, 4)
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
+	const res = "sluice.dev/a"
+	e.kubelet.Wait(res, wait, "4 healthy", allHealthy(4))
+	vf1, vf2, vf3 := n.VFAddress(cx0, 1), n.VFAddress(cx0, 2), n.VFAddress(cx0, 3)
+	moved, broken, damagedIf := n.Netdev(vf1), n.Netdev(vf2), n.Netdev(vf3)
+	e.attach(vf1, moved)
+	damaged := filepath.Join(e.dir, "attachments", vf3+".json")
+	if err := os.WriteFile(damaged, []byte(`{"pciAddress":"`+vf3+`","contai`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.RemoveNetdev(moved)
+	n.RemoveNetdev(damagedIf)
+	n.RemoveNetdev(broken) // no record: this one is broken
+	e.links.fire(broken)
+	// The scan that marks the VF without record saw the other two.
+	s := e.kubelet.Wait(res, time.Second, "the VF without netdev nor record Unhealthy", health(vf2, pluginapi.Unhealthy))
+	for _, vf := range []string{vf1, vf3} {
+		if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
+			t.Errorf("VF %s, in a pod: %v, want Healthy", vf, d)
+		}
+	}
+}
