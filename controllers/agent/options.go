@@ -83,6 +83,13 @@ type Options struct {
 	LeaseDuration time.Duration
 	// MetricsBindAddress and HealthProbeBindAddress; "0" or empty turns them off.
 	MetricsBindAddress, HealthProbeBindAddress string
+	// MetricsSecure serves metrics over HTTPS to authenticated and
+	// authorized scrapers only (metricsserver.go).
+	MetricsSecure bool
+	// CacheSyncTimeout bounds the wait for the agent's caches at start
+	// (controller-runtime's default, 2 minutes, when zero); past it the
+	// agent's controller stops and is started again.
+	CacheSyncTimeout time.Duration
 	// Logger; the zero value discards.
 	Logger logr.Logger
 

@@ -6,25 +6,10 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
@@ -55,32 +40,6 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("build scheme: %w", err)
 		}
 	}
-	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme:                 scheme,
-		Logger:                 o.Logger,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
-		HealthProbeBindAddress: o.HealthProbeBindAddress,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// This node's NodeNetworkState only: never a list of them all.
-			&sluicev1.NodeNetworkState{}: {Field: fields.OneTermEqualSelector("metadata.name", o.NodeName)},
-		}},
-		// Pods, the Node and Leases are read when needed, never cached:
-		// caching them would watch every pod of the cluster.
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
-			&corev1.Pod{}, &corev1.Node{}, &coordinationv1.Lease{},
-		}}},
-		// One agent per process; tests run several.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-	if o.HealthProbeBindAddress != "0" {
-		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-			return fmt.Errorf("add health check: %w", err)
-		}
-	}
-
 	h := o.Host
 	if h == nil {
 		h = host.New(host.Paths{Sys: o.SysRoot, Dev: o.DevRoot})
@@ -93,45 +52,40 @@ func Run(ctx context.Context, o Options) error {
 	if usage == nil {
 		usage = defaultUsage(o)
 	}
-	policy, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("create eviction client: %w", err)
-	}
-	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, h, usage, mgr.GetEventRecorder(FieldManager), o)
+	var metrics *agentMetrics
 	if o.Metrics != nil {
-		if r.metrics, err = newAgentMetrics(o.Metrics, o.CNIStatsDir); err != nil {
+		var err error
+		if metrics, err = newAgentMetrics(o.Metrics, o.CNIStatsDir); err != nil {
 			return fmt.Errorf("register agent metrics: %w", err)
 		}
 	}
-
 	// triggers start a sync from outside the API server: at start (the
 	// NodeNetworkState may not exist yet) and on host link events.
 	triggers := make(chan event.GenericEvent, 1)
-	err = ctrl.NewControllerManagedBy(mgr).
-		Named("agent").
-		// Own status writes do not bring the agent back; spec changes,
-		// creation and deletion do.
-		For(&sluicev1.NodeNetworkState{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(triggers, &handler.EnqueueRequestForObject{})).
-		Complete(r)
-	if err != nil {
-		return fmt.Errorf("set up the agent controller: %w", err)
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := mgr.Start(gctx); err != nil {
-			return fmt.Errorf("run the agent: %w", err)
-		}
-		return nil
-	})
 	kick := func() {
 		select {
 		case triggers <- event.GenericEvent{Object: &sluicev1.NodeNetworkState{ObjectMeta: objectMeta(o.NodeName)}}:
 		default: // a sync is already queued
 		}
 	}
-	kick()
+	a := &agentLoop{o: o, cfg: cfg, scheme: scheme, host: h, usage: usage, metrics: metrics, triggers: triggers, kick: kick}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.run(gctx) })
+	if o.MetricsBindAddress != "0" {
+		ms, err := newMetricsServer(o, cfg)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return ms.Start(gctx) })
+	}
+	if o.HealthProbeBindAddress != "0" {
+		hs, err := startHealth(o.HealthProbeBindAddress)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return hs.serve(gctx) })
+	}
 	if o.WatchLinks {
 		g.Go(func() error { return watchLinks(gctx, 2*time.Second, kick, o.Logger) })
 	}
