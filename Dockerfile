@@ -10,7 +10,9 @@
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts.
 
-ARG GO_VERSION=1.26
+# Pinned to a release (not a floating minor tag), at least go.mod's go
+# directive: TestDockerfilePinsGo.
+ARG GO_VERSION=1.26.8
 
 # Compile on the build machine's platform and cross-compile for the target:
 # both binaries are pure Go (CGO_ENABLED=0), as distroless/static requires.

@@ -34,7 +34,8 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", agent.DefaultDrainTimeout, "how long evicted pods may take to go before the sync is reported Failed (it is still retried)")
 	fs.DurationVar(&o.LeaseDuration, "drain-lease-duration", agent.DefaultLeaseDuration, "how long a drain slot stays taken without renewal (an agent that died)")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", "0", `address of the Prometheus /metrics endpoint; "0" turns it off`)
-	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", "0", `address of /healthz; "0" turns it off`)
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to scrapers whose token the API server authenticates and authorizes for GET /metrics (ClusterRole sluice-metrics-reader); false serves plain HTTP to anyone who reaches the address")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", "0", `address of /healthz (the process and its device plugin are alive; the API server is not asked); "0" turns it off`)
 	servePlugin := fs.Bool("device-plugin", true, "serve the kubelet device plugin in this process (over the same gate, pools file and attachment registry)")
 	var dp deviceplugin.Options
 	fs.StringVar(&dp.KubeletDir, "kubelet-dir", deviceplugin.DefaultKubeletDir, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
@@ -51,7 +52,7 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 		ctrl.SetLogger(logger)
 		o.Logger = logger
 		o.WatchLinks = true
-		o.Metrics = ctrlmetrics.Registry // served by the agent's manager on --metrics-bind-address
+		o.Metrics = ctrlmetrics.Registry // served on --metrics-bind-address
 		if *servePlugin {
 			dp.DevRoot, dp.SysRoot = o.DevRoot, o.SysRoot
 			o.DevicePlugin = &dp

@@ -6,6 +6,8 @@ import (
 
 	"github.com/sluice-net/sluice/api/nodefiles"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -22,6 +24,10 @@ const (
 	// AgentMetricsPort serves the agent's (and its device plugin's and the
 	// CNI's) Prometheus metrics on the node's network.
 	AgentMetricsPort = 9402
+	// AgentHealthPort answers the agent's liveness probe on the node's
+	// network: /healthz says the process and its device plugin are alive,
+	// and nothing else.
+	AgentHealthPort = 9403
 
 	// cniInImage is where the image carries the CNI plugin.
 	cniInImage = "/usr/local/bin/sluice-cni"
@@ -64,7 +70,9 @@ type hostMount struct {
 
 // agentMounts are the host directories the agent works in: sysfs and /dev
 // for the NICs, the kubelet's device-plugin and pod-resources sockets, its
-// own runtime directory, and the CNI state and configuration directories.
+// own runtime directory, sluice-cni's state directory and the runtime's
+// CDI directory. Nothing else of the host: the CNI configuration belongs
+// to Multus and the runtime.
 func agentMounts() []hostMount {
 	return []hostMount{
 		{"sys", "/sys", "/sys", corev1.HostPathDirectory},
@@ -76,7 +84,6 @@ func agentMounts() []hostMount {
 		{"run-sluice", nodefiles.RunDir, nodefiles.RunDir, corev1.HostPathDirectoryOrCreate},
 		// sluice-cni's outcome counters, exported as metrics.
 		{"cni-state", nodefiles.CNIStateDir, nodefiles.CNIStateDir, corev1.HostPathDirectoryOrCreate},
-		{"cni-conf", "/etc/cni/net.d", "/etc/cni/net.d", corev1.HostPathDirectoryOrCreate},
 		// CDI specs of --cdi pools, which the runtime reads.
 		{"cdi", "/var/run/cdi", "/var/run/cdi", corev1.HostPathDirectoryOrCreate},
 	}
@@ -98,7 +105,10 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 	}
 	volumes = append(volumes, hostPathVolume("cni-bin", "/opt/cni/bin", corev1.HostPathDirectoryOrCreate))
 
-	args := []string{fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable), fmt.Sprintf("--metrics-bind-address=:%d", AgentMetricsPort)}
+	// Metrics are HTTPS for authorized scrapers only (--metrics-secure,
+	// the default): the agent is on the node's network.
+	args := []string{fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable),
+		fmt.Sprintf("--metrics-bind-address=:%d", AgentMetricsPort), fmt.Sprintf("--health-probe-bind-address=:%d", AgentHealthPort)}
 	if o.CDI {
 		args = append(args, "--cdi", "--cdi-dir=/var/run/cdi")
 	}
@@ -107,7 +117,20 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 		WithImage(o.Image).
 		WithCommand("/usr/local/bin/sluice", "agent").
 		WithArgs(args...).
-		WithPorts(corev1ac.ContainerPort().WithName("metrics").WithContainerPort(AgentMetricsPort).WithProtocol(corev1.ProtocolTCP)).
+		WithPorts(
+			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(AgentMetricsPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName("health").WithContainerPort(AgentHealthPort).WithProtocol(corev1.ProtocolTCP),
+		).
+		// The process, not the API server: the device plugin serves on
+		// while the agent's controller waits for the control plane.
+		WithLivenessProbe(corev1ac.Probe().
+			WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/healthz").WithPort(intstr.FromString("health"))).
+			WithInitialDelaySeconds(10).WithPeriodSeconds(10).WithFailureThreshold(6)).
+		// Requests only: a memory limit would let the kernel kill the
+		// device plugin with the agent.
+		WithResources(corev1ac.ResourceRequirements().WithRequests(corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi"),
+		})).
 		WithEnv(
 			corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().
 				WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("spec.nodeName"))),
@@ -133,7 +156,13 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 		WithHostNetwork(true).
 		WithHostPID(false).
 		WithDNSPolicy(corev1.DNSClusterFirstWithHostNet).
-		WithTolerations(corev1ac.Toleration().WithOperator(corev1.TolerationOpExists).WithEffect(corev1.TaintEffectNoSchedule)).
+		// Every taint, NoExecute too: a node's VFs are served wherever
+		// pods may run, and a drained or unreachable node keeps its agent
+		// (as kube-proxy and the CNI DaemonSets do).
+		WithTolerations(corev1ac.Toleration().WithOperator(corev1.TolerationOpExists)).
+		// Evicted last under node pressure: pods depend on its device
+		// plugin and CNI state.
+		WithPriorityClassName("system-node-critical").
 		WithInitContainers(install).
 		WithContainers(agent).
 		WithVolumes(volumes...)

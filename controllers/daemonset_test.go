@@ -23,3 +23,49 @@ func TestNodeDaemonSetCDI(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeDaemonSetAsANodeComponent: the agent is what the node's pods get
+// their VFs from, so it is scheduled, kept and probed as a node component,
+// and reaches no more of the host than it uses.
+func TestNodeDaemonSetAsANodeComponent(t *testing.T) {
+	ds := nodeDaemonSet(NodeDaemonSetOptions{Namespace: "ns", Image: "img", MaxUnavailable: 1, ServiceAccount: "sa"})
+	pod := ds.Spec.Template.Spec
+	agent := pod.Containers[0]
+	for _, m := range agent.VolumeMounts {
+		if *m.MountPath == "/etc/cni/net.d" {
+			t.Error("the host's CNI configuration is mounted into the agent, which never reads nor writes it")
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil && (*v.HostPath.Path == "/var/lib/cni" || *v.HostPath.Path == "/etc/cni/net.d") {
+			t.Errorf("host path %s mounted", *v.HostPath.Path)
+		}
+	}
+	tolerated := false
+	for _, tol := range pod.Tolerations {
+		tolerated = tolerated || (tol.Operator != nil && *tol.Operator == "Exists" && tol.Key == nil && tol.Effect == nil)
+	}
+	if !tolerated {
+		t.Errorf("tolerations %+v: want every taint tolerated (NoExecute too)", pod.Tolerations)
+	}
+	if pod.PriorityClassName == nil || *pod.PriorityClassName != "system-node-critical" {
+		t.Errorf("priority class %v, want system-node-critical", pod.PriorityClassName)
+	}
+	lp := agent.LivenessProbe
+	if lp == nil || lp.HTTPGet == nil || *lp.HTTPGet.Path != "/healthz" || lp.HTTPGet.Port.StrVal != "health" {
+		t.Fatalf("liveness probe %+v, want GET /healthz on the health port", lp)
+	}
+	if !slices.Contains(agent.Args, "--health-probe-bind-address=:9403") {
+		t.Errorf("args %v do not serve the probe's port", agent.Args)
+	}
+	if slices.ContainsFunc(agent.Args, func(a string) bool { return a == "--metrics-secure=false" }) {
+		t.Errorf("args %v serve metrics unauthenticated on the node's network", agent.Args)
+	}
+	r := agent.Resources
+	if r == nil || r.Requests == nil || r.Requests.Cpu().IsZero() || r.Requests.Memory().IsZero() {
+		t.Errorf("resources %+v: want CPU and memory requests", r)
+	}
+	if r != nil && r.Limits != nil && !r.Limits.Memory().IsZero() {
+		t.Errorf("memory limit %s: the kernel would kill the device plugin with the agent", r.Limits.Memory())
+	}
+}
