@@ -27,9 +27,9 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 		return errorf("nodeSelector = %v", pod.NodeSelector)
 	}
 	if !slices.ContainsFunc(pod.Tolerations, func(t corev1.Toleration) bool {
-		return t.Operator == corev1.TolerationOpExists && t.Effect == corev1.TaintEffectNoSchedule && t.Key == ""
+		return t.Operator == corev1.TolerationOpExists && t.Effect == "" && t.Key == ""
 	}) {
-		return errorf("no toleration of every NoSchedule taint: %+v", pod.Tolerations)
+		return errorf("no toleration of every taint: %+v", pod.Tolerations)
 	}
 	if pod.ServiceAccountName != "sluice-node" {
 		return errorf("serviceAccountName = %q", pod.ServiceAccountName)
@@ -41,7 +41,7 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 	if agent.Name != "agent" || agent.Image != testNodeImage {
 		return errorf("agent container %s image %s", agent.Name, agent.Image)
 	}
-	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2", "--metrics-bind-address=:9402"}) || len(agent.Ports) != 1 || agent.Ports[0].ContainerPort != 9402 {
+	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2", "--metrics-bind-address=:9402", "--health-probe-bind-address=:9403"}) || len(agent.Ports) != 2 || agent.Ports[0].ContainerPort != 9402 || agent.Ports[1].ContainerPort != 9403 {
 		return errorf("agent runs %v %v", agent.Command, agent.Args)
 	}
 	if agent.SecurityContext == nil || agent.SecurityContext.Privileged == nil || !*agent.SecurityContext.Privileged {
@@ -62,7 +62,7 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 	for _, m := range agent.VolumeMounts {
 		mounted[hostPaths[m.Name]] = m.MountPath
 	}
-	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni/sluice", "/etc/cni/net.d"} {
+	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni/sluice", "/var/run/cdi"} {
 		if mounted[p] != p {
 			return errorf("host %s mounted at %q in the agent", p, mounted[p])
 		}
