@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-net/sluice/api/drainslot"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/host/hosttest"
@@ -148,6 +151,18 @@ func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
 	}
 }
 
+// createDrainSlots creates the drain slot Leases in ns, as the operator
+// does in its namespace.
+func createDrainSlots(t *testing.T, env *testenv.Env, ns string, n int) {
+	t.Helper()
+	for _, name := range drainslot.Names(n) {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		if err := env.Client.Create(context.Background(), l); err != nil {
+			t.Fatalf("create drain slot %s: %v", name, err)
+		}
+	}
+}
+
 // fakeUsage is a VF usage source the test sets.
 type fakeUsage struct {
 	mu   sync.Mutex
@@ -225,6 +240,7 @@ func newHarness(t *testing.T) *harness {
 		LeaseDuration:      10 * time.Second,
 		Logger:             testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
 	}
+	createDrainSlots(t, env, h.ns, h.opts.MaxUnavailable)
 	return h
 }
 
@@ -402,5 +418,30 @@ func nVFs(pf, name string, n int32, groups ...sluicev1.VFGroup) func(*sluicev1.N
 			s.Pools = append(s.Pools, sluicev1.DevicePluginPool{ResourceName: g.ResourceName, DeviceType: g.DeviceType,
 				Selectors: sluicev1.PoolSelectors{PFNames: []string{name + "#" + string(g.VFRange)}}})
 		}
+	}
+}
+
+// TestRoleGrantsTheDrainSlots: the agent's Role names exactly the drain
+// slots sluice-drain-0 .. drainslot.Max-1, the most --max-unavailable
+// accepts, and no other Lease.
+func TestRoleGrantsTheDrainSlots(t *testing.T) {
+	docs, err := rbacDocs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []rbacv1.Role
+	for _, d := range docs {
+		var r rbacv1.Role
+		if err := yaml.Unmarshal([]byte(d), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind == "Role" {
+			roles = append(roles, r)
+		}
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"},
+		Verbs: []string{"get", "update"}, ResourceNames: drainslot.Names(drainslot.Max)}}
+	if len(roles) != 1 || !reflect.DeepEqual(roles[0].Rules, want) {
+		t.Errorf("agent_role.yaml's Roles %+v, want one with the rules %+v", roles, want)
 	}
 }
