@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -58,7 +59,7 @@ func controlPlane(t *testing.T) *testenv.Env {
 	shared.once.Do(func() {
 		shared.env, shared.err = testenv.Start()
 		if shared.err == nil {
-			shared.err = installClusterRBAC(shared.env)
+			shared.err = installClusterAccess(shared.env)
 		}
 	})
 	if shared.err != nil {
@@ -68,13 +69,17 @@ func controlPlane(t *testing.T) *testenv.Env {
 }
 
 const (
-	agentUser   = "system:serviceaccount:" + DefaultNamespace + ":sluice-node"
-	waitTimeout = 30 * time.Second
+	agentAccount = "sluice-node"
+	agentUser    = "system:serviceaccount:" + DefaultNamespace + ":" + agentAccount
+	// nodeNameExtra is the user extra in which a service account token
+	// bound to a pod names the pod's node.
+	nodeNameExtra = "authentication.kubernetes.io/node-name"
+	waitTimeout   = 30 * time.Second
 )
 
-// rbacDocs reads config/rbac/agent_role.yaml.
-func rbacDocs() ([]string, error) {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml"))
+// manifestDocs reads the YAML documents of a file under config/.
+func manifestDocs(path ...string) ([]string, error) {
+	raw, err := os.ReadFile(filepath.Join(append([]string{testenv.RepoRoot(), "config"}, path...)...))
 	if err != nil {
 		return nil, err
 	}
@@ -87,15 +92,31 @@ func rbacDocs() ([]string, error) {
 	return docs, nil
 }
 
-// installClusterRBAC installs the agent's ClusterRole and its binding: the
-// agents under test act as the sluice-node ServiceAccount, so every test
-// also proves config/rbac/agent_role.yaml is enough.
-func installClusterRBAC(env *testenv.Env) error {
-	docs, err := rbacDocs()
+// installClusterAccess installs the agent's ClusterRole and its binding,
+// its ServiceAccount and the admission policy narrowing its writes to its
+// node (config/admission): the agents under test act as the sluice-node
+// ServiceAccount on their node, so every test also proves that
+// config/rbac/agent_role.yaml is enough and that the policy lets the agent
+// do its work.
+func installClusterAccess(env *testenv.Env) error {
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultNamespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: DefaultNamespace, Name: agentAccount}},
+	} {
+		if err := env.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	rbac, err := manifestDocs("rbac", "agent_role.yaml")
 	if err != nil {
 		return err
 	}
-	for _, d := range docs {
+	policy, err := manifestDocs("admission", "node_identity.yaml")
+	if err != nil {
+		return err
+	}
+	for _, d := range append(rbac, policy...) {
 		var kind struct{ Kind string }
 		if err := yaml.Unmarshal([]byte(d), &kind); err != nil {
 			return err
@@ -106,13 +127,17 @@ func installClusterRBAC(env *testenv.Env) error {
 			obj = &rbacv1.ClusterRole{}
 		case "ClusterRoleBinding":
 			obj = &rbacv1.ClusterRoleBinding{}
+		case "ValidatingAdmissionPolicy":
+			obj = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+		case "ValidatingAdmissionPolicyBinding":
+			obj = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 		default:
 			continue
 		}
-		if err := yaml.Unmarshal([]byte(d), obj); err != nil {
-			return err
+		if err := yaml.UnmarshalStrict([]byte(d), obj); err != nil {
+			return fmt.Errorf("%s: %w", kind.Kind, err)
 		}
-		if err := env.Client.Create(context.Background(), obj); err != nil {
+		if err := env.Client.Create(ctx, obj); err != nil {
 			return fmt.Errorf("install %s: %w", kind.Kind, err)
 		}
 	}
@@ -123,7 +148,7 @@ func installClusterRBAC(env *testenv.Env) error {
 // test namespace.
 func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
 	t.Helper()
-	docs, err := rbacDocs()
+	docs, err := manifestDocs("rbac", "agent_role.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +166,7 @@ func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
 		default:
 			continue
 		}
-		if err := yaml.Unmarshal([]byte(d), obj); err != nil {
+		if err := yaml.UnmarshalStrict([]byte(d), obj); err != nil {
 			t.Fatal(err)
 		}
 		obj.SetNamespace(ns)
@@ -223,8 +248,9 @@ func newHarness(t *testing.T) *harness {
 		// envtest runs no garbage collector.
 		_ = env.Client.Delete(ctx, &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{Name: h.name}})
 	})
+	// The agent's user as a token bound to a pod on this node makes it.
 	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser, Extra: map[string][]string{nodeNameExtra: {h.name}}}
 	h.opts = Options{
 		NodeName:           h.name,
 		RestConfig:         cfg,
@@ -425,7 +451,7 @@ func nVFs(pf, name string, n int32, groups ...sluicev1.VFGroup) func(*sluicev1.N
 // slots sluice-drain-0 .. drainslot.Max-1, the most --max-unavailable
 // accepts, and no other Lease.
 func TestRoleGrantsTheDrainSlots(t *testing.T) {
-	docs, err := rbacDocs()
+	docs, err := manifestDocs("rbac", "agent_role.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
