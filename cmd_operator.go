@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	kubeconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
+	"github.com/sluice-net/sluice/api/drainslot"
 	"github.com/sluice-net/sluice/controllers"
 )
 
@@ -19,7 +20,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	var o controllers.Options
 	namespace := envOr("POD_NAMESPACE", controllers.DefaultNamespace)
 	kubeconfig.RegisterFlags(fs)
-	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the operator, its node DaemonSet and its leader election lease (POD_NAMESPACE when set)")
+	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the operator, its node DaemonSet, the drain slot Leases and its leader election Lease (POD_NAMESPACE when set)")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint; "0" turns it off`)
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", `address of /healthz and /readyz; "0" turns them off`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader so that only one operator replica reconciles")
@@ -27,7 +28,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.StringVar(&o.NodeDaemonSet.Image, "node-image", os.Getenv("SLUICE_NODE_IMAGE"), "image of the node DaemonSet (sluice agent and sluice-cni); required (SLUICE_NODE_IMAGE when set)")
 	pullPolicy := fs.String("node-image-pull-policy", "", "pull policy of the node image: Always, IfNotPresent or Never (default: Kubernetes')")
 	nodeSelector := fs.String("node-selector", "", "nodes the agent runs on, as key=value[,key=value]; empty: every node")
-	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, "nodes that may drain for a VF change at once, cluster-wide (passed to every agent)")
+	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, fmt.Sprintf("nodes that may drain for a VF change at once, cluster-wide: the operator creates this many drain slot Leases and passes the number to every agent (at most %d, the slots the agent's Role grants)", drainslot.Max))
 	fs.BoolVar(&o.NodeDaemonSet.CDI, "node-cdi", false, "the node agent's device plugin hands devices out as CDI device names (specs in /var/run/cdi) instead of device specs; needs a runtime with CDI (containerd 2.x, CRI-O 1.28+). Soft-RoCE pools use CDI either way")
 	fs.StringVar(&o.NodeDaemonSet.ServiceAccount, "node-service-account", controllers.DefaultServiceAccount, "service account of the node agent")
 	fs.IntVar(&o.NodeStateWorkers, "node-state-workers", 4, "concurrent NodeNetworkState renders")

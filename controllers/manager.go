@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/sluice-net/sluice/api/drainslot"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
 
@@ -35,8 +36,8 @@ type Options struct {
 	// RestConfig reaches the API server; nil loads it as kubectl does
 	// (--kubeconfig, KUBECONFIG, in-cluster, ~/.kube/config).
 	RestConfig *rest.Config
-	// Namespace the operator runs in: the node DaemonSet and the leader
-	// election lease live there.
+	// Namespace the operator runs in: the node DaemonSet, the drain slot
+	// Leases and the leader election Lease live there.
 	Namespace string
 	// MetricsBindAddress serves /metrics; "0" turns it off.
 	MetricsBindAddress string
@@ -66,8 +67,8 @@ func (o *Options) validate() error {
 	if o.NodeDaemonSet.Image == "" {
 		errs = append(errs, errors.New("node image is empty: set --node-image to the image holding /usr/local/bin/sluice and /usr/local/bin/sluice-cni"))
 	}
-	if o.NodeDaemonSet.MaxUnavailable < 1 {
-		errs = append(errs, fmt.Errorf("max-unavailable is %d: at least one node must be allowed to drain at a time", o.NodeDaemonSet.MaxUnavailable))
+	if err := drainslot.Validate(o.NodeDaemonSet.MaxUnavailable); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -164,6 +165,9 @@ func NewManager(o Options) (manager.Manager, error) {
 		}},
 		{"vfnetwork", func() error { return (&VFNetworkReconciler{Client: c, Scheme: scheme}).SetupWithManager(mgr) }},
 		{"node-daemonset", func() error { return (&NodeDaemonSetReconciler{Client: c, Options: dsOpts}).SetupWithManager(mgr) }},
+		{"drain-slots", func() error {
+			return (&DrainSlotsReconciler{Client: c, Namespace: o.Namespace, Slots: dsOpts.MaxUnavailable}).SetupWithManager(mgr)
+		}},
 	}
 	for _, s := range steps {
 		if err := s.setup(); err != nil {

@@ -193,7 +193,7 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 	if lease == nil {
 		slices.Sort(holders)
 		st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainWaiting, Pods: names, Reason: fmt.Sprintf(
-			"%s; waiting for a drain slot: all %d are held (by %s; --max-unavailable=%d)", why, r.slots.n, strings.Join(holders, ", "), r.slots.n)}
+			"%s; waiting for a drain slot: none of the %d is free (%s; --max-unavailable=%d)", why, r.slots.n, strings.Join(holders, ", "), r.slots.n)}
 		return false, nil
 	}
 	if st.Drain == nil || st.Drain.State != sluicev1.DrainDraining {

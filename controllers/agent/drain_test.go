@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -86,6 +87,20 @@ func TestAgentDrainEvictsOnlyAffectedPods(t *testing.T) {
 		t.Errorf("drain = %+v, want Done with exactly %s", d, a)
 	}
 	h.noSlotHeld()
+	// The Draining event, about the NodeNetworkState (in default: it is
+	// cluster-scoped), passed the agent's RBAC and admission policy.
+	h.eventually("a Draining event", func() error {
+		var events eventsv1.EventList
+		if err := h.env.Client.List(context.Background(), &events, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Kind == "NodeNetworkState" && e.Regarding.Name == h.name && e.Reason == "Draining" {
+				return nil
+			}
+		}
+		return fmt.Errorf("none among %d events in %s", len(events.Items), metav1.NamespaceDefault)
+	})
 }
 
 // TestAgentNoDrainForUnusedVFs: rebinding VFs nobody uses on a PF with a
@@ -200,12 +215,13 @@ func TestAgentDrainRespectsPDB(t *testing.T) {
 // slot is free it drains, applies and releases it.
 func TestAgentWaitsForDrainSlot(t *testing.T) {
 	h, a, _ := drainHarness(t)
-	slot := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "sluice-drain-0"},
-		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("other-node"), LeaseDurationSeconds: ptr.To(int32(3600)),
-			RenewTime: &metav1.MicroTime{Time: time.Now()}, AcquireTime: &metav1.MicroTime{Time: time.Now()}},
+	slot := &coordinationv1.Lease{}
+	if err := h.env.Client.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: "sluice-drain-0"}, slot); err != nil {
+		t.Fatal(err)
 	}
-	if err := h.env.Client.Create(context.Background(), slot); err != nil {
+	slot.Spec = coordinationv1.LeaseSpec{HolderIdentity: ptr.To("other-node"), LeaseDurationSeconds: ptr.To(int32(3600)),
+		RenewTime: &metav1.MicroTime{Time: time.Now()}, AcquireTime: &metav1.MicroTime{Time: time.Now()}}
+	if err := h.env.Client.Update(context.Background(), slot); err != nil {
 		t.Fatal(err)
 	}
 	gen := h.setSpec(twoPFs(6, nil))
@@ -233,6 +249,36 @@ func TestAgentWaitsForDrainSlot(t *testing.T) {
 	n = h.synced(sluicev1.SyncSucceeded, gen)
 	if h.podExists(a.Name) || h.numVFs(pfA) != 6 || n.Status.Drain.State != sluicev1.DrainDone {
 		t.Errorf("after the slot freed: pod exists %v, %d VFs, drain %+v", h.podExists(a.Name), h.numVFs(pfA), n.Status.Drain)
+	}
+	h.noSlotHeld()
+}
+
+// TestAgentWaitsForMissingDrainSlot: the agent does not create drain
+// slots (the operator does); without one it waits, saying so, and
+// drains once the slot is there.
+func TestAgentWaitsForMissingDrainSlot(t *testing.T) {
+	h, a, _ := drainHarness(t)
+	slot := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "sluice-drain-0"}}
+	if err := h.env.Client.Delete(context.Background(), slot); err != nil {
+		t.Fatal(err)
+	}
+	gen := h.setSpec(twoPFs(6, nil))
+	n := h.waitFor("Waiting for a drain slot", func(n *sluicev1.NodeNetworkState) error {
+		if d := n.Status.Drain; n.Status.ObservedGeneration != gen || d == nil || d.State != sluicev1.DrainWaiting {
+			return fmt.Errorf("drain %+v", d)
+		}
+		return nil
+	})
+	if want := "sluice-drain-0 does not exist in " + h.ns + " (the operator creates the drain slots"; !strings.Contains(n.Status.Drain.Reason, want) {
+		t.Errorf("drain reason %q, want it to say %q", n.Status.Drain.Reason, want)
+	}
+	if !h.podExists(a.Name) {
+		t.Fatal("evicted without a drain slot")
+	}
+	createDrainSlots(t, h.env, h.ns, 1)
+	n = h.synced(sluicev1.SyncSucceeded, gen)
+	if h.podExists(a.Name) || h.numVFs(pfA) != 6 || n.Status.Drain.State != sluicev1.DrainDone {
+		t.Errorf("once the slot was there: pod exists %v, %d VFs, drain %+v", h.podExists(a.Name), h.numVFs(pfA), n.Status.Drain)
 	}
 	h.noSlotHeld()
 }

@@ -7,12 +7,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluice-net/sluice/api/drainslot"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/host/hosttest"
@@ -55,7 +59,7 @@ func controlPlane(t *testing.T) *testenv.Env {
 	shared.once.Do(func() {
 		shared.env, shared.err = testenv.Start()
 		if shared.err == nil {
-			shared.err = installClusterRBAC(shared.env)
+			shared.err = installClusterAccess(shared.env)
 		}
 	})
 	if shared.err != nil {
@@ -65,13 +69,17 @@ func controlPlane(t *testing.T) *testenv.Env {
 }
 
 const (
-	agentUser   = "system:serviceaccount:" + DefaultNamespace + ":sluice-node"
-	waitTimeout = 30 * time.Second
+	agentAccount = "sluice-node"
+	agentUser    = "system:serviceaccount:" + DefaultNamespace + ":" + agentAccount
+	// nodeNameExtra is the user extra in which a service account token
+	// bound to a pod names the pod's node.
+	nodeNameExtra = "authentication.kubernetes.io/node-name"
+	waitTimeout   = 30 * time.Second
 )
 
-// rbacDocs reads config/rbac/agent_role.yaml.
-func rbacDocs() ([]string, error) {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "agent_role.yaml"))
+// manifestDocs reads the YAML documents of a file under config/.
+func manifestDocs(path ...string) ([]string, error) {
+	raw, err := os.ReadFile(filepath.Join(append([]string{testenv.RepoRoot(), "config"}, path...)...))
 	if err != nil {
 		return nil, err
 	}
@@ -84,15 +92,31 @@ func rbacDocs() ([]string, error) {
 	return docs, nil
 }
 
-// installClusterRBAC installs the agent's ClusterRole and its binding: the
-// agents under test act as the sluice-node ServiceAccount, so every test
-// also proves config/rbac/agent_role.yaml is enough.
-func installClusterRBAC(env *testenv.Env) error {
-	docs, err := rbacDocs()
+// installClusterAccess installs the agent's ClusterRole and its binding,
+// its ServiceAccount and the admission policy narrowing its writes to its
+// node (config/admission): the agents under test act as the sluice-node
+// ServiceAccount on their node, so every test also proves that
+// config/rbac/agent_role.yaml is enough and that the policy lets the agent
+// do its work.
+func installClusterAccess(env *testenv.Env) error {
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultNamespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: DefaultNamespace, Name: agentAccount}},
+	} {
+		if err := env.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	rbac, err := manifestDocs("rbac", "agent_role.yaml")
 	if err != nil {
 		return err
 	}
-	for _, d := range docs {
+	policy, err := manifestDocs("admission", "node_identity.yaml")
+	if err != nil {
+		return err
+	}
+	for _, d := range append(rbac, policy...) {
 		var kind struct{ Kind string }
 		if err := yaml.Unmarshal([]byte(d), &kind); err != nil {
 			return err
@@ -103,13 +127,17 @@ func installClusterRBAC(env *testenv.Env) error {
 			obj = &rbacv1.ClusterRole{}
 		case "ClusterRoleBinding":
 			obj = &rbacv1.ClusterRoleBinding{}
+		case "ValidatingAdmissionPolicy":
+			obj = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+		case "ValidatingAdmissionPolicyBinding":
+			obj = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
 		default:
 			continue
 		}
-		if err := yaml.Unmarshal([]byte(d), obj); err != nil {
-			return err
+		if err := yaml.UnmarshalStrict([]byte(d), obj); err != nil {
+			return fmt.Errorf("%s: %w", kind.Kind, err)
 		}
-		if err := env.Client.Create(context.Background(), obj); err != nil {
+		if err := env.Client.Create(ctx, obj); err != nil {
 			return fmt.Errorf("install %s: %w", kind.Kind, err)
 		}
 	}
@@ -120,7 +148,7 @@ func installClusterRBAC(env *testenv.Env) error {
 // test namespace.
 func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
 	t.Helper()
-	docs, err := rbacDocs()
+	docs, err := manifestDocs("rbac", "agent_role.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +166,24 @@ func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
 		default:
 			continue
 		}
-		if err := yaml.Unmarshal([]byte(d), obj); err != nil {
+		if err := yaml.UnmarshalStrict([]byte(d), obj); err != nil {
 			t.Fatal(err)
 		}
 		obj.SetNamespace(ns)
 		if err := env.Client.Create(context.Background(), obj); err != nil {
 			t.Fatalf("install %s: %v", kind.Kind, err)
+		}
+	}
+}
+
+// createDrainSlots creates the drain slot Leases in ns, as the operator
+// does in its namespace.
+func createDrainSlots(t *testing.T, env *testenv.Env, ns string, n int) {
+	t.Helper()
+	for _, name := range drainslot.Names(n) {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		if err := env.Client.Create(context.Background(), l); err != nil {
+			t.Fatalf("create drain slot %s: %v", name, err)
 		}
 	}
 }
@@ -208,8 +248,9 @@ func newHarness(t *testing.T) *harness {
 		// envtest runs no garbage collector.
 		_ = env.Client.Delete(ctx, &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{Name: h.name}})
 	})
+	// The agent's user as a token bound to a pod on this node makes it.
 	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser, Extra: map[string][]string{nodeNameExtra: {h.name}}}
 	h.opts = Options{
 		NodeName:           h.name,
 		RestConfig:         cfg,
@@ -225,6 +266,7 @@ func newHarness(t *testing.T) *harness {
 		LeaseDuration:      10 * time.Second,
 		Logger:             testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
 	}
+	createDrainSlots(t, env, h.ns, h.opts.MaxUnavailable)
 	return h
 }
 
@@ -402,5 +444,30 @@ func nVFs(pf, name string, n int32, groups ...sluicev1.VFGroup) func(*sluicev1.N
 			s.Pools = append(s.Pools, sluicev1.DevicePluginPool{ResourceName: g.ResourceName, DeviceType: g.DeviceType,
 				Selectors: sluicev1.PoolSelectors{PFNames: []string{name + "#" + string(g.VFRange)}}})
 		}
+	}
+}
+
+// TestRoleGrantsTheDrainSlots: the agent's Role names exactly the drain
+// slots sluice-drain-0 .. drainslot.Max-1, the most --max-unavailable
+// accepts, and no other Lease.
+func TestRoleGrantsTheDrainSlots(t *testing.T) {
+	docs, err := manifestDocs("rbac", "agent_role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []rbacv1.Role
+	for _, d := range docs {
+		var r rbacv1.Role
+		if err := yaml.Unmarshal([]byte(d), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind == "Role" {
+			roles = append(roles, r)
+		}
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"},
+		Verbs: []string{"get", "update"}, ResourceNames: drainslot.Names(drainslot.Max)}}
+	if len(roles) != 1 || !reflect.DeepEqual(roles[0].Rules, want) {
+		t.Errorf("agent_role.yaml's Roles %+v, want one with the rules %+v", roles, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 
+	"github.com/sluice-net/sluice/api/drainslot"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
@@ -67,9 +68,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// Usage overrides the VF usage source built from the two above.
 	Usage UsageSource
-	// Namespace holds the drain Lease slots (the agent's namespace).
+	// Namespace holds the drain slot Leases (the agent's namespace, where
+	// the operator creates them).
 	Namespace string
-	// MaxUnavailable is how many nodes may drain at once, cluster-wide.
+	// MaxUnavailable is how many nodes may drain at once, cluster-wide: the
+	// number of drain slots, at most drainslot.Max.
 	MaxUnavailable int
 	// ResyncPeriod is how often the host is rediscovered and drift repaired.
 	ResyncPeriod time.Duration
@@ -155,8 +158,8 @@ func (o Options) validate() error {
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("node name is empty: set --node-name or NODE_NAME (the pod's spec.nodeName)"))
 	}
-	if o.MaxUnavailable < 1 {
-		errs = append(errs, fmt.Errorf("max-unavailable is %d: at least one node must be allowed to drain at a time", o.MaxUnavailable))
+	if err := drainslot.Validate(o.MaxUnavailable); err != nil {
+		errs = append(errs, err)
 	}
 	if o.RetryPeriod > o.LeaseDuration/2 {
 		errs = append(errs, fmt.Errorf("retry period %s must be at most half the lease duration %s, or a draining node loses its slot", o.RetryPeriod, o.LeaseDuration))

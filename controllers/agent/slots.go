@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -11,15 +10,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-)
 
-// slotPrefix names the drain slots: Leases sluice-drain-0 .. N-1.
-const slotPrefix = "sluice-drain-"
+	"github.com/sluice-net/sluice/api/drainslot"
+)
 
 // drainSlots limits how many nodes drain at once, cluster-wide: a node
 // drains only while it holds one of max-unavailable Leases in the agents'
-// namespace. A holder renews its Lease on every sync while it drains; a
-// Lease not renewed for its duration (the agent died) is free again.
+// namespace (package drainslot). The operator creates them; the agent only
+// reads and updates them. A holder renews its Lease on every sync while it
+// drains; a Lease not renewed for its duration (the agent died) is free
+// again.
 type drainSlots struct {
 	c        client.Client
 	ns       string
@@ -29,17 +29,20 @@ type drainSlots struct {
 	now      func() time.Time
 }
 
-func (s *drainSlots) name(i int) string { return slotPrefix + strconv.Itoa(i) }
+func (s *drainSlots) name(i int) string { return drainslot.Name(i) }
 
 // acquire returns the slot this node holds, renewed, taking a free one if
-// it holds none. Without a free slot it returns nil and who holds them.
+// it holds none. Without a free slot it returns nil and, per slot, why it
+// is not free.
 func (s *drainSlots) acquire(ctx context.Context) (*coordinationv1.Lease, []string, error) {
 	leases := make([]*coordinationv1.Lease, s.n)
+	var holders []string
 	for i := range s.n {
 		l := &coordinationv1.Lease{}
 		err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: s.name(i)}, l)
 		switch {
 		case apierrors.IsNotFound(err):
+			holders = append(holders, fmt.Sprintf("%s does not exist in %s (the operator creates the drain slots: is it running with the same --max-unavailable?)", s.name(i), s.ns))
 			continue
 		case err != nil:
 			return nil, nil, fmt.Errorf("get drain slot %s/%s: %w", s.ns, s.name(i), err)
@@ -49,25 +52,13 @@ func (s *drainSlots) acquire(ctx context.Context) (*coordinationv1.Lease, []stri
 		}
 		leases[i] = l
 	}
-	var holders []string
 	now := s.now()
 	for i, l := range leases {
 		if l == nil {
-			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: s.name(i)}}
-			s.take(l, now)
-			err := s.c.Create(ctx, l)
-			switch {
-			case err == nil:
-				return l, nil, nil
-			case apierrors.IsAlreadyExists(err):
-				holders = append(holders, "a node that just took "+s.name(i))
-				continue
-			default:
-				return nil, nil, fmt.Errorf("create drain slot %s/%s: %w", s.ns, s.name(i), err)
-			}
+			continue
 		}
 		if !s.free(l, now) {
-			holders = append(holders, ptr.Deref(l.Spec.HolderIdentity, ""))
+			holders = append(holders, s.name(i)+" held by "+ptr.Deref(l.Spec.HolderIdentity, ""))
 			continue
 		}
 		s.take(l, now)
@@ -76,7 +67,7 @@ func (s *drainSlots) acquire(ctx context.Context) (*coordinationv1.Lease, []stri
 		case err == nil:
 			return l, nil, nil
 		case apierrors.IsConflict(err):
-			holders = append(holders, "a node that just took "+s.name(i))
+			holders = append(holders, s.name(i)+" taken just now by another node")
 		default:
 			return nil, nil, fmt.Errorf("take drain slot %s/%s: %w", s.ns, s.name(i), err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,7 +106,8 @@ func TestSamplesValid(t *testing.T) {
 
 func TestDefaultInstallValid(t *testing.T) {
 	objs := decodeAll(t, kustomizeBuild(t, filepath.Join(testenv.RepoRoot(), "config", "default")))
-	want := map[string]bool{"CustomResourceDefinition": false, "Deployment": false, "DaemonSet": false, "ClusterRole": false, "ServiceAccount": false}
+	want := map[string]bool{"CustomResourceDefinition": false, "Deployment": false, "DaemonSet": false, "ClusterRole": false, "ServiceAccount": false,
+		"ValidatingAdmissionPolicy": false, "ValidatingAdmissionPolicyBinding": false}
 	for _, o := range objs {
 		if _, ok := want[o.GetKind()]; ok {
 			want[o.GetKind()] = true
@@ -131,4 +133,41 @@ func TestDefaultInstallValid(t *testing.T) {
 		}
 	}
 	dryRunApply(t, objs)
+}
+
+// TestAdmissionPolicyFollowsTheAgentAccount: the admission policy's
+// parameter is the agent's ServiceAccount; a kustomization that installs
+// sluice in another namespace, with a name prefix, moves the binding's
+// reference along with the ServiceAccount (config/admission's
+// kustomizeconfig.yaml), so the policy keeps applying to the agent.
+func TestAdmissionPolicyFollowsTheAgentAccount(t *testing.T) {
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, filepath.Join(testenv.RepoRoot(), "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := "namespace: team-x\nnamePrefix: x-\nresources:\n- " + filepath.ToSlash(base) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(overlay), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var account, ref, policy string
+	for _, o := range decodeAll(t, kustomizeBuild(t, dir)) {
+		switch o.GetKind() {
+		case "ServiceAccount":
+			if strings.HasSuffix(o.GetName(), "sluice-node") {
+				account = o.GetNamespace() + "/" + o.GetName()
+			}
+		case "ValidatingAdmissionPolicyBinding":
+			ns, _, _ := unstructured.NestedString(o.Object, "spec", "paramRef", "namespace")
+			name, _, _ := unstructured.NestedString(o.Object, "spec", "paramRef", "name")
+			ref = ns + "/" + name
+			policy, _, _ = unstructured.NestedString(o.Object, "spec", "policyName")
+		}
+	}
+	if account != "team-x/x-sluice-node" || ref != account {
+		t.Errorf("the binding's parameter is %q, the agent's ServiceAccount %q: want both team-x/x-sluice-node", ref, account)
+	}
+	if policy != "x-sluice-node" {
+		t.Errorf("the binding names policy %q, want x-sluice-node", policy)
+	}
 }

@@ -6,8 +6,12 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -144,4 +148,34 @@ func TestOperatorNodeDaemonSet(t *testing.T) {
 		}
 		return checkNodeDaemonSet(cur)
 	})
+}
+
+// TestOperatorCreatesDrainSlots: the operator creates the drain slot
+// Leases its --max-unavailable asks for (2 here), which the agents may
+// only read and update, and leaves a slot some node holds as it is.
+func TestOperatorCreatesDrainSlots(t *testing.T) {
+	ctx := context.Background()
+	mustCreate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}})
+	held := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "sluice-drain-0"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("node-a")}}
+	upsert(t, held)
+	t.Cleanup(func() {
+		for _, name := range []string{"sluice-drain-0", "sluice-drain-1"} {
+			_ = env.Client.Delete(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: name}})
+		}
+	})
+	startOperator(t)
+	eventually(t, "drain slot sluice-drain-1 created", func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: "sluice-drain-1"}, &coordinationv1.Lease{})
+	})
+	l := &coordinationv1.Lease{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(held), l); err != nil {
+		t.Fatal(err)
+	}
+	if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != "node-a" || l.ResourceVersion != held.ResourceVersion {
+		t.Errorf("the held slot changed: holder %q, resourceVersion %s (was %s)", h, l.ResourceVersion, held.ResourceVersion)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: "sluice-drain-2"}, &coordinationv1.Lease{}); !apierrors.IsNotFound(err) {
+		t.Errorf("sluice-drain-2, beyond --max-unavailable=2: %v, want NotFound", err)
+	}
 }

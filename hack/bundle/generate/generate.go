@@ -7,7 +7,9 @@
 //   - config/default: the operator Deployment (the install strategy), the
 //     Roles and ClusterRoles bound to each service account (permissions and
 //     clusterPermissions), the CRDs (copied, and described in the CSV from
-//     their schemas), the images and the suggested namespace;
+//     their schemas), the images and the suggested namespace; its admission
+//     policies stay out, as OLM installs none (the CSV's description says
+//     how to apply config/admission);
 //   - config/samples: the alm-examples.
 //
 // Render is pure apart from running kustomize; Write puts a rendered bundle

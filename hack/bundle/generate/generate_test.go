@@ -429,6 +429,39 @@ rules:
 	}
 }
 
+// TestAdmissionPoliciesLeftOut: OLM installs no admission policies, so
+// the bundle leaves config/default's out (the CSV's description says to
+// apply config/admission) instead of refusing them or shipping objects
+// OLM would not install.
+func TestAdmissionPoliciesLeftOut(t *testing.T) {
+	policy := `
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: demo-node}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [demo.dev], apiVersions: ["*"], operations: [UPDATE], resources: [widgets]}
+  validations:
+  - expression: "true"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: demo-node}
+spec: {policyName: demo-node, validationActions: [Deny]}
+`
+	files, _ := mustRender(t, baseCSV, installBase+policy, samples)
+	for _, p := range files.Paths() {
+		if strings.Contains(string(files[p]), "ValidatingAdmissionPolicy") {
+			t.Errorf("%s holds an admission policy", p)
+		}
+	}
+	if plain, _ := mustRender(t, baseCSV, installBase, samples); !reflect.DeepEqual(files.Paths(), plain.Paths()) {
+		t.Errorf("files %q, want those without the policy %q", files.Paths(), plain.Paths())
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	cases := []struct {
 		name          string

@@ -42,6 +42,22 @@ type installObjects struct {
 	deployments         []appsv1.Deployment
 	// extra are copied into the bundle as they are.
 	extra []*unstructured.Unstructured
+	// unbundled are the admission policies and their bindings, which a
+	// registry+v1 bundle cannot carry: the CSV's description says how to
+	// apply them (config/admission).
+	unbundled []*unstructured.Unstructured
+}
+
+// unbundledKind reports whether objects of this kind stay out of the
+// bundle though config/default installs them: OLM installs no admission
+// policies (operator-framework/operator-sdk#7038).
+func unbundledKind(gk schema.GroupKind) bool {
+	switch gk {
+	case schema.GroupKind{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicy"},
+		schema.GroupKind{Group: "admissionregistration.k8s.io", Kind: "ValidatingAdmissionPolicyBinding"}:
+		return true
+	}
+	return false
 }
 
 // copiedKind reports whether OLM installs objects of this kind from a
@@ -109,6 +125,10 @@ func classify(objs []*unstructured.Unstructured) (*installObjects, error) {
 			err = convert(u, &d)
 			in.deployments = append(in.deployments, d)
 		default:
+			if unbundledKind(gk) {
+				in.unbundled = append(in.unbundled, u)
+				continue
+			}
 			if !copiedKind(gk) {
 				return nil, fmt.Errorf("%s: an OLM bundle cannot install it (objects the operator creates itself carry the label %s=%s)", id, managedByLabel, managedBySluice)
 			}
