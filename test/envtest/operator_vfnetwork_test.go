@@ -285,21 +285,27 @@ func TestOperatorVFNetworkSoftRoCEPool(t *testing.T) {
 	nadConfig(t, ns, "roce-net", soft)
 
 	// The pool becomes a hardware RDMA pool: the network follows.
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.RDMA.Provider = sluicev1.RDMAProviderHardware
-	if err := env.Client.Update(ctx, p); err != nil {
+	// The operator writes the policy's status meanwhile: retry on conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		p.Spec.RDMA.Provider = sluicev1.RDMAProviderHardware
+		return env.Client.Update(ctx, p)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	nadConfig(t, ns, "roce-net", `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni"}`)
 
 	// Back to soft-RoCE, then the policy is deleted.
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.RDMA.Provider = sluicev1.RDMAProviderSoftRoCE
-	if err := env.Client.Update(ctx, p); err != nil {
+	// The operator writes the policy's status meanwhile: retry on conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		p.Spec.RDMA.Provider = sluicev1.RDMAProviderSoftRoCE
+		return env.Client.Update(ctx, p)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	nadConfig(t, ns, "roce-net", soft)
