@@ -35,13 +35,17 @@ func drainHarness(t *testing.T) (*harness, PodRef, PodRef) {
 }
 
 // twoPFHarness is an agent on a node with pfA and pfB, synced to
-// twoPFs(4, nil).
-func twoPFHarness(t *testing.T) *harness {
+// twoPFs(4, nil); each of with changes the harness before the agent
+// starts.
+func twoPFHarness(t *testing.T, with ...func(*harness)) *harness {
 	t.Helper()
 	h := newHarness(t)
 	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
 	h.node.AddPF(hosttest.E810(pfB, "ens1f1", 0))
 	h.node.AddDriver("vfio-pci")
+	for _, f := range with {
+		f(h)
+	}
 	h.start()
 	h.waitFor("discovery", func(n *sluicev1.NodeNetworkState) error {
 		if len(n.Status.Interfaces) != 2 {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -19,7 +18,6 @@ import (
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
-	"github.com/sluice-net/sluice/host/hosttest"
 )
 
 // apiProxy stands between the agent and the API server: down, nothing
@@ -100,17 +98,9 @@ func (noLinkEvents) Subscribe(ctx context.Context) (<-chan string, error) {
 // pfA's 4 VFs as pool net1 and stopped, leaving its files behind.
 func configuredWithPlugin(t *testing.T) (*harness, func(int32) func(*sluicev1.NodeNetworkStateSpec)) {
 	t.Helper()
-	h := newHarness(t)
-	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
-	h.node.AddPF(hosttest.E810(pfB, "ens1f1", 0))
 	kubelet := kubelettest.New(t)
-	h.opts.DevicePlugin = &deviceplugin.Options{KubeletDir: kubelet.Dir, Resync: time.Hour, LinkEvents: noLinkEvents{}, AttachmentsDir: filepath.Join(h.dir, "attachments")}
-	h.start()
-	h.waitFor("discovery", func(n *sluicev1.NodeNetworkState) error {
-		if len(n.Status.Interfaces) != 2 {
-			return fmt.Errorf("%d interfaces", len(n.Status.Interfaces))
-		}
-		return nil
+	h := twoPFHarness(t, func(h *harness) {
+		h.opts.DevicePlugin = &deviceplugin.Options{KubeletDir: kubelet.Dir, Resync: time.Hour, LinkEvents: noLinkEvents{}, AttachmentsDir: filepath.Join(h.dir, "attachments")}
 	})
 	withPool := func(n int32) func(*sluicev1.NodeNetworkStateSpec) {
 		return func(s *sluicev1.NodeNetworkStateSpec) {

@@ -12,28 +12,18 @@ import (
 
 	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/host/hosttest"
 )
 
 // recordsHarness is twoPFHarness with the CNI's real attachment registry
 // as a usage source beside the fake one.
 func recordsHarness(t *testing.T) (*harness, nodefiles.Attachments) {
 	t.Helper()
-	h := newHarness(t)
-	att := nodefiles.NewAttachments(filepath.Join(h.dir, "attachments"))
-	h.opts.AttachmentsDir = att.Root()
-	h.opts.Usage = multiUsage{h.usage, attachmentUsage{dir: att}}
-	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
-	h.node.AddPF(hosttest.E810(pfB, "ens1f1", 0))
-	h.node.AddDriver("vfio-pci")
-	h.start()
-	h.waitFor("discovery", func(n *sluicev1.NodeNetworkState) error {
-		if len(n.Status.Interfaces) != 2 {
-			return fmt.Errorf("%d interfaces", len(n.Status.Interfaces))
-		}
-		return nil
+	var att nodefiles.Attachments
+	h := twoPFHarness(t, func(h *harness) {
+		att = nodefiles.NewAttachments(filepath.Join(h.dir, "attachments"))
+		h.opts.AttachmentsDir = att.Root()
+		h.opts.Usage = multiUsage{h.usage, attachmentUsage{dir: att}}
 	})
-	h.synced(sluicev1.SyncSucceeded, h.setSpec(twoPFs(4, nil)))
 	return h, att
 }
 
