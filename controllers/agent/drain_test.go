@@ -229,12 +229,7 @@ func TestAgentWaitsForDrainSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := h.setSpec(twoPFs(6, nil))
-	n := h.waitFor("Waiting for a drain slot", func(n *sluicev1.NodeNetworkState) error {
-		if d := n.Status.Drain; n.Status.ObservedGeneration != gen || d == nil || d.State != sluicev1.DrainWaiting {
-			return fmt.Errorf("drain %+v", d)
-		}
-		return nil
-	})
+	n := h.drainWaiting(gen)
 	if !strings.Contains(n.Status.Drain.Reason, "other-node") || !slices.Equal(n.Status.Drain.Pods, []string{a.String()}) {
 		t.Errorf("drain = %+v, want the holder named and %s listed", n.Status.Drain, a)
 	}
@@ -267,12 +262,7 @@ func TestAgentWaitsForMissingDrainSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := h.setSpec(twoPFs(6, nil))
-	n := h.waitFor("Waiting for a drain slot", func(n *sluicev1.NodeNetworkState) error {
-		if d := n.Status.Drain; n.Status.ObservedGeneration != gen || d == nil || d.State != sluicev1.DrainWaiting {
-			return fmt.Errorf("drain %+v", d)
-		}
-		return nil
-	})
+	n := h.drainWaiting(gen)
 	if want := "sluice-drain-0 does not exist in " + h.ns + " (the operator creates the drain slots"; !strings.Contains(n.Status.Drain.Reason, want) {
 		t.Errorf("drain reason %q, want it to say %q", n.Status.Drain.Reason, want)
 	}
@@ -383,4 +373,16 @@ func TestAgentTrustChangeUnderAPodNoDrain(t *testing.T) {
 	if err := h.trustOn(pfA, 4); err != nil {
 		t.Errorf("pfA after the trust change: %v", err)
 	}
+}
+
+// drainWaiting waits for the agent to report, at generation gen, a drain
+// waiting for a slot.
+func (h *harness) drainWaiting(gen int64) *sluicev1.NodeNetworkState {
+	h.t.Helper()
+	return h.waitFor("Waiting for a drain slot", func(n *sluicev1.NodeNetworkState) error {
+		if d := n.Status.Drain; n.Status.ObservedGeneration != gen || d == nil || d.State != sluicev1.DrainWaiting {
+			return fmt.Errorf("drain %+v", d)
+		}
+		return nil
+	})
 }
