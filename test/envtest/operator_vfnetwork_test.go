@@ -284,24 +284,26 @@ func TestOperatorVFNetworkSoftRoCEPool(t *testing.T) {
 	soft := `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni","rdma":true,"softRoCE":{"cdiKind":"sluice.dev/` + pool + `"}}`
 	nadConfig(t, ns, "roce-net", soft)
 
-	// The pool becomes a hardware RDMA pool: the network follows.
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-		t.Fatal(err)
+	// The pool becomes a hardware RDMA pool: the network follows. (The
+	// operator writes the policy's status meanwhile: retry on conflict.)
+	setProvider := func(provider sluicev1.RDMAProvider) {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+				return err
+			}
+			p.Spec.RDMA.Provider = provider
+			return env.Client.Update(ctx, p)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	p.Spec.RDMA.Provider = sluicev1.RDMAProviderHardware
-	if err := env.Client.Update(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	setProvider(sluicev1.RDMAProviderHardware)
 	nadConfig(t, ns, "roce-net", `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni"}`)
 
 	// Back to soft-RoCE, then the policy is deleted.
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.RDMA.Provider = sluicev1.RDMAProviderSoftRoCE
-	if err := env.Client.Update(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	setProvider(sluicev1.RDMAProviderSoftRoCE)
 	nadConfig(t, ns, "roce-net", soft)
 	if err := env.Client.Delete(ctx, p); err != nil {
 		t.Fatal(err)
