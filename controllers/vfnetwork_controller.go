@@ -60,6 +60,9 @@ const errNotManaged = constError("not managed by this VFNetwork")
 type VFNetworkReconciler struct {
 	Client client.Client
 	Scheme *runtime.Scheme
+	// ResourcePrefix is the device plugin's resource prefix: pods of a
+	// VFNetwork need <ResourcePrefix>/<spec.resourceName>. Required.
+	ResourcePrefix string
 }
 
 // +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks,verbs=list;watch;update
@@ -102,7 +105,8 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	config, err := renderCNIConfig(vfn, softRoCE)
+	resource := r.resource(vfn)
+	config, err := renderCNIConfig(vfn, resource, softRoCE)
 	var invalid *invalidIPAMError
 	switch {
 	case errors.As(err, &invalid):
@@ -122,7 +126,7 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		default:
 			status.NetworkAttachmentDefinition = target.String()
 			cond.Status, cond.Reason = metav1.ConditionTrue, ReasonRendered
-			cond.Message = fmt.Sprintf("NetworkAttachmentDefinition %s attaches pods to VFs of %s/%s", target, sluicev1.Group, vfn.Spec.ResourceName)
+			cond.Message = fmt.Sprintf("NetworkAttachmentDefinition %s attaches pods to VFs of %s", target, resource)
 		}
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
@@ -141,6 +145,11 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	return reconcile.Result{}, result
+}
+
+// resource is the device-plugin resource pods of the VFNetwork need.
+func (r *VFNetworkReconciler) resource(vfn *sluicev1.VFNetwork) string {
+	return r.ResourcePrefix + "/" + vfn.Spec.ResourceName
 }
 
 // finalize deletes the NetworkAttachmentDefinitions a VFNetwork being
@@ -204,7 +213,7 @@ func (r *VFNetworkReconciler) render(vfn *sluicev1.VFNetwork, nad *nadv1.Network
 	if nad.Annotations == nil {
 		nad.Annotations = map[string]string{}
 	}
-	nad.Annotations[NADResourceAnnotation] = sluicev1.Group + "/" + vfn.Spec.ResourceName
+	nad.Annotations[NADResourceAnnotation] = r.resource(vfn)
 	nad.Annotations[VFNetworkAnnotation] = vfn.Namespace + "/" + vfn.Name
 	if nad.Labels == nil {
 		nad.Labels = map[string]string{}
