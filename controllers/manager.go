@@ -42,7 +42,9 @@ type Options struct {
 	// (--kubeconfig, KUBECONFIG, in-cluster, ~/.kube/config).
 	RestConfig *rest.Config
 	// Namespace the operator runs in: the node DaemonSet, the drain slot
-	// Leases and the leader election Lease live there.
+	// Leases and the leader election Lease live there, and its VFNetworks
+	// are the platform's (they may render into any namespace and set every
+	// VF option).
 	Namespace string
 	// ResourcePrefix is the prefix of every pool's resource name
 	// (<prefix>/<resourceName>): the node agent's device plugin advertises
@@ -193,7 +195,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			return r.SetupWithManager(mgr, orDefault(o.PolicyStatusWorkers, 2))
 		}},
 		{"vfnetwork", func() error {
-			r := &VFNetworkReconciler{Client: c, Scheme: scheme, ResourcePrefix: o.ResourcePrefix}
+			r := &VFNetworkReconciler{Client: c, Scheme: scheme, PlatformNamespace: o.Namespace, ResourcePrefix: o.ResourcePrefix}
 			return r.SetupWithManager(mgr)
 		}},
 		{"node-daemonset", func() error { return (&NodeDaemonSetReconciler{Client: c, Options: dsOpts}).SetupWithManager(mgr) }},

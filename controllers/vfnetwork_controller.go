@@ -56,10 +56,15 @@ const errNotManaged = constError("not managed by this VFNetwork")
 
 // VFNetworkReconciler renders each VFNetwork into a
 // NetworkAttachmentDefinition of the same name, in spec.networkNamespace or
-// the VFNetwork's own namespace, and keeps it as rendered.
+// the VFNetwork's own namespace, and keeps it as rendered. A tenant's
+// VFNetwork (outside PlatformNamespace) that asks for what only a platform
+// VFNetwork may (tenancy.go) gets no NetworkAttachmentDefinition.
 type VFNetworkReconciler struct {
 	Client client.Client
 	Scheme *runtime.Scheme
+	// PlatformNamespace is the operator's namespace: its VFNetworks may
+	// render anywhere and set every option. Required.
+	PlatformNamespace string
 	// ResourcePrefix is the device plugin's resource prefix: pods of a
 	// VFNetwork need <ResourcePrefix>/<spec.resourceName>. Required.
 	ResourcePrefix string
@@ -80,6 +85,9 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	target := nadKey(vfn)
 	if vfn.DeletionTimestamp != nil {
 		return reconcile.Result{}, r.finalize(ctx, vfn, target)
+	}
+	if refusal := TenantRefusal(vfn, r.PlatformNamespace); refusal != "" {
+		return reconcile.Result{}, r.refuse(ctx, vfn, target, refusal)
 	}
 
 	// A NAD left behind in another namespace by an earlier networkNamespace.
@@ -145,6 +153,58 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	return reconcile.Result{}, result
+}
+
+// refuse handles a tenant VFNetwork that asks for what only a platform
+// VFNetwork may (refusal is TenantRefusal's message): every NetworkAttachmentDefinition it rendered before
+// (before the operator refused such objects, or under an earlier spec) is
+// deleted, its finalizer goes once nothing is left in another namespace,
+// and Ready says which fields and how to fix them. Unlike an invalid IPAM,
+// which keeps the last good NetworkAttachmentDefinition, a refusal keeps
+// none: no pod attaches through a VFNetwork its namespace may not have.
+func (r *VFNetworkReconciler) refuse(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName, refusal string) error {
+	key := client.ObjectKeyFromObject(vfn)
+	keys := []types.NamespacedName{key, target}
+	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" {
+		keys = append(keys, parseKey(prev))
+	}
+	var errs []error
+	deleted := map[types.NamespacedName]bool{}
+	for _, k := range keys {
+		if deleted[k] {
+			continue
+		}
+		if err := r.deleteNAD(ctx, vfn, k); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted[k] = true
+	}
+	status := vfn.Status.DeepCopy()
+	status.ObservedGeneration = vfn.Generation
+	msg := refusal
+	if len(errs) == 0 {
+		status.NetworkAttachmentDefinition = ""
+	} else {
+		msg += fmt.Sprintf(" (removing what it rendered before failed, retrying: %v)", errors.Join(errs...))
+	}
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation,
+		Reason: ReasonPlatformOnly, Message: msg,
+	})
+	if len(errs) == 0 && controllerutil.ContainsFinalizer(vfn, NADFinalizer) {
+		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
+		if err := r.Client.Update(ctx, vfn); err != nil {
+			return fmt.Errorf("remove finalizer from VFNetwork %s: %w", key, err)
+		}
+	}
+	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
+		vfn.Status = *status
+		if err := r.Client.Status().Update(ctx, vfn); err != nil {
+			errs = append(errs, fmt.Errorf("update status of VFNetwork %s: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // resource is the device-plugin resource pods of the VFNetwork need.

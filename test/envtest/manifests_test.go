@@ -68,15 +68,20 @@ func decodeAll(t *testing.T, data []byte) []*unstructured.Unstructured {
 
 // dryRunApply server-side applies every object with dryRun=All: the API
 // server runs admission, the OpenAPI schema and the CEL rules, and stores
-// nothing. Namespaces are created for real so namespaced objects resolve.
+// nothing. Namespaces, those listed and those the objects are in, are
+// created for real so namespaced objects resolve.
 func dryRunApply(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
 	ctx := context.Background()
 	for _, o := range objs {
-		if o.GetKind() != "Namespace" {
+		name := o.GetNamespace()
+		if o.GetKind() == "Namespace" {
+			name = o.GetName()
+		}
+		if name == "" {
 			continue
 		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		if err := env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
