@@ -24,6 +24,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint; "0" turns it off`)
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", `address of /healthz and /readyz; "0" turns them off`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader so that only one operator replica reconciles")
+	fs.StringVar(&o.ResourcePrefix, "resource-prefix", controllers.DefaultResourcePrefix, "prefix of the pools' resource names (<prefix>/<resourceName>): passed to the node agents' device plugin and written into every VFNetwork's NetworkAttachmentDefinition")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", controllers.DefaultLeaderElectionID, "name of the leader election lease")
 	fs.StringVar(&o.NodeDaemonSet.Image, "node-image", os.Getenv("SLUICE_NODE_IMAGE"), "image of the node DaemonSet (sluice agent and sluice-cni); required (SLUICE_NODE_IMAGE when set)")
 	pullPolicy := fs.String("node-image-pull-policy", "", "pull policy of the node image: Always, IfNotPresent or Never (default: Kubernetes')")

@@ -47,9 +47,11 @@ type invalidIPAMError struct{ reason string }
 func (e *invalidIPAMError) Error() string { return e.reason }
 
 // renderCNIConfig renders the NetworkAttachmentDefinition config of a
-// VFNetwork; softRoCE says its pool is a soft-RoCE pool. An unusable
-// spec.ipam is an *invalidIPAMError.
-func renderCNIConfig(n *sluicev1.VFNetwork, softRoCE bool) (string, error) {
+// VFNetwork; resource is its pool's device-plugin resource
+// (<prefix>/<resourceName>, also the pool's CDI kind) and softRoCE says
+// the pool is a soft-RoCE pool. An unusable spec.ipam is an
+// *invalidIPAMError.
+func renderCNIConfig(n *sluicev1.VFNetwork, resource string, softRoCE bool) (string, error) {
 	ipam, err := compactIPAM(n.Spec.IPAM)
 	if err != nil {
 		return "", err
@@ -57,7 +59,7 @@ func renderCNIConfig(n *sluicev1.VFNetwork, softRoCE bool) (string, error) {
 	s := &n.Spec
 	var sr *softRoCEConfig
 	if softRoCE {
-		sr = &softRoCEConfig{CDIKind: sluicev1.Group + "/" + s.ResourceName}
+		sr = &softRoCEConfig{CDIKind: resource}
 	}
 	out, err := json.Marshal(cniConfig{
 		CNIVersion: CNIVersion,

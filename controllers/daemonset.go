@@ -53,6 +53,10 @@ type NodeDaemonSetOptions struct {
 	// CDI makes the device plugin hand devices out as CDI device names,
 	// with their specs in the runtime's /var/run/cdi.
 	CDI bool
+	// ResourcePrefix is passed to the agent as --resource-prefix: its
+	// device plugin advertises every pool as <ResourcePrefix>/<pool>.
+	// Empty leaves the agent's default (sluice.dev).
+	ResourcePrefix string
 }
 
 // nodeDaemonSetLabels select the agent's pods.
@@ -109,6 +113,9 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 	// the default): the agent is on the node's network.
 	args := []string{fmt.Sprintf("--max-unavailable=%d", o.MaxUnavailable),
 		fmt.Sprintf("--metrics-bind-address=:%d", AgentMetricsPort), fmt.Sprintf("--health-probe-bind-address=:%d", AgentHealthPort)}
+	if o.ResourcePrefix != "" {
+		args = append(args, "--resource-prefix="+o.ResourcePrefix)
+	}
 	if o.CDI {
 		args = append(args, "--cdi", "--cdi-dir=/var/run/cdi")
 	}

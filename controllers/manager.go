@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/go-logr/logr"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,6 +31,9 @@ const (
 	DefaultNamespace        = "sluice-system"
 	DefaultLeaderElectionID = "sluice-operator.sluice.dev"
 	DefaultServiceAccount   = "sluice-node"
+	// DefaultResourcePrefix is the device plugin's resource prefix when
+	// none is set: pools are advertised as sluice.dev/<resourceName>.
+	DefaultResourcePrefix = "sluice.dev"
 )
 
 // Options configure the operator.
@@ -37,8 +42,15 @@ type Options struct {
 	// (--kubeconfig, KUBECONFIG, in-cluster, ~/.kube/config).
 	RestConfig *rest.Config
 	// Namespace the operator runs in: the node DaemonSet, the drain slot
-	// Leases and the leader election Lease live there.
+	// Leases and the leader election Lease live there, and its VFNetworks
+	// are the platform's (they may render into any namespace and set every
+	// VF option).
 	Namespace string
+	// ResourcePrefix is the prefix of every pool's resource name
+	// (<prefix>/<resourceName>): the node agent's device plugin advertises
+	// pools under it and VFNetworks' NetworkAttachmentDefinitions ask for
+	// it. Empty means DefaultResourcePrefix.
+	ResourcePrefix string
 	// MetricsBindAddress serves /metrics; "0" turns it off.
 	MetricsBindAddress string
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" or empty turns it off.
@@ -64,6 +76,9 @@ func (o *Options) validate() error {
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("namespace is empty: set --namespace (or POD_NAMESPACE) to the operator's namespace"))
 	}
+	if err := validResourcePrefix(o.ResourcePrefix); err != nil {
+		errs = append(errs, err)
+	}
 	if o.NodeDaemonSet.Image == "" {
 		errs = append(errs, errors.New("node image is empty: set --node-image to the image holding /usr/local/bin/sluice and /usr/local/bin/sluice-cni"))
 	}
@@ -71,6 +86,18 @@ func (o *Options) validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// validResourcePrefix checks that prefix/<pool> is an extended resource
+// name the kubelet accepts.
+func validResourcePrefix(prefix string) error {
+	if errs := validation.IsDNS1123Subdomain(prefix); len(errs) > 0 {
+		return fmt.Errorf("resource prefix %q is not a DNS subdomain (%s): set --resource-prefix to a domain you own, e.g. %q", prefix, strings.Join(errs, "; "), DefaultResourcePrefix)
+	}
+	if prefix == "kubernetes.io" || strings.HasSuffix(prefix, ".kubernetes.io") {
+		return fmt.Errorf("resource prefix %q: the kubernetes.io domain is reserved: set --resource-prefix to a domain you own, e.g. %q", prefix, DefaultResourcePrefix)
+	}
+	return nil
 }
 
 // Scheme returns the types the operator reads and writes.
@@ -90,6 +117,9 @@ func Scheme() (*runtime.Scheme, error) {
 // NewManager builds the operator's manager with every controller
 // registered; Start runs it.
 func NewManager(o Options) (manager.Manager, error) {
+	if o.ResourcePrefix == "" {
+		o.ResourcePrefix = DefaultResourcePrefix
+	}
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
@@ -148,6 +178,7 @@ func NewManager(o Options) (manager.Manager, error) {
 
 	dsOpts := o.NodeDaemonSet
 	dsOpts.Namespace = o.Namespace
+	dsOpts.ResourcePrefix = o.ResourcePrefix
 	if dsOpts.ServiceAccount == "" {
 		dsOpts.ServiceAccount = DefaultServiceAccount
 	}
@@ -163,7 +194,10 @@ func NewManager(o Options) (manager.Manager, error) {
 			r := &PolicyStatusReconciler{Client: c, Recorder: mgr.GetEventRecorder(FieldManager), Gauges: gauges}
 			return r.SetupWithManager(mgr, orDefault(o.PolicyStatusWorkers, 2))
 		}},
-		{"vfnetwork", func() error { return (&VFNetworkReconciler{Client: c, Scheme: scheme}).SetupWithManager(mgr) }},
+		{"vfnetwork", func() error {
+			r := &VFNetworkReconciler{Client: c, Scheme: scheme, PlatformNamespace: o.Namespace, ResourcePrefix: o.ResourcePrefix}
+			return r.SetupWithManager(mgr)
+		}},
 		{"node-daemonset", func() error { return (&NodeDaemonSetReconciler{Client: c, Options: dsOpts}).SetupWithManager(mgr) }},
 		{"drain-slots", func() error {
 			return (&DrainSlotsReconciler{Client: c, Namespace: o.Namespace, Slots: dsOpts.MaxUnavailable}).SetupWithManager(mgr)

@@ -19,6 +19,7 @@ func TestNodeDaemonSetManifestUpToDate(t *testing.T) {
 		Image:          "sluice",
 		MaxUnavailable: 1,
 		ServiceAccount: DefaultServiceAccount,
+		ResourcePrefix: DefaultResourcePrefix,
 	})
 	body, err := yaml.Marshal(ds)
 	if err != nil {

@@ -56,10 +56,18 @@ const errNotManaged = constError("not managed by this VFNetwork")
 
 // VFNetworkReconciler renders each VFNetwork into a
 // NetworkAttachmentDefinition of the same name, in spec.networkNamespace or
-// the VFNetwork's own namespace, and keeps it as rendered.
+// the VFNetwork's own namespace, and keeps it as rendered. A tenant's
+// VFNetwork (outside PlatformNamespace) that asks for what only a platform
+// VFNetwork may (tenancy.go) gets no NetworkAttachmentDefinition.
 type VFNetworkReconciler struct {
 	Client client.Client
 	Scheme *runtime.Scheme
+	// PlatformNamespace is the operator's namespace: its VFNetworks may
+	// render anywhere and set every option. Required.
+	PlatformNamespace string
+	// ResourcePrefix is the device plugin's resource prefix: pods of a
+	// VFNetwork need <ResourcePrefix>/<spec.resourceName>. Required.
+	ResourcePrefix string
 }
 
 // +kubebuilder:rbac:groups=sluice.dev,resources=vfnetworks,verbs=list;watch;update
@@ -77,6 +85,9 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	target := nadKey(vfn)
 	if vfn.DeletionTimestamp != nil {
 		return reconcile.Result{}, r.finalize(ctx, vfn, target)
+	}
+	if refusal := TenantRefusal(vfn, r.PlatformNamespace); refusal != "" {
+		return reconcile.Result{}, r.refuse(ctx, vfn, target, refusal)
 	}
 
 	// A NAD left behind in another namespace by an earlier networkNamespace.
@@ -102,7 +113,8 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	config, err := renderCNIConfig(vfn, softRoCE)
+	resource := r.resource(vfn)
+	config, err := renderCNIConfig(vfn, resource, softRoCE)
 	var invalid *invalidIPAMError
 	switch {
 	case errors.As(err, &invalid):
@@ -122,7 +134,7 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		default:
 			status.NetworkAttachmentDefinition = target.String()
 			cond.Status, cond.Reason = metav1.ConditionTrue, ReasonRendered
-			cond.Message = fmt.Sprintf("NetworkAttachmentDefinition %s attaches pods to VFs of %s/%s", target, sluicev1.Group, vfn.Spec.ResourceName)
+			cond.Message = fmt.Sprintf("NetworkAttachmentDefinition %s attaches pods to VFs of %s", target, resource)
 		}
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
@@ -141,6 +153,63 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	return reconcile.Result{}, result
+}
+
+// refuse handles a tenant VFNetwork that asks for what only a platform
+// VFNetwork may (refusal is TenantRefusal's message): every NetworkAttachmentDefinition it rendered before
+// (before the operator refused such objects, or under an earlier spec) is
+// deleted, its finalizer goes once nothing is left in another namespace,
+// and Ready says which fields and how to fix them. Unlike an invalid IPAM,
+// which keeps the last good NetworkAttachmentDefinition, a refusal keeps
+// none: no pod attaches through a VFNetwork its namespace may not have.
+func (r *VFNetworkReconciler) refuse(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName, refusal string) error {
+	key := client.ObjectKeyFromObject(vfn)
+	keys := []types.NamespacedName{key, target}
+	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" {
+		keys = append(keys, parseKey(prev))
+	}
+	var errs []error
+	deleted := map[types.NamespacedName]bool{}
+	for _, k := range keys {
+		if deleted[k] {
+			continue
+		}
+		if err := r.deleteNAD(ctx, vfn, k); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted[k] = true
+	}
+	status := vfn.Status.DeepCopy()
+	status.ObservedGeneration = vfn.Generation
+	msg := refusal
+	if len(errs) == 0 {
+		status.NetworkAttachmentDefinition = ""
+	} else {
+		msg += fmt.Sprintf(" (removing what it rendered before failed, retrying: %v)", errors.Join(errs...))
+	}
+	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation,
+		Reason: ReasonPlatformOnly, Message: msg,
+	})
+	if len(errs) == 0 && controllerutil.ContainsFinalizer(vfn, NADFinalizer) {
+		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
+		if err := r.Client.Update(ctx, vfn); err != nil {
+			return fmt.Errorf("remove finalizer from VFNetwork %s: %w", key, err)
+		}
+	}
+	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
+		vfn.Status = *status
+		if err := r.Client.Status().Update(ctx, vfn); err != nil {
+			errs = append(errs, fmt.Errorf("update status of VFNetwork %s: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resource is the device-plugin resource pods of the VFNetwork need.
+func (r *VFNetworkReconciler) resource(vfn *sluicev1.VFNetwork) string {
+	return r.ResourcePrefix + "/" + vfn.Spec.ResourceName
 }
 
 // finalize deletes the NetworkAttachmentDefinitions a VFNetwork being
@@ -204,7 +273,7 @@ func (r *VFNetworkReconciler) render(vfn *sluicev1.VFNetwork, nad *nadv1.Network
 	if nad.Annotations == nil {
 		nad.Annotations = map[string]string{}
 	}
-	nad.Annotations[NADResourceAnnotation] = sluicev1.Group + "/" + vfn.Spec.ResourceName
+	nad.Annotations[NADResourceAnnotation] = r.resource(vfn)
 	nad.Annotations[VFNetworkAnnotation] = vfn.Namespace + "/" + vfn.Name
 	if nad.Labels == nil {
 		nad.Labels = map[string]string{}

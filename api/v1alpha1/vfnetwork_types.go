@@ -18,50 +18,69 @@ const (
 type VFLinkState string
 
 // VFNetworkSpec is an attachment pods make to VFs of one pool.
+//
+// Who may ask for what depends on the VFNetwork's namespace. A VFNetwork in
+// the operator's own namespace (sluice-system unless installed elsewhere) is
+// a platform VFNetwork: it may render into any namespace and set every
+// field. A VFNetwork in any other namespace is a tenant's: it renders only
+// into its own namespace and may not set the fields marked "platform
+// VFNetworks only" below. A ValidatingAdmissionPolicy (config/admission)
+// rejects such a tenant VFNetwork, and the operator refuses to render one
+// (Ready=False, reason PlatformOnly) and removes what it rendered for it
+// before. See docs/vfnetwork.md.
 // +kubebuilder:validation:XValidation:rule="!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanQoS",message="vlanQoS needs a vlan above 0"
 // +kubebuilder:validation:XValidation:rule="!has(self.minTxRate) || !has(self.maxTxRate) || self.maxTxRate == 0 || self.minTxRate <= self.maxTxRate",fieldPath=".minTxRate",message="minTxRate must not exceed maxTxRate"
 type VFNetworkSpec struct {
-	// ResourceName is the pool (sluice.dev/<resourceName>) whose VFs pods of
-	// this network get; it becomes the NetworkAttachmentDefinition's
-	// k8s.v1.cni.cncf.io/resourceName annotation.
+	// ResourceName is the pool whose VFs pods of this network get; the
+	// NetworkAttachmentDefinition's k8s.v1.cni.cncf.io/resourceName
+	// annotation is <prefix>/<resourceName>, the prefix being the
+	// operator's --resource-prefix (sluice.dev unless set).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	ResourceName string `json:"resourceName"`
 	// NetworkNamespace is where the NetworkAttachmentDefinition is created;
-	// defaults to the VFNetwork's own namespace.
+	// defaults to the VFNetwork's own namespace. Platform VFNetworks only:
+	// a tenant's VFNetwork may name only its own namespace.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	NetworkNamespace string `json:"networkNamespace,omitempty"`
-	// VLAN tag the PF applies to the VF's traffic; 0 for none.
+	// VLAN tag the PF applies to the VF's traffic; 0 for none. Platform
+	// VFNetworks only: the VLAN is an L2 boundary the platform chooses.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=4094
 	VLAN int32 `json:"vlan,omitempty"`
-	// VLANQoS is the 802.1p priority of the VLAN tag.
+	// VLANQoS is the 802.1p priority of the VLAN tag. Platform VFNetworks
+	// only, as the VLAN.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=7
 	VLANQoS int32 `json:"vlanQoS,omitempty"`
-	// VLANProto is the tag protocol.
+	// VLANProto is the tag protocol. Platform VFNetworks only, as the VLAN.
 	// +optional
 	// +kubebuilder:validation:Enum="802.1Q";"802.1ad"
 	VLANProto string `json:"vlanProto,omitempty"`
-	// SpoofChk drops frames whose source MAC is not the VF's.
+	// SpoofChk drops frames whose source MAC is not the VF's. Turning it
+	// off is for platform VFNetworks only; "on" is allowed to all.
 	// +optional
 	SpoofChk OnOff `json:"spoofChk,omitempty"`
 	// Trust lets the pod change the VF's MAC and enter promiscuous mode.
+	// Turning it on is for platform VFNetworks only; "off" is allowed to all.
 	// +optional
 	Trust OnOff `json:"trust,omitempty"`
-	// LinkState of the VF: auto follows the PF.
+	// LinkState of the VF: auto follows the PF. Allowed to all: it changes
+	// only what the pod's own VF reports.
 	// +optional
 	LinkState VFLinkState `json:"linkState,omitempty"`
-	// MinTxRate in Mbps; 0 for no minimum.
+	// MinTxRate in Mbps; 0 for no minimum. Platform VFNetworks only: a
+	// guaranteed rate reserves bandwidth of the PF that other VFs share.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MinTxRate int32 `json:"minTxRate,omitempty"`
-	// MaxTxRate in Mbps; 0 for no limit.
+	// MaxTxRate in Mbps; 0 for no limit. Allowed to all: it only caps the
+	// pod's own VF.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxTxRate int32 `json:"maxTxRate,omitempty"`

@@ -68,15 +68,20 @@ func decodeAll(t *testing.T, data []byte) []*unstructured.Unstructured {
 
 // dryRunApply server-side applies every object with dryRun=All: the API
 // server runs admission, the OpenAPI schema and the CEL rules, and stores
-// nothing. Namespaces are created for real so namespaced objects resolve.
+// nothing. Namespaces, those listed and those the objects are in, are
+// created for real so namespaced objects resolve.
 func dryRunApply(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
 	ctx := context.Background()
 	for _, o := range objs {
-		if o.GetKind() != "Namespace" {
+		name := o.GetNamespace()
+		if o.GetKind() == "Namespace" {
+			name = o.GetName()
+		}
+		if name == "" {
 			continue
 		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		if err := env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
@@ -158,6 +163,9 @@ func TestAdmissionPolicyFollowsTheAgentAccount(t *testing.T) {
 				account = o.GetNamespace() + "/" + o.GetName()
 			}
 		case "ValidatingAdmissionPolicyBinding":
+			if !strings.HasSuffix(o.GetName(), "sluice-node") {
+				continue // the VFNetwork tenants' policy: TestAdmissionPolicyFollowsNamespace
+			}
 			ns, _, _ := unstructured.NestedString(o.Object, "spec", "paramRef", "namespace")
 			name, _, _ := unstructured.NestedString(o.Object, "spec", "paramRef", "name")
 			ref = ns + "/" + name
@@ -169,5 +177,47 @@ func TestAdmissionPolicyFollowsTheAgentAccount(t *testing.T) {
 	}
 	if policy != "x-sluice-node" {
 		t.Errorf("the binding names policy %q, want x-sluice-node", policy)
+	}
+}
+
+// The tenant admission policy's platform namespace is its parameter's, the
+// operator's service account's, so an overlay that installs sluice in
+// another namespace (and renames its objects) moves it along.
+func TestAdmissionPolicyFollowsNamespace(t *testing.T) {
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, filepath.Join(testenv.RepoRoot(), "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := "namespace: net-platform\nnamePrefix: acme-\nresources:\n- " + filepath.ToSlash(base) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(overlay), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var binding *unstructured.Unstructured
+	accounts := map[string]bool{}
+	policies := map[string]bool{}
+	for _, o := range decodeAll(t, kustomizeBuild(t, dir)) {
+		switch o.GetKind() {
+		case "ValidatingAdmissionPolicyBinding":
+			if o.GetName() == "acme-sluice-vfnetwork-tenants" {
+				binding = o
+			}
+		case "ValidatingAdmissionPolicy":
+			policies[o.GetName()] = true
+		case "ServiceAccount":
+			accounts[o.GetNamespace()+"/"+o.GetName()] = true
+		}
+	}
+	if binding == nil {
+		t.Fatal("no ValidatingAdmissionPolicyBinding acme-sluice-vfnetwork-tenants")
+	}
+	ns, _, _ := unstructured.NestedString(binding.Object, "spec", "paramRef", "namespace")
+	name, _, _ := unstructured.NestedString(binding.Object, "spec", "paramRef", "name")
+	policy, _, _ := unstructured.NestedString(binding.Object, "spec", "policyName")
+	if ns != "net-platform" || name != "acme-sluice-operator" || !accounts[ns+"/"+name] {
+		t.Errorf("binding's parameter is %s/%s, want the operator's service account net-platform/acme-sluice-operator (accounts: %v)", ns, name, accounts)
+	}
+	if policy != "acme-sluice-vfnetwork-tenants" || !policies[policy] {
+		t.Errorf("binding names policy %q, want acme-sluice-vfnetwork-tenants (policies: %v)", policy, policies)
 	}
 }

@@ -36,20 +36,24 @@ const (
 )
 
 // startOperator runs the operator against the shared control plane until
-// the test ends.
-func startOperator(t *testing.T) {
+// the test ends; change, when given, adjusts its options.
+func startOperator(t *testing.T, change ...func(*controllers.Options)) {
 	t.Helper()
 	ctx := context.Background()
 	grantOperatorRBAC(t)
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: operatorUser}
-	mgr, err := controllers.NewManager(controllers.Options{
+	o := controllers.Options{
 		RestConfig:                   cfg,
 		Namespace:                    operatorNamespace,
 		MetricsBindAddress:           "0",
 		NodeDaemonSet:                controllers.NodeDaemonSetOptions{Image: testNodeImage, MaxUnavailable: 2, NodeSelector: map[string]string{"sluice.dev/agent": "true"}},
 		SkipControllerNameValidation: true,
-	})
+	}
+	for _, c := range change {
+		c(&o)
+	}
+	mgr, err := controllers.NewManager(o)
 	if err != nil {
 		t.Fatalf("operator: %v", err)
 	}

@@ -75,33 +75,29 @@ func vfnReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reas
 	return n
 }
 
+// A platform VFNetwork (in the operator's namespace, so that it may set a
+// VLAN, trust and spoof checking) rendered into its own namespace.
 func TestOperatorVFNetworkSameNamespace(t *testing.T) {
 	startOperator(t)
 	ctx := context.Background()
-	ns := env.Namespace(t)
-	vfn := &sluicev1.VFNetwork{
-		ObjectMeta: metav1.ObjectMeta{Name: "rdma-net", Namespace: ns},
-		Spec: sluicev1.VFNetworkSpec{
-			ResourceName: "rdma-a", VLAN: 100, VLANQoS: 3, SpoofChk: sluicev1.Off, Trust: sluicev1.On,
-			MaxTxRate: 1000, MTU: 9000, RDMA: true,
-			IPAM: `{ "type": "host-local",
-			         "subnet": "10.56.217.0/24" }`,
-		},
-	}
-	if err := env.Client.Create(ctx, vfn); err != nil {
-		t.Fatal(err)
-	}
-	want := `{"cniVersion":"1.0.0","name":"rdma-net","type":"sluice-cni","vlan":100,"vlanQoS":3,"spoofchk":"off","trust":"on","max_tx_rate":1000,"mtu":9000,"rdma":true,"ipam":{"type":"host-local","subnet":"10.56.217.0/24"}}`
-	nad := nadConfig(t, ns, "rdma-net", want)
+	ns, name := operatorNamespace, uniqueName(t, "rdma")
+	vfn := createPlatformVFNetwork(t, name, sluicev1.VFNetworkSpec{
+		ResourceName: "rdma-a", VLAN: 100, VLANQoS: 3, SpoofChk: sluicev1.Off, Trust: sluicev1.On,
+		MaxTxRate: 1000, MTU: 9000, RDMA: true,
+		IPAM: `{ "type": "host-local",
+		         "subnet": "10.56.217.0/24" }`,
+	})
+	want := `{"cniVersion":"1.0.0","name":"` + name + `","type":"sluice-cni","vlan":100,"vlanQoS":3,"spoofchk":"off","trust":"on","max_tx_rate":1000,"mtu":9000,"rdma":true,"ipam":{"type":"host-local","subnet":"10.56.217.0/24"}}`
+	nad := nadConfig(t, ns, name, want)
 	if got := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]; got != "sluice.dev/rdma-a" {
 		t.Errorf("resourceName annotation = %q", got)
 	}
 	owner := metav1.GetControllerOf(nad)
-	if owner == nil || owner.Kind != "VFNetwork" || owner.Name != "rdma-net" || owner.UID != vfn.UID {
+	if owner == nil || owner.Kind != "VFNetwork" || owner.Name != name || owner.UID != vfn.UID {
 		t.Errorf("NAD controller = %+v, want the VFNetwork (garbage collection deletes the NAD with it)", owner)
 	}
-	got := vfnReady(t, ns, "rdma-net", metav1.ConditionTrue, "Rendered")
-	if got.Status.NetworkAttachmentDefinition != ns+"/rdma-net" {
+	got := vfnReady(t, ns, name, metav1.ConditionTrue, "Rendered")
+	if got.Status.NetworkAttachmentDefinition != ns+"/"+name {
 		t.Errorf("status.networkAttachmentDefinition = %q", got.Status.NetworkAttachmentDefinition)
 	}
 	if len(got.Finalizers) != 0 {
@@ -109,13 +105,13 @@ func TestOperatorVFNetworkSameNamespace(t *testing.T) {
 	}
 
 	// A hand edit is reverted; an annotation someone else added stays.
-	nad.Spec.Config = `{"cniVersion":"1.0.0","name":"rdma-net","type":"macvlan"}`
+	nad.Spec.Config = `{"cniVersion":"1.0.0","name":"` + name + `","type":"macvlan"}`
 	nad.Annotations["k8s.v1.cni.cncf.io/resourceName"] = "sluice.dev/other"
 	nad.Annotations["example.com/note"] = "kept"
 	if err := env.Client.Update(ctx, nad); err != nil {
 		t.Fatal(err)
 	}
-	nad = nadConfig(t, ns, "rdma-net", want)
+	nad = nadConfig(t, ns, name, want)
 	if nad.Annotations["k8s.v1.cni.cncf.io/resourceName"] != "sluice.dev/rdma-a" || nad.Annotations["example.com/note"] != "kept" {
 		t.Errorf("annotations after revert = %v", nad.Annotations)
 	}
@@ -124,7 +120,7 @@ func TestOperatorVFNetworkSameNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "NAD recreated", func() error {
-		n, err := getNAD(ns, "rdma-net")
+		n, err := getNAD(ns, name)
 		if err != nil {
 			return err
 		}
@@ -135,51 +131,47 @@ func TestOperatorVFNetworkSameNamespace(t *testing.T) {
 	})
 
 	// Spec changes are rendered; unset fields disappear.
-	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) {
+	updateVFNetwork(t, ns, name, func(n *sluicev1.VFNetwork) {
 		n.Spec = sluicev1.VFNetworkSpec{ResourceName: "rdma-b", LinkState: "enable"}
 	})
-	nad = nadConfig(t, ns, "rdma-net", `{"cniVersion":"1.0.0","name":"rdma-net","type":"sluice-cni","link_state":"enable"}`)
+	nad = nadConfig(t, ns, name, `{"cniVersion":"1.0.0","name":"`+name+`","type":"sluice-cni","link_state":"enable"}`)
 	if got := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]; got != "sluice.dev/rdma-b" {
 		t.Errorf("resourceName annotation = %q after the change", got)
 	}
 
 	// Invalid IPAM: not Ready, the NAD stays as it was.
-	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"type": "host-local", "subnet": }` })
-	bad := vfnReady(t, ns, "rdma-net", metav1.ConditionFalse, "InvalidIPAM")
+	updateVFNetwork(t, ns, name, func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"type": "host-local", "subnet": }` })
+	bad := vfnReady(t, ns, name, metav1.ConditionFalse, "InvalidIPAM")
 	c := meta.FindStatusCondition(bad.Status.Conditions, sluicev1.ConditionReady)
 	if !strings.Contains(c.Message, "spec.ipam") || !strings.Contains(c.Message, "invalid character") {
 		t.Errorf("InvalidIPAM message %q does not name spec.ipam and the JSON error", c.Message)
 	}
-	if n, err := getNAD(ns, "rdma-net"); err != nil || n.Spec.Config != nad.Spec.Config {
+	if n, err := getNAD(ns, name); err != nil || n.Spec.Config != nad.Spec.Config {
 		t.Errorf("NAD changed after an invalid IPAM: %v %s", err, n.Spec.Config)
 	}
-	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"subnet":"10.0.0.0/8"}` })
-	bad = vfnReady(t, ns, "rdma-net", metav1.ConditionFalse, "InvalidIPAM")
+	updateVFNetwork(t, ns, name, func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"subnet":"10.0.0.0/8"}` })
+	bad = vfnReady(t, ns, name, metav1.ConditionFalse, "InvalidIPAM")
 	if c := meta.FindStatusCondition(bad.Status.Conditions, sluicev1.ConditionReady); !strings.Contains(c.Message, `"type"`) {
 		t.Errorf("message %q does not ask for the IPAM type", c.Message)
 	}
-	updateVFNetwork(t, ns, "rdma-net", func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"type":"whereabouts","range":"192.168.2.0/24"}` })
-	vfnReady(t, ns, "rdma-net", metav1.ConditionTrue, "Rendered")
-	nadConfig(t, ns, "rdma-net", `{"cniVersion":"1.0.0","name":"rdma-net","type":"sluice-cni","link_state":"enable","ipam":{"type":"whereabouts","range":"192.168.2.0/24"}}`)
+	updateVFNetwork(t, ns, name, func(n *sluicev1.VFNetwork) { n.Spec.IPAM = `{"type":"whereabouts","range":"192.168.2.0/24"}` })
+	vfnReady(t, ns, name, metav1.ConditionTrue, "Rendered")
+	nadConfig(t, ns, name, `{"cniVersion":"1.0.0","name":"`+name+`","type":"sluice-cni","link_state":"enable","ipam":{"type":"whereabouts","range":"192.168.2.0/24"}}`)
 }
 
+// A platform VFNetwork rendered into another namespace.
 func TestOperatorVFNetworkOtherNamespace(t *testing.T) {
 	startOperator(t)
 	ctx := context.Background()
-	home, target := env.Namespace(t), env.Namespace(t)
-	vfn := &sluicev1.VFNetwork{
-		ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: home},
-		Spec:       sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: target, VLAN: 7},
-	}
-	if err := env.Client.Create(ctx, vfn); err != nil {
-		t.Fatal(err)
-	}
-	nad := nadConfig(t, target, "net", `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","vlan":7}`)
+	home, target, name := operatorNamespace, env.Namespace(t), uniqueName(t, "net")
+	createPlatformVFNetwork(t, name, sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: target, VLAN: 7})
+	want := `{"cniVersion":"1.0.0","name":"` + name + `","type":"sluice-cni","vlan":7}`
+	nad := nadConfig(t, target, name, want)
 	if len(nad.OwnerReferences) != 0 {
 		t.Errorf("owner references across namespaces: %+v", nad.OwnerReferences)
 	}
-	got := vfnReady(t, home, "net", metav1.ConditionTrue, "Rendered")
-	if got.Status.NetworkAttachmentDefinition != target+"/net" {
+	got := vfnReady(t, home, name, metav1.ConditionTrue, "Rendered")
+	if got.Status.NetworkAttachmentDefinition != target+"/"+name {
 		t.Errorf("status.networkAttachmentDefinition = %q", got.Status.NetworkAttachmentDefinition)
 	}
 	if len(got.Finalizers) != 1 || got.Finalizers[0] != "sluice.dev/networkattachmentdefinition" {
@@ -191,47 +183,41 @@ func TestOperatorVFNetworkOtherNamespace(t *testing.T) {
 	if err := env.Client.Update(ctx, nad); err != nil {
 		t.Fatal(err)
 	}
-	nadConfig(t, target, "net", `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","vlan":7}`)
+	nadConfig(t, target, name, want)
 
 	if err := env.Client.Delete(ctx, got); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "NAD and VFNetwork deleted", func() error {
-		if _, err := getNAD(target, "net"); !apierrors.IsNotFound(err) {
+		if _, err := getNAD(target, name); !apierrors.IsNotFound(err) {
 			return errorf("NAD: %v", err)
 		}
-		if _, err := getVFNetwork(home, "net"); !apierrors.IsNotFound(err) {
+		if _, err := getVFNetwork(home, name); !apierrors.IsNotFound(err) {
 			return errorf("VFNetwork: %v", err)
 		}
 		return nil
 	})
 }
 
+// A platform VFNetwork moved from another namespace to its own.
 func TestOperatorVFNetworkMovesNamespace(t *testing.T) {
 	startOperator(t)
-	ctx := context.Background()
-	home, other := env.Namespace(t), env.Namespace(t)
-	vfn := &sluicev1.VFNetwork{
-		ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: home},
-		Spec:       sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: other},
-	}
-	if err := env.Client.Create(ctx, vfn); err != nil {
-		t.Fatal(err)
-	}
-	vfnReady(t, home, "net", metav1.ConditionTrue, "Rendered")
-	updateVFNetwork(t, home, "net", func(n *sluicev1.VFNetwork) { n.Spec.NetworkNamespace = "" })
+	home, other, name := operatorNamespace, env.Namespace(t), uniqueName(t, "net")
+	createPlatformVFNetwork(t, name, sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: other})
+	vfnReady(t, home, name, metav1.ConditionTrue, "Rendered")
+	updateVFNetwork(t, home, name, func(n *sluicev1.VFNetwork) { n.Spec.NetworkNamespace = "" })
 	eventually(t, "NAD moved home, finalizer gone", func() error {
-		if _, err := getNAD(other, "net"); !apierrors.IsNotFound(err) {
+		if _, err := getNAD(other, name); !apierrors.IsNotFound(err) {
 			return errorf("old NAD: %v", err)
 		}
-		if _, err := getNAD(home, "net"); err != nil {
+		if _, err := getNAD(home, name); err != nil {
 			return err
 		}
-		n, err := getVFNetwork(home, "net")
+		n, err := getVFNetwork(home, name)
 		if err != nil {
 			return err
 		}
-		if len(n.Finalizers) != 0 || n.Status.NetworkAttachmentDefinition != home+"/net" {
+		if len(n.Finalizers) != 0 || n.Status.NetworkAttachmentDefinition != home+"/"+name {
 			return errorf("finalizers=%v status=%+v", n.Finalizers, n.Status)
 		}
 		return nil
@@ -284,30 +270,26 @@ func TestOperatorVFNetworkSoftRoCEPool(t *testing.T) {
 	soft := `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni","rdma":true,"softRoCE":{"cdiKind":"sluice.dev/` + pool + `"}}`
 	nadConfig(t, ns, "roce-net", soft)
 
-	// The pool becomes a hardware RDMA pool: the network follows.
-	// The operator writes the policy's status meanwhile: retry on conflict.
-	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-			return err
+	// The pool becomes a hardware RDMA pool: the network follows. (The
+	// operator writes the policy's status meanwhile: retry on conflict.)
+	setProvider := func(provider sluicev1.RDMAProvider) {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+				return err
+			}
+			p.Spec.RDMA.Provider = provider
+			return env.Client.Update(ctx, p)
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		p.Spec.RDMA.Provider = sluicev1.RDMAProviderHardware
-		return env.Client.Update(ctx, p)
-	}); err != nil {
-		t.Fatal(err)
 	}
+	setProvider(sluicev1.RDMAProviderHardware)
 	nadConfig(t, ns, "roce-net", `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni"}`)
 
 	// Back to soft-RoCE, then the policy is deleted.
-	// The operator writes the policy's status meanwhile: retry on conflict.
-	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-			return err
-		}
-		p.Spec.RDMA.Provider = sluicev1.RDMAProviderSoftRoCE
-		return env.Client.Update(ctx, p)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	setProvider(sluicev1.RDMAProviderSoftRoCE)
 	nadConfig(t, ns, "roce-net", soft)
 	if err := env.Client.Delete(ctx, p); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,58 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+)
+
+func TestTenantRefusal(t *testing.T) {
+	// Everything a tenant may set.
+	open := sluicev1.VFNetworkSpec{
+		ResourceName: "pool", NetworkNamespace: "team-a", SpoofChk: sluicev1.On, Trust: sluicev1.Off,
+		LinkState: "disable", MaxTxRate: 1000, MTU: 9000, RDMA: true, IPAM: `{"type":"host-local"}`,
+	}
+	cases := []struct {
+		name   string
+		mutate func(*sluicev1.VFNetworkSpec)
+		// want are the fields the refusal names, with their fix.
+		want []string
+	}{
+		{"allowed", func(*sluicev1.VFNetworkSpec) {}, nil},
+		{"own namespace unset", func(s *sluicev1.VFNetworkSpec) { s.NetworkNamespace = "" }, nil},
+		{"other namespace", func(s *sluicev1.VFNetworkSpec) { s.NetworkNamespace = "team-b" },
+			[]string{`spec.networkNamespace "team-b": it renders only into its own namespace, team-a; remove spec.networkNamespace`}},
+		{"trust", func(s *sluicev1.VFNetworkSpec) { s.Trust = sluicev1.On }, []string{`spec.trust "on"`, `set it to "off"`}},
+		{"spoofChk", func(s *sluicev1.VFNetworkSpec) { s.SpoofChk = sluicev1.Off }, []string{`spec.spoofChk "off"`, `set it to "on"`}},
+		{"vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN, s.VLANQoS, s.VLANProto = 100, 3, "802.1ad" },
+			[]string{"spec.vlan 100", "remove spec.vlan;", "spec.vlanQoS 3", "remove spec.vlanQoS", `spec.vlanProto "802.1ad"`, "remove spec.vlanProto"}},
+		{"minTxRate", func(s *sluicev1.VFNetworkSpec) { s.MinTxRate = 10 }, []string{"spec.minTxRate 10", "remove spec.minTxRate"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: "team-a"}, Spec: open}
+			tc.mutate(&n.Spec)
+			got := TenantRefusal(n, "sluice-system")
+			if len(tc.want) == 0 {
+				if got != "" {
+					t.Fatalf("refused: %s", got)
+				}
+				return
+			}
+			for _, w := range append(tc.want, "a VFNetwork outside namespace sluice-system may not ask for this: ",
+				"A platform admin can make this attachment as a VFNetwork in sluice-system with spec.networkNamespace: ") {
+				if !strings.Contains(got, w) {
+					t.Errorf("refusal %q does not say %q", got, w)
+				}
+			}
+			// The same VFNetwork in the operator's namespace is the platform's.
+			n.Namespace = "sluice-system"
+			if got := TenantRefusal(n, "sluice-system"); got != "" {
+				t.Errorf("platform VFNetwork refused: %s", got)
+			}
+		})
+	}
+}
