@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func controlPlane(t *testing.T) *testenv.Env {
+func controlPlane(t testing.TB) *testenv.Env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("envtest: skipped in -short mode")
@@ -118,7 +118,7 @@ func installClusterRBAC(env *testenv.Env) error {
 
 // installNamespaceRBAC installs the agent's Role (drain slot Leases) into a
 // test namespace.
-func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
+func installNamespaceRBAC(t testing.TB, env *testenv.Env, ns string) {
 	t.Helper()
 	docs, err := rbacDocs()
 	if err != nil {
@@ -180,7 +180,7 @@ func (f *fakeUsage) use(vf string, pods ...PodRef) {
 // harness is one agent under test: a fake node, a Node object, a fresh
 // namespace for its pods and drain slots, and its files.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	env   *testenv.Env
 	node  *hosttest.Node
 	name  string
@@ -191,7 +191,7 @@ type harness struct {
 	stop  func()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	env := controlPlane(t)
 	h := &harness{t: t, env: env, node: hosttest.New(t), usage: &fakeUsage{}, dir: t.TempDir()}
@@ -223,7 +223,7 @@ func newHarness(t *testing.T) *harness {
 		ResyncPeriod:       time.Second,
 		RetryPeriod:        200 * time.Millisecond,
 		LeaseDuration:      10 * time.Second,
-		Logger:             testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
+		Logger:             testr.NewWithInterface(t, testr.Options{Verbosity: 0}),
 	}
 	return h
 }

@@ -10,13 +10,28 @@ import (
 	"github.com/sluice-net/sluice/host"
 )
 
+// LinkEvents is a source of network link changes; see
+// host.SubscribeLinks, the netlink subscription it stands for.
+type LinkEvents interface {
+	// Subscribe delivers the name of each changed link until ctx ends. The
+	// channel is closed when the subscription fails.
+	Subscribe(ctx context.Context) (<-chan string, error)
+}
+
+// netlinkEvents subscribes to RTNLGRP_LINK in the caller's namespace.
+type netlinkEvents struct{}
+
+func (netlinkEvents) Subscribe(ctx context.Context) (<-chan string, error) {
+	return host.SubscribeLinks(ctx)
+}
+
 // watchLinks triggers a sync when netdevs appear, vanish or change (VFs
 // created or destroyed behind the agent's back, a driver reset), at most
 // once per quiet period. Without netlink events (a restricted container, or
 // a subscription that failed) it returns and the periodic resync alone
 // finds drift.
-func watchLinks(ctx context.Context, quiet time.Duration, trigger func(), log logr.Logger) error {
-	updates, err := host.SubscribeLinks(ctx)
+func watchLinks(ctx context.Context, links LinkEvents, quiet time.Duration, trigger func(), log logr.Logger) error {
+	updates, err := links.Subscribe(ctx)
 	if err != nil {
 		log.Info("no netlink link events; drift is found by the periodic resync only", "error", err.Error())
 		return nil

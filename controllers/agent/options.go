@@ -95,6 +95,9 @@ type Options struct {
 	// namespace, so drift (VFs destroyed behind its back) is repaired in
 	// seconds instead of at the next resync.
 	WatchLinks bool
+	// LinkEvents, when set, replaces the netlink subscription WatchLinks
+	// makes (tests watch a network namespace of their own).
+	LinkEvents LinkEvents
 	// Metrics, when set, receives the agent's Prometheus metrics (sync
 	// durations, VFs configured per pool, the CNI plugin's outcomes from
 	// CNIStatsDir) and the in-process device plugin's.

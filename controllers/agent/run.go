@@ -133,7 +133,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	kick()
 	if o.WatchLinks {
-		g.Go(func() error { return watchLinks(gctx, 2*time.Second, kick, o.Logger) })
+		links := o.LinkEvents
+		if links == nil {
+			links = netlinkEvents{}
+		}
+		g.Go(func() error { return watchLinks(gctx, links, 2*time.Second, kick, o.Logger) })
 	}
 	if servePlugin != nil {
 		g.Go(func() error { return servePlugin(gctx) })
