@@ -19,5 +19,5 @@ type LinkEvents interface {
 type netlinkEvents struct{}
 
 func (netlinkEvents) Subscribe(ctx context.Context) (<-chan string, error) {
-	return host.SubscribeLinks(ctx)
+	return host.SubscribeLinks(ctx, nil)
 }

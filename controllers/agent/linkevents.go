@@ -22,7 +22,7 @@ type LinkEvents interface {
 type netlinkEvents struct{}
 
 func (netlinkEvents) Subscribe(ctx context.Context) (<-chan string, error) {
-	return host.SubscribeLinks(ctx)
+	return host.SubscribeLinks(ctx, nil)
 }
 
 // watchLinks triggers a sync when netdevs appear, vanish or change (VFs
