@@ -93,7 +93,8 @@ type Options struct {
 	DevicePlugin *deviceplugin.Options
 	// WatchLinks subscribes to netlink link events in the agent's network
 	// namespace, so drift (VFs destroyed behind its back) is repaired in
-	// seconds instead of at the next resync.
+	// seconds instead of at the next resync. Only the events of SR-IOV PFs
+	// and VFs (host.LinkFilter) bring a sync; pods' veths do not.
 	WatchLinks bool
 	// LinkEvents, when set, replaces the netlink subscription WatchLinks
 	// makes (tests watch a network namespace of their own).

@@ -52,6 +52,9 @@ type Reconciler struct {
 	now                         func() time.Time
 	// metrics is nil without Options.Metrics.
 	metrics *agentMetrics
+	// linkFilter, when links are watched, learns each discovery's PFs and
+	// VFs: the links whose events bring a sync.
+	linkFilter *host.LinkFilter
 }
 
 func newReconciler(c client.Client, ev evictor, h nodeHost, usage UsageSource, rec eventRecorder, o Options) *Reconciler {

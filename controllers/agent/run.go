@@ -98,6 +98,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("create eviction client: %w", err)
 	}
 	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, h, usage, mgr.GetEventRecorder(FieldManager), o)
+	if o.WatchLinks {
+		r.linkFilter = h.NewLinkFilter()
+	}
 	if o.Metrics != nil {
 		if r.metrics, err = newAgentMetrics(o.Metrics, o.CNIStatsDir); err != nil {
 			return fmt.Errorf("register agent metrics: %w", err)
@@ -133,11 +136,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	kick()
 	if o.WatchLinks {
-		links := o.LinkEvents
-		if links == nil {
-			links = netlinkEvents{}
+		w := linkWatch{links: o.LinkEvents, keep: r.linkFilter.Concerns, quiet: 2 * time.Second, trigger: kick, log: o.Logger}
+		if w.links == nil {
+			w.links = netlinkEvents{}
 		}
-		g.Go(func() error { return watchLinks(gctx, links, 2*time.Second, kick, o.Logger) })
+		g.Go(func() error { return w.run(gctx) })
 	}
 	if servePlugin != nil {
 		g.Go(func() error { return servePlugin(gctx) })

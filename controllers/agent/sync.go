@@ -141,6 +141,9 @@ func (s *syncRun) discover(ctx context.Context) error {
 		return fmt.Errorf("discover the node's NICs: %w", err)
 	}
 	s.snap = snap
+	if s.r.linkFilter != nil {
+		s.r.linkFilter.Update(snap)
+	}
 	st := &s.nns.Status
 	if ifs := interfacesStatus(snap); !equality.Semantic.DeepEqual(ifs, st.Interfaces) {
 		st.Interfaces = ifs
