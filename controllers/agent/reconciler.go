@@ -34,6 +34,7 @@ type eventRecorder interface {
 // the host reports link changes.
 type Reconciler struct {
 	client   client.Client
+	pods     podReader
 	evictor  evictor
 	host     nodeHost
 	usage    UsageSource
@@ -59,7 +60,7 @@ type Reconciler struct {
 
 func newReconciler(c client.Client, ev evictor, h nodeHost, usage UsageSource, rec eventRecorder, o Options) *Reconciler {
 	return &Reconciler{
-		client: c, evictor: ev, host: h, usage: usage, recorder: rec, node: o.NodeName,
+		client: c, pods: podReader{cache: c, api: c}, evictor: ev, host: h, usage: usage, recorder: rec, node: o.NodeName,
 		state: newStateFile(o.StateDir),
 		files: deviceFiles{gatePath: o.GatePath, configPath: o.DevicePluginConfig, prefix: o.ResourcePrefix},
 		slots: &drainSlots{c: c, ns: o.Namespace, n: o.MaxUnavailable, holder: o.NodeName, duration: o.LeaseDuration, now: time.Now},

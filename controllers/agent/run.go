@@ -63,11 +63,17 @@ func Run(ctx context.Context, o Options) error {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// This node's NodeNetworkState only: never a list of them all.
 			&sluicev1.NodeNetworkState{}: {Field: fields.OneTermEqualSelector("metadata.name", o.NodeName)},
+			// This node's pods only: a sync reads the pods using VFs from
+			// the cache, not from the API server (see podReader).
+			&corev1.Pod{}: {
+				Field:     fields.OneTermEqualSelector("spec.nodeName", o.NodeName),
+				Transform: cache.TransformStripManagedFields(),
+			},
 		}},
-		// Pods, the Node and Leases are read when needed, never cached:
-		// caching them would watch every pod of the cluster.
+		// The Node and Leases are read when needed, never cached: they are
+		// read rarely (creating the NodeNetworkState, draining).
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
-			&corev1.Pod{}, &corev1.Node{}, &coordinationv1.Lease{},
+			&corev1.Node{}, &coordinationv1.Lease{},
 		}}},
 		// One agent per process; tests run several.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
@@ -98,6 +104,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("create eviction client: %w", err)
 	}
 	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, h, usage, mgr.GetEventRecorder(FieldManager), o)
+	r.pods.api = mgr.GetAPIReader()
 	if o.WatchLinks {
 		r.linkFilter = h.NewLinkFilter()
 	}

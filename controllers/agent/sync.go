@@ -56,7 +56,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 		return s.fail(err)
 	}
 	s.rec = rec
-	if s.users, err = liveUsers(ctx, r.client, r.usage, r.node); err != nil {
+	if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node); err != nil {
 		return s.fail(err)
 	}
 	s.replan()
@@ -96,7 +96,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 		if !gone {
 			break
 		}
-		if s.users, err = liveUsers(ctx, r.client, r.usage, r.node); err != nil {
+		if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node); err != nil {
 			return s.fail(err)
 		}
 		s.replan()
