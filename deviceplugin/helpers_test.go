@@ -12,18 +12,59 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
+	"github.com/sluice-net/sluice/host"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
 
-// fakeLinks is a link event source the test fires by hand.
-type fakeLinks struct{ ch chan string }
+// fakeLinks is a link event source the test fires by hand; it keeps the
+// filter of the last subscription.
+type fakeLinks struct {
+	mu   sync.Mutex
+	ch   chan string
+	subs int
+	keep func(host.LinkEvent) bool
+}
 
 func newFakeLinks() *fakeLinks { return &fakeLinks{ch: make(chan string, 16)} }
 
-func (f *fakeLinks) Subscribe(context.Context) (<-chan string, error) { return f.ch, nil }
+func (f *fakeLinks) Subscribe(_ context.Context, keep func(host.LinkEvent) bool) (<-chan string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subs++
+	f.keep = keep
+	return f.ch, nil
+}
 
 // fire sends a link event, as the kernel does after a netdev change.
-func (f *fakeLinks) fire(name string) { f.ch <- name }
+func (f *fakeLinks) fire(name string) {
+	f.mu.Lock()
+	ch := f.ch
+	f.mu.Unlock()
+	ch <- name
+}
+
+// overflow ends the subscription, as a netlink socket overflowing
+// (ENOBUFS) does; the next one gets a fresh channel.
+func (f *fakeLinks) overflow() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.ch)
+	f.ch = make(chan string, 16)
+}
+
+// subscriptions counts the Subscribe calls.
+func (f *fakeLinks) subscriptions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.subs
+}
+
+// concerns asks the last subscriber's filter about ev.
+func (f *fakeLinks) concerns(ev host.LinkEvent) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keep != nil && f.keep(ev)
+}
 
 // env is a running device plugin on a fake node, with a fake kubelet.
 type env struct {

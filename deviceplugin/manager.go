@@ -43,6 +43,9 @@ type Manager struct {
 	cdi         *cdiWriter
 	rescanReq   chan struct{}
 	wg          sync.WaitGroup
+	// linkFilter keeps the link events of the last scan's PFs and VFs and
+	// of new ones; the rest (pods' veths) never wake Run.
+	linkFilter *host.LinkFilter
 	// scans counts completed scans.
 	scans atomic.Int64
 	// metrics is nil without Options.Metrics.
@@ -62,14 +65,15 @@ type Manager struct {
 // NewManager prepares a device plugin; Run serves it.
 func NewManager(opts Options) (*Manager, error) {
 	opts.defaults()
+	h := opts.Host
+	if h == nil {
+		h = host.New(host.Paths{Sys: opts.SysRoot, Dev: opts.DevRoot})
+	}
 	m := &Manager{
-		opts: opts, log: opts.Log, host: opts.Host, links: opts.LinkEvents,
+		opts: opts, log: opts.Log, host: h, links: opts.LinkEvents, linkFilter: h.NewLinkFilter(),
 		attachments: nodefiles.NewAttachments(opts.AttachmentsDir),
 		rescanReq:   make(chan struct{}, 1),
 		servers:     map[string]*poolServer{},
-	}
-	if opts.Host == nil {
-		m.host = host.New(host.Paths{Sys: opts.SysRoot, Dev: opts.DevRoot})
 	}
 	if m.links == nil {
 		m.links = netlinkEvents{}
@@ -225,6 +229,7 @@ func (m *Manager) scan(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("discover the node: %w", err)
 	}
+	m.linkFilter.Update(snap)
 	g := m.readGate()
 	att, bad, err := m.attachments.Attached()
 	if err != nil {

@@ -15,12 +15,18 @@ import (
 // one rescan.
 const eventDelay = 20 * time.Millisecond
 
-// linkRetry is how soon a failed netlink subscription is retried.
-const linkRetry = time.Second
+// A failed netlink subscription is made again after linkRetry, doubling
+// up to maxLinkRetry while subscribing fails; a subscription that ended
+// (ENOBUFS) is made again at once, but at most once per linkRetry.
+const (
+	linkRetry    = time.Second
+	maxLinkRetry = 30 * time.Second
+)
 
 // maxScanGap bounds the pause kept between two scans. The pause is twice
-// the last scan's duration, so a storm of link events (pods starting by the
-// hundred, each with a veth) costs at most a third of a core on a node
+// the last scan's duration, so a storm of PF and VF link events (pods
+// starting by the hundred, each with a VF; pods' own veths are filtered
+// out before Run sees them) costs at most a third of a core on a node
 // whose scan is slow, and a health change still shows within
 // maxScanGap + eventDelay + a scan.
 const maxScanGap = 250 * time.Millisecond
@@ -65,7 +71,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	}()
 
 	links := m.subscribeLinks(ctx)
-	linkTimer := time.NewTimer(linkRetry)
+	subscribed, retry := time.Now(), linkRetry
+	linkTimer := time.NewTimer(retry)
 	if links != nil {
 		linkTimer.Stop()
 	}
@@ -120,17 +127,21 @@ func (m *Manager) Run(ctx context.Context) error {
 			schedule(0)
 		case _, ok := <-links:
 			if !ok {
-				m.log.Info("netlink link events ended; rescanning and subscribing again")
+				// Events were lost: one rescan once subscribed again
+				// covers them and the time in between.
+				m.log.Info("netlink link events ended (events may have been lost); subscribing again and rescanning")
 				links = nil
-				linkTimer.Reset(linkRetry)
-				schedule(0)
+				linkTimer.Reset(max(0, linkRetry-time.Since(subscribed)))
 				continue
 			}
 			schedule(eventDelay)
 		case <-linkTimer.C:
 			if links = m.subscribeLinks(ctx); links == nil {
-				linkTimer.Reset(linkRetry)
+				retry = min(2*retry, maxLinkRetry)
+				linkTimer.Reset(retry)
+				continue
 			}
+			subscribed, retry = time.Now(), linkRetry
 			schedule(0)
 		case _, ok := <-trigger:
 			if !ok {
@@ -168,8 +179,10 @@ func (m *Manager) watchedDirs() []string {
 	return dirs
 }
 
+// subscribeLinks subscribes to the link events of the PFs and VFs (the
+// filter's), nil when it cannot.
 func (m *Manager) subscribeLinks(ctx context.Context) <-chan string {
-	ch, err := m.links.Subscribe(ctx)
+	ch, err := m.links.Subscribe(ctx, m.linkFilter.Concerns)
 	if err != nil {
 		m.log.Error(err, "cannot subscribe to link events; retrying")
 		return nil

@@ -13,4 +13,9 @@
 // nothing when it is already right, and undoes its own partial work when a
 // later step fails, so a failed call leaves the device as it was or in a
 // state the next call repairs.
+//
+// Link events (SubscribeLinks) pass a keep function at the subscription;
+// the agent and the device plugin keep with a LinkFilter, which knows the
+// last discovery's PFs and VFs, so that the veths pods come and go with
+// never wake them.
 package host

@@ -2,6 +2,8 @@ package host_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +21,13 @@ func TestSubscribeLinks(t *testing.T) {
 	var events <-chan string
 	if err := nodeNS.Do(func(ns.NetNS) error {
 		var err error
-		events, err = host.SubscribeLinks(ctx)
+		events, err = host.SubscribeLinks(ctx, nil)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	addVeth(t, nodeNS, "sub0", true)
-	timeout := time.After(10 * time.Second)
-	for seen := false; !seen; {
-		select {
-		case name, ok := <-events:
-			if !ok {
-				t.Fatal("events closed before sub0 was reported")
-			}
-			seen = name == "sub0"
-		case <-timeout:
-			t.Fatal("no event for the new link sub0 within 10s")
-		}
-	}
+	waitLink(t, events, "sub0")
 	cancel()
 	for {
 		select {
@@ -46,6 +37,60 @@ func TestSubscribeLinks(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("events not closed after the context ended")
+		}
+	}
+}
+
+// A Netns subscription reports the links of that namespace that keep
+// accepts, and hands keep what the kernel says of a veth: its kind, and no
+// parent device.
+func TestNetnsSubscribeLinksKeeps(t *testing.T) {
+	nodeNS, node, _ := netnsPair(t)
+	var mu sync.Mutex
+	var seen []host.LinkEvent
+	keep := func(ev host.LinkEvent) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, ev)
+		return !strings.HasPrefix(ev.Name, "skip")
+	}
+	events, err := node.SubscribeLinks(t.Context(), keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addVeth(t, nodeNS, "skip0", true)
+	addVeth(t, nodeNS, "sub1", true)
+	if got := waitLink(t, events, "sub1"); len(got) > 0 {
+		t.Errorf("events delivered before sub1's: %q, want none (skip0's were refused)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ev := range seen {
+		if ev.Name == "skip0" && (ev.Kind != "veth" || ev.ParentBus != "" || ev.ParentDev != "") {
+			t.Errorf("event of the veth skip0 = %+v, want kind veth without a parent device", ev)
+		}
+	}
+}
+
+// waitLink reads events until name comes, and returns the names before it.
+func waitLink(t *testing.T, events <-chan string, name string) []string {
+	t.Helper()
+	var before []string
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got, ok := <-events:
+			if !ok {
+				t.Fatalf("events closed before %s was reported", name)
+			}
+			if got == name {
+				return before
+			}
+			if !strings.HasPrefix(got, name) { // a veth's peer is reported too
+				before = append(before, got)
+			}
+		case <-timeout:
+			t.Fatalf("no event for the new link %s within 10s", name)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
@@ -23,15 +22,15 @@ import (
 // run on this node: a record left behind by a pod that is gone holds no VF,
 // and a pod of the same name elsewhere (a StatefulSet's pod created again
 // on another node) or with another UID is not the one the record names.
-func liveUsers(ctx context.Context, c client.Reader, src UsageSource, node string) (vfUsers, error) {
+func liveUsers(ctx context.Context, pods podReader, src UsageSource, node string) (vfUsers, error) {
 	raw, err := src.VFUsers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read which pods use VFs: %w", err)
 	}
 	alive := map[types.NamespacedName]bool{}
 	out := vfUsers{}
-	for vf, pods := range raw {
-		for _, p := range pods {
+	for vf, refs := range raw {
+		for _, p := range refs {
 			if p.unknown() {
 				out[vf] = appendPod(out[vf], p) // nothing to ask the API
 				continue
@@ -39,16 +38,11 @@ func liveUsers(ctx context.Context, c client.Reader, src UsageSource, node strin
 			key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
 			live, seen := alive[key]
 			if !seen {
-				pod := &corev1.Pod{}
-				err := c.Get(ctx, key, pod)
-				switch {
-				case apierrors.IsNotFound(err):
-				case err != nil:
-					return nil, fmt.Errorf("get pod %s using VF %s: %w", key, vf, err)
-				default:
-					live = samePod(pod, p, node) &&
-						pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
+				pod, err := pods.get(ctx, p, node)
+				if err != nil {
+					return nil, fmt.Errorf("pod using VF %s: %w", vf, err)
 				}
+				live = pod != nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 				alive[key] = live
 			}
 			if live {
@@ -100,7 +94,7 @@ func (e restEvictor) Evict(ctx context.Context, namespace, name string, uid type
 // that PodDisruptionBudgets are respected: an eviction they refuse (429) is
 // reported and retried on the next sync. A pod of the name on another node,
 // or of another UID, is not touched.
-func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef, node string) (evictResult, error) {
+func evict(ctx context.Context, reader podReader, ev evictor, pods []PodRef, node string) (evictResult, error) {
 	var res evictResult
 	var errs []error
 	for _, p := range pods {
@@ -108,17 +102,13 @@ func evict(ctx context.Context, c client.Reader, ev evictor, pods []PodRef, node
 			res.pending = append(res.pending, p) // no eviction reaches it
 			continue
 		}
-		pod := &corev1.Pod{}
-		err := c.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: p.Name}, pod)
-		if apierrors.IsNotFound(err) {
-			continue
-		}
+		pod, err := reader.get(ctx, p, node)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("get pod %s: %w", p, err))
+			errs = append(errs, err)
 			continue
 		}
-		if !samePod(pod, p, node) {
-			continue // the VF's pod is gone; the name is another pod's now
+		if pod == nil {
+			continue // the VF's pod is gone (the name may be another pod's now)
 		}
 		res.pending = append(res.pending, p)
 		if pod.DeletionTimestamp != nil {
@@ -199,7 +189,7 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 	if st.Drain == nil || st.Drain.State != sluicev1.DrainDraining {
 		s.event(corev1.EventTypeNormal, "Draining", "Evict", fmt.Sprintf("evicting %s: %s", podList(pods), why))
 	}
-	res, evictErr := evict(ctx, r.client, r.evictor, pods, r.node)
+	res, evictErr := evict(ctx, r.pods, r.evictor, pods, r.node)
 	reason := fmt.Sprintf("%s; evicting %s", why, podList(pods))
 	if len(res.blocked) > 0 {
 		reason += fmt.Sprintf("; %s; retrying every %s", strings.Join(res.blocked, "; "), r.retry)

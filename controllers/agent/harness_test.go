@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func controlPlane(t *testing.T) *testenv.Env {
+func controlPlane(t testing.TB) *testenv.Env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("envtest: skipped in -short mode")
@@ -146,7 +146,7 @@ func installClusterAccess(env *testenv.Env) error {
 
 // installNamespaceRBAC installs the agent's Role (drain slot Leases) into a
 // test namespace.
-func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
+func installNamespaceRBAC(t testing.TB, env *testenv.Env, ns string) {
 	t.Helper()
 	docs, err := manifestDocs("rbac", "agent_role.yaml")
 	if err != nil {
@@ -178,7 +178,7 @@ func installNamespaceRBAC(t *testing.T, env *testenv.Env, ns string) {
 
 // createDrainSlots creates the drain slot Leases in ns, as the operator
 // does in its namespace.
-func createDrainSlots(t *testing.T, env *testenv.Env, ns string, n int) {
+func createDrainSlots(t testing.TB, env *testenv.Env, ns string, n int) {
 	t.Helper()
 	for _, name := range drainslot.Names(n) {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
@@ -220,7 +220,7 @@ func (f *fakeUsage) use(vf string, pods ...PodRef) {
 // harness is one agent under test: a fake node, a Node object, a fresh
 // namespace for its pods and drain slots, and its files.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	env   *testenv.Env
 	node  *hosttest.Node
 	name  string
@@ -231,7 +231,7 @@ type harness struct {
 	stop  func()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	env := controlPlane(t)
 	h := &harness{t: t, env: env, node: hosttest.New(t), usage: &fakeUsage{}, dir: t.TempDir()}
@@ -264,7 +264,7 @@ func newHarness(t *testing.T) *harness {
 		ResyncPeriod:       time.Second,
 		RetryPeriod:        200 * time.Millisecond,
 		LeaseDuration:      10 * time.Second,
-		Logger:             testr.NewWithOptions(t, testr.Options{Verbosity: 0}),
+		Logger:             testr.NewWithInterface(t, testr.Options{Verbosity: 0}),
 	}
 	createDrainSlots(t, env, h.ns, h.opts.MaxUnavailable)
 	return h

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+	"github.com/sluice-net/sluice/host"
 )
 
 // Restarts of the agent's controller after it stopped on an error: 1 s,
@@ -48,6 +49,8 @@ type agentLoop struct {
 	metrics  *agentMetrics
 	triggers chan event.GenericEvent
 	kick     func()
+	// linkFilter is nil unless links are watched.
+	linkFilter *host.LinkFilter
 }
 
 // run returns when ctx ends. Building the manager asks the API server too
@@ -90,11 +93,17 @@ func (a *agentLoop) newManager() (manager.Manager, error) {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// This node's NodeNetworkState only: never a list of them all.
 			&sluicev1.NodeNetworkState{}: {Field: fields.OneTermEqualSelector("metadata.name", o.NodeName)},
+			// This node's pods only: a sync reads the pods using VFs from
+			// the cache, not from the API server (see podReader).
+			&corev1.Pod{}: {
+				Field:     fields.OneTermEqualSelector("spec.nodeName", o.NodeName),
+				Transform: cache.TransformStripManagedFields(),
+			},
 		}},
-		// Pods, the Node and Leases are read when needed, never cached:
-		// caching them would watch every pod of the cluster.
+		// The Node and Leases are read when needed, never cached: they are
+		// read rarely (creating the NodeNetworkState, draining).
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{
-			&corev1.Pod{}, &corev1.Node{}, &coordinationv1.Lease{},
+			&corev1.Node{}, &coordinationv1.Lease{},
 		}}},
 		// One agent per process, restarted; tests run several.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true), CacheSyncTimeout: o.CacheSyncTimeout},
@@ -108,6 +117,8 @@ func (a *agentLoop) newManager() (manager.Manager, error) {
 	}
 	r := newReconciler(mgr.GetClient(), restEvictor{rc: policy.PolicyV1().RESTClient()}, a.host, a.usage, mgr.GetEventRecorder(FieldManager), o)
 	r.metrics = a.metrics
+	r.pods.api = mgr.GetAPIReader()
+	r.linkFilter = a.linkFilter
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		// Own status writes do not bring the agent back; spec changes,

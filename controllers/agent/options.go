@@ -103,8 +103,12 @@ type Options struct {
 	DevicePlugin *deviceplugin.Options
 	// WatchLinks subscribes to netlink link events in the agent's network
 	// namespace, so drift (VFs destroyed behind its back) is repaired in
-	// seconds instead of at the next resync.
+	// seconds instead of at the next resync. Only the events of SR-IOV PFs
+	// and VFs (host.LinkFilter) bring a sync; pods' veths do not.
 	WatchLinks bool
+	// LinkEvents, when set, replaces the netlink subscription WatchLinks
+	// makes (tests watch a network namespace of their own).
+	LinkEvents LinkEvents
 	// Metrics, when set, receives the agent's Prometheus metrics (sync
 	// durations, VFs configured per pool, the CNI plugin's outcomes from
 	// CNIStatsDir) and the in-process device plugin's.

@@ -18,6 +18,7 @@ import (
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
+	"github.com/sluice-net/sluice/host"
 )
 
 // apiProxy stands between the agent and the API server: down, nothing
@@ -90,7 +91,7 @@ func (p *apiProxy) forward(c net.Conn) {
 
 type noLinkEvents struct{}
 
-func (noLinkEvents) Subscribe(ctx context.Context) (<-chan string, error) {
+func (noLinkEvents) Subscribe(context.Context, func(host.LinkEvent) bool) (<-chan string, error) {
 	return make(chan string), nil
 }
 

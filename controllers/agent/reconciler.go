@@ -35,6 +35,7 @@ type eventRecorder interface {
 // the host reports link changes.
 type Reconciler struct {
 	client   client.Client
+	pods     podReader
 	evictor  evictor
 	host     nodeHost
 	usage    UsageSource
@@ -56,11 +57,14 @@ type Reconciler struct {
 	now                         func() time.Time
 	// metrics is nil without Options.Metrics.
 	metrics *agentMetrics
+	// linkFilter, when links are watched, learns each discovery's PFs and
+	// VFs: the links whose events bring a sync.
+	linkFilter *host.LinkFilter
 }
 
 func newReconciler(c client.Client, ev evictor, h nodeHost, usage UsageSource, rec eventRecorder, o Options) *Reconciler {
 	return &Reconciler{
-		client: c, evictor: ev, host: h, usage: usage, recorder: rec, node: o.NodeName,
+		client: c, pods: podReader{cache: c, api: c}, evictor: ev, host: h, usage: usage, recorder: rec, node: o.NodeName,
 		state: newStateFile(o.StateDir),
 		files: deviceFiles{gatePath: o.GatePath, configPath: o.DevicePluginConfig, prefix: o.ResourcePrefix},
 		slots: &drainSlots{c: c, ns: o.Namespace, n: o.MaxUnavailable, holder: o.NodeName, duration: o.LeaseDuration, now: time.Now},

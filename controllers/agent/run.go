@@ -69,6 +69,11 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	a := &agentLoop{o: o, cfg: cfg, scheme: scheme, host: h, usage: usage, metrics: metrics, triggers: triggers, kick: kick}
+	if o.WatchLinks {
+		// One filter for the watcher and every run of the controller: each
+		// discovery teaches it the PFs and VFs whose events matter.
+		a.linkFilter = h.NewLinkFilter()
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.run(gctx) })
@@ -87,7 +92,11 @@ func Run(ctx context.Context, o Options) error {
 		g.Go(func() error { return hs.serve(gctx) })
 	}
 	if o.WatchLinks {
-		g.Go(func() error { return watchLinks(gctx, 2*time.Second, kick, o.Logger) })
+		w := linkWatch{links: o.LinkEvents, keep: a.linkFilter.Concerns, quiet: 2 * time.Second, trigger: kick, log: o.Logger}
+		if w.links == nil {
+			w.links = netlinkEvents{}
+		}
+		g.Go(func() error { return w.run(gctx) })
 	}
 	if servePlugin != nil {
 		g.Go(func() error { return servePlugin(gctx) })

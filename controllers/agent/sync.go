@@ -57,7 +57,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 	}
 	s.rec = rec
 	s.sweepRecords()
-	if s.users, err = liveUsers(ctx, r.client, r.usage, r.node); err != nil {
+	if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node); err != nil {
 		return s.fail(err)
 	}
 	s.replan()
@@ -97,7 +97,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 		if !gone {
 			break
 		}
-		if s.users, err = liveUsers(ctx, r.client, r.usage, r.node); err != nil {
+		if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node); err != nil {
 			return s.fail(err)
 		}
 		s.replan()
@@ -142,6 +142,9 @@ func (s *syncRun) discover(ctx context.Context) error {
 		return fmt.Errorf("discover the node's NICs: %w", err)
 	}
 	s.snap = snap
+	if s.r.linkFilter != nil {
+		s.r.linkFilter.Update(snap)
+	}
 	st := &s.nns.Status
 	if ifs := interfacesStatus(snap); !equality.Semantic.DeepEqual(ifs, st.Interfaces) {
 		st.Interfaces = ifs

@@ -207,6 +207,16 @@ func (n *Node) AddDevice(addr, vendor, device, driver string) {
 	n.bind(n.addDevice(addr, vendor, device, -1, false), driver)
 }
 
+// AddNIC adds a network PCI function that is not SR-IOV capable (the
+// node's own NIC), with its netdev.
+func (n *Node) AddNIC(addr, name, driver string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := n.addDevice(addr, "8086", "1533", -1, false)
+	n.bind(d, driver)
+	n.addNetdev(d, name, 1500, "eth", true)
+}
+
 func (n *Node) addDevice(addr, vendor, device string, numa int, isVF bool) *fakeDev {
 	dir := filepath.Join(n.Root, "sys/devices/pci0000:00", addr)
 	must(os.MkdirAll(dir, 0o755))
@@ -272,6 +282,8 @@ func (n *Node) addNetdev(d *fakeDev, name string, mtu int, linkType string, carr
 	for f, v := range map[string]string{"address": mac.String(), "mtu": strconv.Itoa(mtu), "type": typ, "ifindex": strconv.Itoa(n.nextIfindex), "operstate": "up", "carrier": "1"} {
 		must(os.WriteFile(filepath.Join(dir, f), []byte(v+"\n"), 0o644))
 	}
+	// As in sysfs: the netdev's device link leads to its PCI function.
+	must(os.Symlink("../../../"+d.addr, filepath.Join(dir, "device")))
 	rel, err := filepath.Rel(filepath.Join(n.Root, "sys/class/net"), dir)
 	must(err)
 	must(os.Symlink(rel, filepath.Join(n.Root, "sys/class/net", name)))

@@ -43,6 +43,7 @@ func main() {
 		{"host: discovery of 8 PFs x 128 VFs (1,024 VFs with RDMA) on a fake sysfs", "./host", "BenchmarkDiscover8x128", "20x", *count, false},
 		{"device plugin: rescan, Allocate and GetPreferredAllocation, pools of 1,024 VFs", "./deviceplugin", "Benchmark(Rescan|BuildTree|Allocate|AllocateHandler|GetPreferredAllocation)$", "", *count, false},
 		{"CNI: ADD+DEL per VF (veth stand-ins, host-local IPAM), process start", "./cni/plugin", "Benchmark(AddDelExec|AddDelInProcess|VersionExec)$", "20x", *count, true},
+		{"agent and device plugin: a storm of 1,000 unrelated veth pairs (created, up, deleted over 10 s) in their network namespace (envtest)", "./controllers/agent", "BenchmarkLinkStorm$", "1x", *count, true},
 		{"operator: convergence at 1,000 nodes x 20 policies (envtest)", "./test/bench/operator", "BenchmarkConvergence", "1x", max(2, *count/2), false},
 	}
 	r := &report{started: time.Now(), machine: machine()}
