@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,6 +22,8 @@ type allocator struct {
 	devPath func(string) string
 	// cdi names CDI devices instead of listing device nodes.
 	cdi bool
+	// devInfo writes the allocated devices' device-info files; nil for none.
+	devInfo *devInfoFiles
 }
 
 // deviceNodes lists what a device needs in /dev, as the container sees it.
@@ -94,6 +97,11 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode device info: %v", err)
+	}
+	if a.devInfo != nil {
+		if err := a.devInfo.save(p, devs, time.Now()); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s: %v", p.Resource(), err)
+		}
 	}
 	names := []string{envName(p.Resource())}
 	if sh := shellEnvName(p.Resource()); sh != names[0] {
