@@ -39,8 +39,8 @@ type devInfoFiles struct {
 	mu sync.Mutex
 	// files are the files written or adopted, by resource and device ID.
 	files map[devInfoKey]*devInfoFile
-	// adopted is set once existing files were looked for.
-	adopted bool
+	// looked are the devices of the last scan whose file was looked for.
+	looked map[devInfoKey]bool
 }
 
 type devInfoKey struct{ resource, id string }
@@ -53,7 +53,7 @@ type devInfoFile struct {
 }
 
 func newDevInfoFiles(dir string, log logr.Logger) *devInfoFiles {
-	return &devInfoFiles{dir: dir, log: log, files: map[devInfoKey]*devInfoFile{}}
+	return &devInfoFiles{dir: dir, log: log, files: map[devInfoKey]*devInfoFile{}, looked: map[devInfoKey]bool{}}
 }
 
 // writesDevInfo reports whether a pool's allocations get device-info
@@ -107,15 +107,12 @@ func (f *devInfoFiles) save(p *Pool, devs []*Device, now time.Time) error {
 }
 
 // reconcile removes the files of devices gone or released at a scan whose
-// attachment registry was read after since. The first call adopts the
-// files already there for the tree's devices.
+// attachment registry was read after since. It first adopts the files a
+// previous run left for devices new in the tree.
 func (f *devInfoFiles) reconcile(t *Tree, since time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.adopted {
-		f.adopted = true
-		f.adopt(t)
-	}
+	f.adopt(t)
 	for k, file := range f.files {
 		var d *Device
 		if pd := t.Pools[k.resource]; pd != nil && writesDevInfo(&pd.Pool) {
@@ -138,21 +135,30 @@ func (f *devInfoFiles) reconcile(t *Tree, since time.Time) {
 	}
 }
 
-// adopt records the files a previous run left for the tree's devices.
+// adopt records the files a previous run left for the tree's devices,
+// looking once for each device new in the tree (at the first scan, every
+// one; later, those whose PF became ready or whose pool is new).
 func (f *devInfoFiles) adopt(t *Tree) {
+	looked := make(map[devInfoKey]bool, len(f.looked))
 	for res, pd := range t.Pools {
 		if !writesDevInfo(&pd.Pool) {
 			continue
 		}
 		for i := range pd.Devices {
 			d := &pd.Devices[i]
+			k := devInfoKey{res, d.ID}
+			looked[k] = true
+			if f.looked[k] || f.files[k] != nil {
+				continue
+			}
 			if _, err := os.Stat(f.path(res, d.ID)); err != nil {
 				continue
 			}
 			_, att := t.attached[d.PCIAddress]
-			f.files[devInfoKey{res, d.ID}] = &devInfoFile{attached: att}
+			f.files[k] = &devInfoFile{attached: att}
 		}
 	}
+	f.looked = looked
 }
 
 // remove deletes one file and forgets it; it keeps it on an error other

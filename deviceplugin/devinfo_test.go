@@ -161,3 +161,39 @@ func TestDeviceInfoFilesAdoptedAfterRestart(t *testing.T) {
 		t.Error("another plugin's device-info file removed")
 	}
 }
+
+// A file is adopted when its pool appears after the start too (a config
+// written later, a PF whose VFs join once ready).
+func TestDeviceInfoFilesAdoptedWhenPoolAppears(t *testing.T) {
+	n := twoNICNode(t, 1)
+	dir := filepath.Join(t.TempDir(), "devinfo")
+	att := filepath.Join(t.TempDir(), "attachments")
+	opt := func(o *Options) { o.DeviceInfoDir = dir; o.AttachmentsDir = att }
+	vf := n.VFAddress(e810, 0)
+	f := filepath.Join(dir, "sluice.dev-intel-a-"+vf+"-device.json")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte(`{"type":"pci","version":"1.1.0","pci":{"pci-address":"`+vf+`"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodefiles.NewAttachments(att).Put(nodefiles.Record{PCIAddress: vf, ContainerID: "c1", IfName: "net1", HostIfName: "ens2f0v0"}); err != nil {
+		t.Fatal(err)
+	}
+
+	e := newEnv(t, n, native(), opt)
+	e.scanned()
+	e.writeConfig(native(pool("intel-a", map[string]any{"selectors": map[string]any{"rootDevices": []string{e810}}})))
+	e.kubelet.Wait("sluice.dev/intel-a", wait, "1 VF", func(s kubelettest.Snapshot) bool { return len(s.Devices) == 1 })
+	e.scanned()
+	if !fileExists(f) {
+		t.Fatal("file of an attached VF removed")
+	}
+	if err := nodefiles.NewAttachments(att).Delete(vf); err != nil {
+		t.Fatal(err)
+	}
+	e.scanned()
+	if fileExists(f) {
+		t.Error("file adopted with its pool kept after the pod released its VF")
+	}
+}
