@@ -42,6 +42,7 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.DurationVar(&dp.Resync, "device-plugin-resync", deviceplugin.DefaultResync, "period of the device plugin's safety rescan; events trigger rescans in between")
 	fs.BoolVar(&dp.CDI, "cdi", false, "hand devices out as CDI device names and write their CDI specs to --cdi-dir")
 	fs.StringVar(&dp.CDIDir, "cdi-dir", deviceplugin.DefaultCDIDir, "where CDI specs are written when --cdi is set")
+	fs.StringVar(&dp.DeviceInfoDir, "device-info-dir", deviceplugin.DefaultDeviceInfoDir, "where the device plugin writes each allocated VF's device-info file (Network Plumbing Working Group spec) for Multus")
 	newLogger := logFlag(fs)
 
 	return func(ctx context.Context) error {

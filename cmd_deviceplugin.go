@@ -23,11 +23,15 @@ func devicePluginCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	o.BindFlags(fs)
 	metricsAddr := fs.String("metrics-bind-address", "0", `address of the Prometheus /metrics endpoint; "0" turns it off`)
 	newLogger := logFlag(fs)
+	compat := sndpFlags(fs, &o)
 
 	return func(ctx context.Context) error {
 		logger, err := newLogger()
 		if err != nil {
 			return err
+		}
+		for _, n := range compat() {
+			logger.Info(n.says, "flag", "--"+n.flag, "value", n.value)
 		}
 		o.Log = logger
 		if *metricsAddr == "0" {

@@ -90,6 +90,8 @@ func agentMounts() []hostMount {
 		{"cni-state", nodefiles.CNIStateDir, nodefiles.CNIStateDir, corev1.HostPathDirectoryOrCreate},
 		// CDI specs of --cdi pools, which the runtime reads.
 		{"cdi", "/var/run/cdi", "/var/run/cdi", corev1.HostPathDirectoryOrCreate},
+		// Device-info files of allocated VFs, which Multus reads.
+		{"device-info", nodefiles.DefaultDeviceInfoDir, nodefiles.DefaultDeviceInfoDir, corev1.HostPathDirectoryOrCreate},
 	}
 }
 

@@ -4,45 +4,12 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
-
-// DeviceInfo is one allocated device as the INFO variable describes it, in
-// the spirit of the Network Plumbing Working Group's device-info spec:
-// "type"/"version"/"pci" as the spec has them, plus what a workload needs
-// to find its device without a CNI (netdev, RDMA char devices, VFIO group).
-type DeviceInfo struct {
-	Type    string  `json:"type"`
-	Version string  `json:"version"`
-	PCI     PCIInfo `json:"pci"`
-	// Netdev is the VF's netdev in the host namespace when allocated.
-	Netdev string `json:"netdev,omitempty"`
-	// PF is the PF's netdev.
-	PF      string    `json:"pf,omitempty"`
-	VFIndex *int      `json:"vfIndex,omitempty"`
-	NUMA    *int      `json:"numaNode,omitempty"`
-	RDMA    *RDMAInfo `json:"rdma,omitempty"`
-	VFIO    *VFIOInfo `json:"vfio,omitempty"`
-	// Extra is the pool's additionalInfo for the device.
-	Extra map[string]string `json:"extra,omitempty"`
-}
-
-// PCIInfo is the device-info spec's "pci" object.
-type PCIInfo struct {
-	PCIAddress   string `json:"pci-address"`
-	PFPCIAddress string `json:"pf-pci-address,omitempty"`
-	RDMADevice   string `json:"rdma-device,omitempty"`
-	VhostNet     string `json:"vhost-net,omitempty"`
-}
-
-// VFIOInfo is a VFIO group as the container sees it.
-type VFIOInfo struct {
-	Group   string `json:"group"`
-	DevPath string `json:"devPath"`
-}
 
 const (
 	vfioDriver    = "vfio-pci"
@@ -55,6 +22,8 @@ type allocator struct {
 	devPath func(string) string
 	// cdi names CDI devices instead of listing device nodes.
 	cdi bool
+	// devInfo writes the allocated devices' device-info files; nil for none.
+	devInfo *devInfoFiles
 }
 
 // deviceNodes lists what a device needs in /dev, as the container sees it.
@@ -93,8 +62,8 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 			p.Resource(), strings.Join(unknown, ", "))
 	}
 
-	resp := &pluginapi.ContainerAllocateResponse{Envs: make(map[string]string, 2)}
-	info := make(map[string]DeviceInfo, len(devs))
+	resp := &pluginapi.ContainerAllocateResponse{Envs: make(map[string]string, 4)}
+	info := make(map[string]map[string]map[string]string, len(devs))
 	addrs := make([]string, 0, len(devs))
 	seenAddr := make(map[string]bool, len(devs))
 	seenNode := map[string]bool{}
@@ -129,49 +98,18 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode device info: %v", err)
 	}
-	name := envName(p.Resource())
-	resp.Envs[name] = strings.Join(addrs, ",")
-	resp.Envs[name+"_INFO"] = string(b)
+	if a.devInfo != nil {
+		if err := a.devInfo.save(p, devs, time.Now()); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s: %v", p.Resource(), err)
+		}
+	}
+	names := []string{envName(p.Resource())}
+	if sh := shellEnvName(p.Resource()); sh != names[0] {
+		names = append(names, sh)
+	}
+	for _, name := range names {
+		resp.Envs[name] = strings.Join(addrs, ",")
+		resp.Envs[name+"_INFO"] = string(b)
+	}
 	return resp, nil
-}
-
-func deviceInfo(p *Pool, d *Device) DeviceInfo {
-	di := DeviceInfo{
-		Type: "pci", Version: "1.1.0",
-		PCI:    PCIInfo{PCIAddress: d.PCIAddress},
-		Netdev: d.Netdev, PF: d.PFName,
-	}
-	if d.VFIndex >= 0 {
-		idx := d.VFIndex
-		di.VFIndex = &idx
-		di.PCI.PFPCIAddress = d.PFAddress
-	}
-	if d.NUMANode >= 0 {
-		n := d.NUMANode
-		di.NUMA = &n
-	}
-	if d.RDMA != nil && (p.RDMA || p.Shared()) {
-		di.RDMA = d.RDMA
-		di.PCI.RDMADevice = d.RDMA.Name
-	}
-	if d.Driver == vfioDriver && d.IOMMUGroup != "" && !p.Shared() {
-		di.VFIO = &VFIOInfo{Group: d.IOMMUGroup, DevPath: "/dev/vfio/" + d.IOMMUGroup}
-		di.Netdev = ""
-	}
-	if p.NeedVhostNet {
-		di.PCI.VhostNet = "/dev/vhost-net"
-	}
-	if len(p.AdditionalInfo) > 0 {
-		extra := map[string]string{}
-		for k, v := range p.AdditionalInfo["*"] {
-			extra[k] = v
-		}
-		for k, v := range p.AdditionalInfo[d.ID] {
-			extra[k] = v
-		}
-		if len(extra) > 0 {
-			di.Extra = extra
-		}
-	}
-	return di
 }

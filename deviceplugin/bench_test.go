@@ -44,7 +44,8 @@ func bigManager(b *testing.B, n *hosttest.Node, pfs []string, kubeletDir string)
 	}
 	m, err := NewManager(Options{
 		ConfigFile: cfg, ReadinessFile: readiness, KubeletDir: kubeletDir,
-		AttachmentsDir: filepath.Join(dir, "attachments"), Host: n.Host(), LinkEvents: newFakeLinks(), Log: logr.Discard(),
+		AttachmentsDir: filepath.Join(dir, "attachments"), DeviceInfoDir: filepath.Join(dir, "devinfo"),
+		Host: n.Host(), LinkEvents: newFakeLinks(), Log: logr.Discard(),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -21,6 +21,11 @@
 // only when its socket or the kubelet is new, and a refused pool moves to a
 // fresh socket name.
 //
+// Allocate answers as sriov-network-device-plugin does for what pods and
+// CNIs see: the PCIDEVICE_<RESOURCE> and _INFO variables (names.go,
+// info.go) and a device-info file per VF for Multus (devinfo.go), removed
+// by a scan once the device is released or gone.
+//
 // The config file is the node agent's native format, or an unchanged
 // sriov-network-device-plugin or k8s-rdma-shared-dev-plugin config.
 package deviceplugin

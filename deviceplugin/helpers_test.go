@@ -92,6 +92,7 @@ func newEnv(t *testing.T, node *hosttest.Node, config any, opts ...envOption) *e
 		KubeletDir:     e.kubelet.Dir,
 		AttachmentsDir: filepath.Join(e.dir, "attachments"),
 		CDIDir:         filepath.Join(e.dir, "cdi"),
+		DeviceInfoDir:  filepath.Join(e.dir, "devinfo"),
 		Log:            testr.New(t),
 		Host:           node.Host(),
 		LinkEvents:     e.links,

@@ -41,6 +41,7 @@ type Manager struct {
 	attachments nodefiles.Attachments
 	alloc       allocator
 	cdi         *cdiWriter
+	devInfo     *devInfoFiles
 	rescanReq   chan struct{}
 	wg          sync.WaitGroup
 	// linkFilter keeps the link events of the last scan's PFs and VFs and
@@ -78,7 +79,8 @@ func NewManager(opts Options) (*Manager, error) {
 	if m.links == nil {
 		m.links = netlinkEvents{}
 	}
-	m.alloc = allocator{devPath: m.host.DevPath, cdi: opts.CDI}
+	m.devInfo = newDevInfoFiles(opts.DeviceInfoDir, opts.Log)
+	m.alloc = allocator{devPath: m.host.DevPath, cdi: opts.CDI, devInfo: m.devInfo}
 	if opts.CDI {
 		m.cdi = newCDIWriter(opts.CDIDir, m.host.DevPath)
 	}
@@ -246,6 +248,7 @@ func (m *Manager) scan(ctx context.Context) error {
 	t := buildTree(scanInput{snap: snap, cfg: cfg, gate: g, attached: att, prev: prev})
 	t.rdmaNames = rdmaNames
 	m.apply(ctx, prev, t)
+	m.devInfo.reconcile(t, start)
 	m.mu.Lock()
 	m.tree = t
 	m.mu.Unlock()

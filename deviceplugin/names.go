@@ -4,11 +4,21 @@ import (
 	"strings"
 )
 
-// envName is the variable a pool's allocation is announced in:
-// PCIDEVICE_<PREFIX>_<NAME>, upper case, anything but letters and digits
-// turned into '_' ("sluice.dev/rdma-a" -> PCIDEVICE_SLUICE_DEV_RDMA_A), as
-// sriov-network-device-plugin names it.
+// envName is the variable a pool's allocation is announced in, named as
+// sriov-network-device-plugin names it: PCIDEVICE_<PREFIX>_<NAME> in upper
+// case with only '.' (and the '/' between prefix and name) turned into
+// '_'; '-' and any other character stay ("sluice.dev/rdma-a" ->
+// PCIDEVICE_SLUICE_DEV_RDMA-A), so a workload reads the same variable
+// whichever plugin serves it.
 func envName(resource string) string {
+	return "PCIDEVICE_" + strings.ToUpper(strings.NewReplacer("/", "_", ".", "_").Replace(resource))
+}
+
+// shellEnvName is the name earlier sluice versions used: every character
+// but letters and digits turned into '_' (PCIDEVICE_SLUICE_DEV_RDMA_A), one
+// a shell can expand. Allocate sets it too when it differs from envName,
+// which a shell cannot expand when the resource name has a '-'.
+func shellEnvName(resource string) string {
 	var b strings.Builder
 	b.Grow(len("PCIDEVICE_") + len(resource))
 	b.WriteString("PCIDEVICE_")

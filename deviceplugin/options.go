@@ -15,6 +15,7 @@ const (
 	DefaultConfigFile    = nodefiles.DefaultDevicePluginConfig
 	DefaultReadinessFile = nodefiles.DefaultGateFile
 	DefaultCDIDir        = nodefiles.DefaultCDIDir
+	DefaultDeviceInfoDir = nodefiles.DefaultDeviceInfoDir
 	DefaultKubeletDir    = "/var/lib/kubelet/device-plugins"
 	DefaultResync        = 30 * time.Second
 	// DefaultRDMACheck is the period of the light RDMA health check.
@@ -42,6 +43,10 @@ type Options struct {
 	// CDI hands out devices as CDI device names, with specs in CDIDir.
 	CDI    bool
 	CDIDir string
+	// DeviceInfoDir receives the device-info file of each allocated VF
+	// (the Network Plumbing Working Group's device-info spec), which
+	// Multus reads into the pod's network-status.
+	DeviceInfoDir string
 
 	// Not flags.
 
@@ -77,6 +82,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Resync, "resync", DefaultResync, "period of the safety rescan; events trigger rescans in between")
 	fs.BoolVar(&o.CDI, "cdi", false, "hand devices out as CDI device names (kind <prefix>/<pool>) and write their CDI specs to --cdi-dir")
 	fs.StringVar(&o.CDIDir, "cdi-dir", DefaultCDIDir, "where CDI specs are written when --cdi is set")
+	fs.StringVar(&o.DeviceInfoDir, "device-info-dir", DefaultDeviceInfoDir, "where each allocated VF's device-info file (Network Plumbing Working Group spec) is written for Multus")
 }
 
 func (o *Options) defaults() {
@@ -106,6 +112,9 @@ func (o *Options) defaults() {
 	}
 	if o.CDIDir == "" {
 		o.CDIDir = DefaultCDIDir
+	}
+	if o.DeviceInfoDir == "" {
+		o.DeviceInfoDir = DefaultDeviceInfoDir
 	}
 	if o.RDMACheck <= 0 {
 		o.RDMACheck = DefaultRDMACheck

@@ -26,4 +26,8 @@ const (
 	// (containerd's and CRI-O's default), where the CNI writes soft-RoCE
 	// specs.
 	DefaultCDIDir = "/var/run/cdi"
+	// DefaultDeviceInfoDir is where a device plugin writes the device-info
+	// files of the Network Plumbing Working Group's device-info spec, which
+	// Multus reads into a pod's network-status.
+	DefaultDeviceInfoDir = "/var/run/k8s.cni.cncf.io/devinfo/dp"
 )

@@ -141,7 +141,7 @@ func TestAdvertisesVFsAndRxe(t *testing.T) {
 	if got := r.Envs["PCIDEVICE_SLUICE_DEV_RDMA"]; got != vfs[0].PCI {
 		t.Errorf("PCIDEVICE_SLUICE_DEV_RDMA = %q", got)
 	}
-	if info := r.Envs["PCIDEVICE_SLUICE_DEV_RDMA_INFO"]; !strings.Contains(info, `"device":"dprxe0"`) || !strings.Contains(info, vfs[0].Netdev) {
+	if info := r.Envs["PCIDEVICE_SLUICE_DEV_RDMA_INFO"]; !strings.Contains(info, `"rdma_dev":"dprxe0"`) || !strings.Contains(info, `"uverbs":"`+uverbs+`"`) {
 		t.Errorf("INFO = %s", info)
 	}
 }
