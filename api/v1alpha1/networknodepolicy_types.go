@@ -124,10 +124,14 @@ type NetworkNodePolicySpec struct {
 	// is not selected.
 	// +optional
 	LinkType LinkType `json:"linkType,omitempty"`
-	// ResourceName is the pool pods request as sluice.dev/<resourceName>.
+	// ResourceName is the pool pods request as sluice.dev/<resourceName>:
+	// letters (either case), digits, '-' and '_', starting and ending with a
+	// letter or digit, as sriov-network-operator accepts. Names that differ
+	// only in case or in '-' versus '_' are distinct pools but share one
+	// PCIDEVICE_ environment variable name: avoid such pairs.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?$`
 	ResourceName string `json:"resourceName"`
 	// VFConfig are the VF settings applied at creation.
 	// +optional

@@ -62,6 +62,21 @@ func TestValidPolicyAccepted(t *testing.T) {
 	}
 }
 
+// TestSNOResourceNamesAccepted: resourceNames as sriov-network-operator's
+// admission accepts them (capitals and '_' inside) are valid here too.
+func TestSNOResourceNamesAccepted(t *testing.T) {
+	ctx := context.Background()
+	for i, name := range []string{"Intel_SRIOV", "mlnx_sriov_rdma", "intelnics", "A", "x710-VF_1"} {
+		p := validPolicy(fmt.Sprintf("sno-resource-%d", i))
+		p.Spec.ResourceName = name
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Errorf("resourceName %q rejected: %v", name, err)
+			continue
+		}
+		_ = env.Client.Delete(ctx, p)
+	}
+}
+
 func TestInvalidPolicyRejected(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -91,7 +106,9 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		{"PF name too long", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.NicSelector.PFNames = []sluicev1.PFName{"a-very-long-interface-name"}
 		}, "spec.nicSelector.pfNames[0]", ""},
-		{"resource name uppercase", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "Intel_SRIOV" }, "spec.resourceName", "should match"},
+		{"resource name starts with _", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "_intel" }, "spec.resourceName", "should match"},
+		{"resource name ends with -", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "intel-" }, "spec.resourceName", "should match"},
+		{"resource name with dot", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "intel.sriov" }, "spec.resourceName", "should match"},
 		{"resource name with slash", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "sluice.dev/a" }, "spec.resourceName", "should match"},
 		{"resource name empty", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "" }, "spec.resourceName", ""},
 		{"mtu too small", func(s *sluicev1.NetworkNodePolicySpec) { s.MTU = 100 }, "spec.mtu", "greater than or equal to 576"},
