@@ -97,7 +97,10 @@ func (p *compiledPolicy) rdma() bool      { return p.rdmaKind() == string(sluice
 func (p *compiledPolicy) softRoCE() bool {
 	return p.rdmaKind() == string(sluicev1.RDMAProviderSoftRoCE)
 }
-func (p *compiledPolicy) dryRun() bool     { return p.policy.Spec.DryRun }
+func (p *compiledPolicy) dryRun() bool { return p.policy.Spec.DryRun }
+
+// noVFs: numVfs 0 asks for the selected PFs to have no VFs of this policy.
+func (p *compiledPolicy) noVFs() bool      { return p.policy.Spec.NumVfs == 0 }
 func (p *compiledPolicy) resource() string { return p.policy.Spec.ResourceName }
 
 // rdmaKind is "off", or the RDMA provider of the policy's VFs.
@@ -156,8 +159,8 @@ func NewMerger(policies []*sluicev1.NetworkNodePolicy) *Merger {
 			}
 			cp.pfNames = append(cp.pfNames, sel)
 		}
-		if err == nil && p.Spec.NumVfs < 1 {
-			err = fmt.Errorf("spec.numVfs is %d: set it to at least 1", p.Spec.NumVfs)
+		if err == nil && p.Spec.NumVfs < 0 {
+			err = fmt.Errorf("spec.numVfs is %d: set it to 0 (no VFs) or more", p.Spec.NumVfs)
 		}
 		if err != nil {
 			m.Invalid[p.Name] = err
@@ -314,6 +317,13 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 		if len(want) == 0 {
 			continue
 		}
+		if p.noVFs() {
+			// numVfs 0 claims the PFs with no VFs: no pool, no RDMA mode.
+			for _, w := range want {
+				claims[w.pf] = append(claims[w.pf], claim{policy: p, vfs: w.vfs})
+			}
+			continue
+		}
 		if pl, ok := pools[p.resource()]; ok && (pl.deviceType != p.deviceType() || pl.rdma != p.rdmaKind()) {
 			out.findings = append(out.findings, Finding{
 				Kind: FindingResourceConflict, Policy: p.name(), Winner: pl.owner.name(), Node: node,
@@ -366,6 +376,9 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 		spec.MTU = max(spec.MTU, ps.MTU)
 		if ps.LinkType != "" {
 			spec.LinkType = ps.LinkType
+		}
+		if c.policy.noVFs() {
+			continue // the PF is listed (with 0 VFs unless others ask more); no group
 		}
 		g := sluicev1.VFGroup{
 			Policy:           c.policy.name(),

@@ -491,3 +491,24 @@ func TestParsePFName(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeNumVfsZero: numVfs 0 (sriov-network-operator's "no VFs") lists
+// the selected PF with 0 VFs and no VF group or pool; another policy's VFs
+// on the same PF win over it without a conflict.
+func TestMergeNumVfsZero(t *testing.T) {
+	zero := testPolicy("zero", 1, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 })
+	m := NewMerger([]*sluicev1.NetworkNodePolicy{zero})
+	if err := m.Invalid["zero"]; err != nil {
+		t.Fatalf("numVfs 0 is invalid: %v", err)
+	}
+	r := m.Node(testNode(nil))
+	if len(r.Spec.Interfaces) != 1 || r.Spec.Interfaces[0].PCIAddress != "0000:3b:00.0" || r.Spec.Interfaces[0].NumVfs != 0 ||
+		len(r.Spec.Interfaces[0].VFGroups) != 0 || len(r.Spec.Pools) != 0 || len(r.Findings) != 0 || !r.Selected["zero"] {
+		t.Errorf("spec = %+v findings = %+v selected = %v", r.Spec, r.Findings, r.Selected)
+	}
+	other := testPolicy("other", 50, 0, nil)
+	r = merge(testNode(nil), zero, other)
+	if got := groups(r.Spec.Interfaces); !slices.Equal(got, []string{"0000:3b:00.0:other:0-7"}) || r.Spec.Interfaces[0].NumVfs != 8 || len(r.Findings) != 0 {
+		t.Errorf("groups = %v spec = %+v findings = %+v", got, r.Spec.Interfaces, r.Findings)
+	}
+}

@@ -104,8 +104,11 @@ type NetworkNodePolicySpec struct {
 	Priority int32 `json:"priority,omitempty"`
 	// NicSelector chooses the PFs on each node.
 	NicSelector NicSelector `json:"nicSelector"`
-	// NumVfs is the number of VFs to create on each selected PF.
-	// +kubebuilder:validation:Minimum=1
+	// NumVfs is the number of VFs to create on each selected PF. 0 (as
+	// sriov-network-operator allows) asks for no VFs: a selected PF that no
+	// other policy claims VFs on is set to 0 VFs, and the policy advertises
+	// no devices.
+	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=256
 	NumVfs int32 `json:"numVfs"`
 	// MTU of the PF and its VFs; unset leaves the PF's MTU as it is.

@@ -71,6 +71,13 @@ func TestDrainDecisions(t *testing.T) {
 			wantPods: []PodRef{podA, podB},
 		},
 		{
+			name:     "a numVfs 0 policy's PF (no VF groups) loses its VFs, evicting their users",
+			setup:    setup{vfs: 4, used: map[int][]PodRef{2: {podA}}},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 0)},
+			wantPods: []PodRef{podA},
+			wantLine: []string{"numVfs 4 -> 0"},
+		},
+		{
 			name:     "a VF count change on a PF whose VFs nobody uses needs no drain",
 			setup:    setup{vfs: 4},
 			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 6, group("p1", "0-5", sluicev1.DeviceTypeNetdevice))},

@@ -77,6 +77,19 @@ func TestSNOResourceNamesAccepted(t *testing.T) {
 	}
 }
 
+// TestNumVfsZeroAccepted: numVfs 0, which sriov-network-operator's schema
+// allows, is accepted (the PFs it selects get no VFs).
+func TestNumVfsZeroAccepted(t *testing.T) {
+	ctx := context.Background()
+	p := validPolicy("numvfs-zero")
+	p.Spec.NumVfs = 0
+	p.Spec.NicSelector.PFNames = []sluicev1.PFName{"ens1f0"}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatalf("numVfs 0 rejected: %v", err)
+	}
+	_ = env.Client.Delete(ctx, p)
+}
+
 func TestInvalidPolicyRejected(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -86,7 +99,8 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		// msg must appear too: the reason, or the fix.
 		msg string
 	}{
-		{"numVfs zero", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 }, "spec.numVfs", "greater than or equal to 1"},
+		{"numVfs negative", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = -1 }, "spec.numVfs", "greater than or equal to 0"},
+		{"numVfs zero with a VF range", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 }, "spec.nicSelector.pfNames", "ends at or beyond numVfs"},
 		{"numVfs 1000", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 1000 }, "spec.numVfs", "less than or equal to 256"},
 		{"bad PCI address", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.NicSelector.RootDevices = []sluicev1.PCIAddress{"3b:00.0"}
