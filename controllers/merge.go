@@ -107,9 +107,9 @@ func (p *compiledPolicy) resource() string { return p.policy.Spec.ResourceName }
 func (p *compiledPolicy) rdmaKind() string {
 	r := p.policy.Spec.RDMA
 	switch {
-	case r == nil || !r.Enabled:
+	case !p.policy.Spec.RDMAEnabled():
 		return "off"
-	case r.Provider == "":
+	case r == nil || r.Provider == "": // isRdma alone: the hardware provider
 		return string(sluicev1.RDMAProviderHardware)
 	}
 	return string(r.Provider)

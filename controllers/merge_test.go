@@ -512,3 +512,18 @@ func TestMergeNumVfsZero(t *testing.T) {
 		t.Errorf("groups = %v spec = %+v findings = %+v", got, r.Spec.Interfaces, r.Findings)
 	}
 }
+
+// TestMergeIsRdmaAlias: isRdma (sriov-network-operator's spelling) renders
+// as rdma.enabled does: hardware RDMA, shared mode, an RDMA pool.
+func TestMergeIsRdmaAlias(t *testing.T) {
+	for name, mutate := range map[string]func(*sluicev1.NetworkNodePolicySpec){
+		"isRdma":       func(s *sluicev1.NetworkNodePolicySpec) { s.IsRdma = true },
+		"rdma.enabled": func(s *sluicev1.NetworkNodePolicySpec) { s.RDMA = &sluicev1.RDMASpec{Enabled: true} },
+	} {
+		r := merge(testNode(nil), testPolicy("p", 10, 0, mutate))
+		if len(r.Spec.Interfaces) != 1 || len(r.Spec.Interfaces[0].VFGroups) != 1 || !r.Spec.Interfaces[0].VFGroups[0].RDMA ||
+			r.Spec.RDMAMode != sluicev1.RDMAModeShared || len(r.Spec.Pools) != 1 || !r.Spec.Pools[0].Selectors.IsRdma {
+			t.Errorf("%s: spec = %+v", name, r.Spec)
+		}
+	}
+}

@@ -90,7 +90,8 @@ type VFConfigDefaults struct {
 }
 
 // NetworkNodePolicySpec is what a platform team asks of the matching nodes.
-// +kubebuilder:validation:XValidation:rule="!(has(self.rdma) && self.rdma.enabled && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
+// +kubebuilder:validation:XValidation:rule="!(((has(self.rdma) && self.rdma.enabled) || (has(self.isRdma) && self.isRdma)) && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
+// +kubebuilder:validation:XValidation:rule="!(has(self.isRdma) && has(self.rdma) && self.isRdma != self.rdma.enabled)",fieldPath=".isRdma",message="isRdma and rdma.enabled disagree: isRdma is sriov-network-operator's spelling of rdma.enabled; set only one of them, or both to the same value"
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
 type NetworkNodePolicySpec struct {
 	// NodeSelector chooses the nodes by label; empty selects every node.
@@ -123,6 +124,12 @@ type NetworkNodePolicySpec struct {
 	// RDMA exposes the VFs' RDMA devices.
 	// +optional
 	RDMA *RDMASpec `json:"rdma,omitempty"`
+	// IsRdma is sriov-network-operator's spelling of rdma.enabled, accepted
+	// so that its policies load unchanged: true is rdma.enabled with the
+	// default mode (shared) and provider (hardware). Set with rdma, it must
+	// agree with rdma.enabled.
+	// +optional
+	IsRdma bool `json:"isRdma,omitempty"`
 	// LinkType is the PF link layer to expect; a PF of another link type
 	// is not selected.
 	// +optional
@@ -144,6 +151,12 @@ type NetworkNodePolicySpec struct {
 	// status.dryRun, without applying anything.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// RDMAEnabled reports whether the policy asks for RDMA, through
+// rdma.enabled or its alias isRdma.
+func (s *NetworkNodePolicySpec) RDMAEnabled() bool {
+	return s.IsRdma || (s.RDMA != nil && s.RDMA.Enabled)
 }
 
 // DryRunNode is what applying a dry-run policy would do to one node.

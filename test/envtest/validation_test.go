@@ -90,6 +90,26 @@ func TestNumVfsZeroAccepted(t *testing.T) {
 	_ = env.Client.Delete(ctx, p)
 }
 
+// TestIsRdmaAliasAccepted: isRdma, sriov-network-operator's spelling of
+// rdma.enabled, is kept (not pruned), alone or agreeing with rdma.enabled.
+func TestIsRdmaAliasAccepted(t *testing.T) {
+	ctx := context.Background()
+	for i, rdma := range []*sluicev1.RDMASpec{nil, {Enabled: true, Mode: sluicev1.RDMAModeShared}} {
+		p := validPolicy(fmt.Sprintf("is-rdma-%d", i))
+		p.Spec.RDMA = rdma
+		p.Spec.IsRdma = true
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Errorf("isRdma with rdma %+v rejected: %v", rdma, err)
+			continue
+		}
+		got := &sluicev1.NetworkNodePolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil || !got.Spec.IsRdma {
+			t.Errorf("isRdma not stored (pruned?): %+v, %v", got.Spec, err)
+		}
+		_ = env.Client.Delete(ctx, p)
+	}
+}
+
 func TestInvalidPolicyRejected(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -136,6 +156,15 @@ func TestInvalidPolicyRejected(t *testing.T) {
 			s.DeviceType = sluicev1.DeviceTypeVfioPci
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeShared}
 		}, "spec.rdma", "vfio-pci has no kernel RDMA device"},
+		{"isRdma with vfio-pci", func(s *sluicev1.NetworkNodePolicySpec) {
+			s.DeviceType = sluicev1.DeviceTypeVfioPci
+			s.RDMA = nil
+			s.IsRdma = true
+		}, "spec.rdma", "rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci"},
+		{"isRdma disagrees with rdma.enabled", func(s *sluicev1.NetworkNodePolicySpec) {
+			s.RDMA = &sluicev1.RDMASpec{Enabled: false}
+			s.IsRdma = true
+		}, "spec.isRdma", "isRdma and rdma.enabled disagree"},
 		{"unknown RDMA mode", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: "partial"}
 		}, "spec.rdma.mode", `supported values: "shared", "exclusive"`},
