@@ -267,7 +267,23 @@ type passResult struct {
 type pool struct {
 	deviceType sluicev1.DeviceType
 	rdma       string // rdmaKind
-	owner      *compiledPolicy
+	// excludeTopology and needVhostNet are pool-wide in the device plugin.
+	excludeTopology, needVhostNet bool
+	owner                         *compiledPolicy
+}
+
+func (p *compiledPolicy) pool() pool {
+	s := &p.policy.Spec
+	return pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), excludeTopology: s.ExcludeTopology, needVhostNet: s.NeedVhostNet, owner: p}
+}
+
+// sameKind reports whether two policies' pools can be one pool.
+func (a pool) sameKind(b pool) bool {
+	return a.deviceType == b.deviceType && a.rdma == b.rdma && a.excludeTopology == b.excludeTopology && a.needVhostNet == b.needVhostNet
+}
+
+func (a pool) String() string {
+	return fmt.Sprintf("deviceType %s with RDMA %s, excludeTopology %t, needVhostNet %t", a.deviceType, a.rdma, a.excludeTopology, a.needVhostNet)
 }
 
 // mergePass gives each policy, in precedence order, the VF ranges it asks
@@ -324,12 +340,12 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 			}
 			continue
 		}
-		if pl, ok := pools[p.resource()]; ok && (pl.deviceType != p.deviceType() || pl.rdma != p.rdmaKind()) {
+		if pl, ok := pools[p.resource()]; ok && !pl.sameKind(p.pool()) {
 			out.findings = append(out.findings, Finding{
 				Kind: FindingResourceConflict, Policy: p.name(), Winner: pl.owner.name(), Node: node,
 				EqualPriority: pl.owner.priority() == p.priority(),
-				Message: fmt.Sprintf("policy %q advertises resourceName %q as deviceType %s with RDMA %s on node %s, but policy %q (%s) already advertises it as deviceType %s with RDMA %s; one pool cannot mix them, so %q is not applied on this node: use another resourceName",
-					p.name(), p.resource(), p.deviceType(), p.rdmaKind(), node, pl.owner.name(), winReason(pl.owner, p), pl.deviceType, pl.rdma, p.name()),
+				Message: fmt.Sprintf("policy %q advertises resourceName %q as %s on node %s, but policy %q (%s) already advertises it as %s; one pool cannot mix them, so %q is not applied on this node: use another resourceName or the same settings",
+					p.name(), p.resource(), p.pool(), node, pl.owner.name(), winReason(pl.owner, p), pl, p.name()),
 			})
 			continue
 		}
@@ -349,7 +365,7 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 			}
 		}
 		if _, ok := pools[p.resource()]; !ok {
-			pools[p.resource()] = pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), owner: p}
+			pools[p.resource()] = p.pool()
 		}
 		for _, w := range want {
 			claims[w.pf] = append(claims[w.pf], claim{policy: p, vfs: w.vfs})
@@ -389,6 +405,8 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 			MTU:              ps.MTU,
 			RDMA:             c.policy.rdma(),
 			SoftRoCE:         c.policy.softRoCE(),
+			ExcludeTopology:  ps.ExcludeTopology,
+			NeedVhostNet:     ps.NeedVhostNet,
 		}
 		if ps.VFConfig != nil {
 			g.Trust = copyBool(ps.VFConfig.Trust)

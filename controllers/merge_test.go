@@ -527,3 +527,31 @@ func TestMergeIsRdmaAlias(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeExcludeTopologyAndVhostNet: the policy's excludeTopology and
+// needVhostNet reach its VF groups and device-plugin pool; a policy that
+// feeds the same resourceName with other values is kept out of the pool.
+func TestMergeExcludeTopologyAndVhostNet(t *testing.T) {
+	both := func(s *sluicev1.NetworkNodePolicySpec) {
+		s.ExcludeTopology, s.NeedVhostNet = true, true
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#0-3"}
+		s.ResourceName = "dpdk"
+	}
+	a := testPolicy("a", 10, 0, both)
+	r := merge(testNode(nil), a)
+	if len(r.Spec.Pools) != 1 || !r.Spec.Pools[0].ExcludeTopology || !r.Spec.Pools[0].NeedVhostNet ||
+		!r.Spec.Interfaces[0].VFGroups[0].ExcludeTopology || !r.Spec.Interfaces[0].VFGroups[0].NeedVhostNet {
+		t.Errorf("spec = %+v", r.Spec)
+	}
+	b := testPolicy("b", 20, 0, func(s *sluicev1.NetworkNodePolicySpec) {
+		both(s)
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#4-7"}
+		s.ExcludeTopology = false
+	})
+	r = merge(testNode(nil), a, b)
+	f := findingsOf(r, FindingResourceConflict)
+	if got := groups(r.Spec.Interfaces); !slices.Equal(got, []string{"0000:3b:00.0:a:0-3"}) || len(f) != 1 || f[0].Policy != "b" {
+		t.Fatalf("groups = %v findings = %+v", got, r.Findings)
+	}
+	assertContainsAll(t, "message", f[0].Message, "excludeTopology false", "excludeTopology true", `"dpdk"`)
+}

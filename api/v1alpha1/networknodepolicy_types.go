@@ -143,6 +143,18 @@ type NetworkNodePolicySpec struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?$`
 	ResourceName string `json:"resourceName"`
+	// ExcludeTopology advertises the pool's VFs without their NUMA node, so
+	// that the kubelet's Topology Manager does not align them with the pod's
+	// CPUs (sriov-network-operator's field). Every policy feeding one
+	// resourceName on a node must agree on it.
+	// +optional
+	ExcludeTopology bool `json:"excludeTopology,omitempty"`
+	// NeedVhostNet hands /dev/vhost-net and /dev/net/tun to every container
+	// allocated a VF of the pool, for user-space networking that needs
+	// them (sriov-network-operator's field). Every policy feeding one
+	// resourceName on a node must agree on it.
+	// +optional
+	NeedVhostNet bool `json:"needVhostNet,omitempty"`
 	// VFConfig are the VF settings applied at creation.
 	// +optional
 	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`

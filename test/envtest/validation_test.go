@@ -110,6 +110,33 @@ func TestIsRdmaAliasAccepted(t *testing.T) {
 	}
 }
 
+// TestSNOPoolFieldsKept: excludeTopology and needVhostNet are stored, not
+// pruned, in policies and in the NodeNetworkState pools the operator writes.
+func TestSNOPoolFieldsKept(t *testing.T) {
+	ctx := context.Background()
+	p := validPolicy("sno-pool-fields")
+	p.Spec.ExcludeTopology, p.Spec.NeedVhostNet = true, true
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Client.Delete(ctx, p) }()
+	got := &sluicev1.NetworkNodePolicy{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil || !got.Spec.ExcludeTopology || !got.Spec.NeedVhostNet {
+		t.Errorf("policy fields pruned: %+v, %v", got.Spec, err)
+	}
+	nns := &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{Name: "sno-pool-fields"}, Spec: sluicev1.NodeNetworkStateSpec{
+		Pools: []sluicev1.DevicePluginPool{{ResourceName: "a", ExcludeTopology: true, NeedVhostNet: true, Selectors: sluicev1.PoolSelectors{PFNames: []string{"ens1f0#0-3"}}}},
+	}}
+	if err := env.Client.Create(ctx, nns); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Client.Delete(ctx, nns) }()
+	gotNNS := &sluicev1.NodeNetworkState{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(nns), gotNNS); err != nil || !gotNNS.Spec.Pools[0].ExcludeTopology || !gotNNS.Spec.Pools[0].NeedVhostNet {
+		t.Errorf("pool fields pruned: %+v, %v", gotNNS.Spec.Pools, err)
+	}
+}
+
 func TestInvalidPolicyRejected(t *testing.T) {
 	cases := []struct {
 		name   string
