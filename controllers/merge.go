@@ -393,6 +393,8 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 		if ps.LinkType != "" {
 			spec.LinkType = ps.LinkType
 		}
+		// One externally managed claim keeps sluice off the PF's VF count.
+		spec.ExternallyManaged = spec.ExternallyManaged || ps.ExternallyManaged
 		if c.policy.noVFs() {
 			continue // the PF is listed (with 0 VFs unless others ask more); no group
 		}

@@ -555,3 +555,12 @@ func TestMergeExcludeTopologyAndVhostNet(t *testing.T) {
 	}
 	assertContainsAll(t, "message", f[0].Message, "excludeTopology false", "excludeTopology true", `"dpdk"`)
 }
+
+// TestMergeExternallyManaged: an externallyManaged policy marks its PFs so
+// that the agent leaves their VF count alone.
+func TestMergeExternallyManaged(t *testing.T) {
+	r := merge(testNode(nil), testPolicy("p", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.ExternallyManaged = true }))
+	if len(r.Spec.Interfaces) != 1 || !r.Spec.Interfaces[0].ExternallyManaged || r.Spec.Interfaces[0].NumVfs != 8 {
+		t.Errorf("interfaces = %+v", r.Spec.Interfaces)
+	}
+}

@@ -155,6 +155,13 @@ type NetworkNodePolicySpec struct {
 	// resourceName on a node must agree on it.
 	// +optional
 	NeedVhostNet bool `json:"needVhostNet,omitempty"`
+	// ExternallyManaged: the VFs of the selected PFs are created by someone
+	// else (a boot script, the NIC's firmware); sluice never changes their
+	// count, not even when the policy goes, and only configures and
+	// advertises the VFs that exist (sriov-network-operator's field). A PF
+	// with fewer VFs than numVfs is not configured; the node reports why.
+	// +optional
+	ExternallyManaged bool `json:"externallyManaged,omitempty"`
 	// VFConfig are the VF settings applied at creation.
 	// +optional
 	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`

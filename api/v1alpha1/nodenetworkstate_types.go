@@ -65,6 +65,10 @@ type InterfaceSpec struct {
 	// LinkType the PF is expected to have.
 	// +optional
 	LinkType LinkType `json:"linkType,omitempty"`
+	// ExternallyManaged: the PF's VFs are created outside sluice; the agent
+	// never changes their count and needs at least numVfs of them.
+	// +optional
+	ExternallyManaged bool `json:"externallyManaged,omitempty"`
 	// VFGroups partition the PF's VFs between policies.
 	// +optional
 	// +listType=atomic

@@ -110,18 +110,19 @@ func TestIsRdmaAliasAccepted(t *testing.T) {
 	}
 }
 
-// TestSNOPoolFieldsKept: excludeTopology and needVhostNet are stored, not
+// TestSNOPoolFieldsKept: excludeTopology, needVhostNet (and the policy's
+// externallyManaged) are stored, not
 // pruned, in policies and in the NodeNetworkState pools the operator writes.
 func TestSNOPoolFieldsKept(t *testing.T) {
 	ctx := context.Background()
 	p := validPolicy("sno-pool-fields")
-	p.Spec.ExcludeTopology, p.Spec.NeedVhostNet = true, true
+	p.Spec.ExcludeTopology, p.Spec.NeedVhostNet, p.Spec.ExternallyManaged = true, true, true
 	if err := env.Client.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = env.Client.Delete(ctx, p) }()
 	got := &sluicev1.NetworkNodePolicy{}
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil || !got.Spec.ExcludeTopology || !got.Spec.NeedVhostNet {
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil || !got.Spec.ExcludeTopology || !got.Spec.NeedVhostNet || !got.Spec.ExternallyManaged {
 		t.Errorf("policy fields pruned: %+v, %v", got.Spec, err)
 	}
 	nns := &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{Name: "sno-pool-fields"}, Spec: sluicev1.NodeNetworkStateSpec{
