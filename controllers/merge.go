@@ -391,7 +391,7 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 		spec.NumVfs = max(spec.NumVfs, ps.NumVfs)
 		spec.MTU = max(spec.MTU, ps.MTU)
 		if ps.LinkType != "" {
-			spec.LinkType = ps.LinkType
+			spec.LinkType = ps.LinkType.Normalized()
 		}
 		// One externally managed claim keeps sluice off the PF's VF count.
 		spec.ExternallyManaged = spec.ExternallyManaged || ps.ExternallyManaged

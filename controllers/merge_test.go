@@ -230,7 +230,7 @@ func TestMergeNicSelectorFields(t *testing.T) {
 	cases := []struct {
 		name string
 		sel  sluicev1.NicSelector
-		link sluicev1.LinkType
+		link sluicev1.PolicyLinkType
 		want []string // PCI addresses selected
 	}{
 		{"vendor, case-insensitive", sluicev1.NicSelector{Vendor: "15B3"}, "", []string{"0000:3b:00.0", "0000:3b:00.1"}},
@@ -238,8 +238,10 @@ func TestMergeNicSelectorFields(t *testing.T) {
 		{"deviceID, case-insensitive", sluicev1.NicSelector{DeviceID: "158B"}, "", []string{"0000:5e:00.0"}},
 		{"rootDevices", sluicev1.NicSelector{RootDevices: []sluicev1.PCIAddress{"0000:3B:00.1", "0000:99:00.0"}}, "", []string{"0000:3b:00.1"}},
 		{"pfNames", sluicev1.NicSelector{PFNames: []sluicev1.PFName{"ens2f0", "ens9"}}, "", []string{"0000:5e:00.0"}},
-		{"linkType ib", sluicev1.NicSelector{Vendor: "15b3"}, sluicev1.LinkTypeInfiniband, []string{"0000:3b:00.1"}},
-		{"linkType eth", sluicev1.NicSelector{Vendor: "15b3"}, sluicev1.LinkTypeEthernet, []string{"0000:3b:00.0"}},
+		{"linkType ib", sluicev1.NicSelector{Vendor: "15b3"}, "ib", []string{"0000:3b:00.1"}},
+		{"linkType eth", sluicev1.NicSelector{Vendor: "15b3"}, "eth", []string{"0000:3b:00.0"}},
+		{"linkType IB, as sriov-network-operator spells it", sluicev1.NicSelector{Vendor: "15b3"}, "IB", []string{"0000:3b:00.1"}},
+		{"linkType ETH", sluicev1.NicSelector{Vendor: "15b3"}, "ETH", []string{"0000:3b:00.0"}},
 		{"fields are ANDed", sluicev1.NicSelector{Vendor: "15b3", PFNames: []sluicev1.PFName{"ens2f0"}}, "", nil},
 		{"vendor and deviceID", sluicev1.NicSelector{Vendor: "15b3", DeviceID: "101b", RootDevices: []sluicev1.PCIAddress{"0000:3b:00.0"}}, "", []string{"0000:3b:00.0"}},
 		{"netFilter selects nothing (no network metadata)", sluicev1.NicSelector{Vendor: "8086", NetFilter: "openstack/NetworkID:abc"}, "", nil},
@@ -262,7 +264,7 @@ func TestMergeNicSelectorFields(t *testing.T) {
 			if r.Selected["p"] != (len(tc.want) > 0) {
 				t.Errorf("Selected[p] = %v", r.Selected["p"])
 			}
-			if tc.link != "" && len(got) > 0 && r.Spec.Interfaces[0].LinkType != tc.link {
+			if tc.link != "" && len(got) > 0 && r.Spec.Interfaces[0].LinkType != tc.link.Normalized() {
 				t.Errorf("interface linkType = %q, want %q", r.Spec.Interfaces[0].LinkType, tc.link)
 			}
 		})
@@ -561,6 +563,15 @@ func TestMergeExcludeTopologyAndVhostNet(t *testing.T) {
 func TestMergeExternallyManaged(t *testing.T) {
 	r := merge(testNode(nil), testPolicy("p", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.ExternallyManaged = true }))
 	if len(r.Spec.Interfaces) != 1 || !r.Spec.Interfaces[0].ExternallyManaged || r.Spec.Interfaces[0].NumVfs != 8 {
+		t.Errorf("interfaces = %+v", r.Spec.Interfaces)
+	}
+}
+
+// TestMergeLinkTypeRenderedLowerCase: the node spec carries the link type as
+// PFs report it, whatever case the policy used.
+func TestMergeLinkTypeRenderedLowerCase(t *testing.T) {
+	r := merge(testNode(nil), testPolicy("p", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "ETH" }))
+	if len(r.Spec.Interfaces) != 1 || r.Spec.Interfaces[0].LinkType != sluicev1.LinkTypeEthernet {
 		t.Errorf("interfaces = %+v", r.Spec.Interfaces)
 	}
 }

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -20,6 +22,13 @@ type PFName string
 // +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{4}$`
 // +kubebuilder:validation:MaxLength=4
 type HexID string
+
+// PolicyLinkType is a policy's link type: eth or ib, either case.
+// +kubebuilder:validation:Enum=eth;ETH;ib;IB
+type PolicyLinkType string
+
+// Normalized is the link type as PFs report it (eth, ib).
+func (l PolicyLinkType) Normalized() LinkType { return LinkType(strings.ToLower(string(l))) }
 
 // NicSelector chooses the PFs a policy configures. Every field that is set
 // must match; at least one must be set.
@@ -130,10 +139,13 @@ type NetworkNodePolicySpec struct {
 	// agree with rdma.enabled.
 	// +optional
 	IsRdma bool `json:"isRdma,omitempty"`
-	// LinkType is the PF link layer to expect; a PF of another link type
-	// is not selected.
+	// LinkType is the PF link layer to expect, eth or ib in either case (as
+	// sriov-network-operator accepts); a PF of another link type is not
+	// selected. Unlike sriov-network-operator, sluice never changes a PF's
+	// link type: on NICs that can switch (ConnectX VPI) that is a firmware
+	// setting that takes a reboot, so set it with the vendor's tool first.
 	// +optional
-	LinkType LinkType `json:"linkType,omitempty"`
+	LinkType PolicyLinkType `json:"linkType,omitempty"`
 	// ResourceName is the pool pods request as sluice.dev/<resourceName>:
 	// letters (either case), digits, '-' and '_', starting and ending with a
 	// letter or digit, as sriov-network-operator accepts. Names that differ

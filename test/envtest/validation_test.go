@@ -29,7 +29,7 @@ func validPolicy(name string) *sluicev1.NetworkNodePolicy {
 			MTU:          9000,
 			DeviceType:   sluicev1.DeviceTypeNetdevice,
 			RDMA:         &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeExclusive},
-			LinkType:     sluicev1.LinkTypeEthernet,
+			LinkType:     "eth",
 			ResourceName: "rdma-a",
 			VFConfig:     &sluicev1.VFConfigDefaults{Trust: ptr.To(true), SpoofChk: ptr.To(false)},
 		},
@@ -138,6 +138,21 @@ func TestSNOPoolFieldsKept(t *testing.T) {
 	}
 }
 
+// TestLinkTypeEitherCase: linkType ETH and IB, as sriov-network-operator
+// policies write them, are accepted.
+func TestLinkTypeEitherCase(t *testing.T) {
+	ctx := context.Background()
+	for i, lt := range []sluicev1.PolicyLinkType{"ETH", "IB", "eth", "ib"} {
+		p := validPolicy(fmt.Sprintf("link-type-%d", i))
+		p.Spec.LinkType = lt
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Errorf("linkType %q rejected: %v", lt, err)
+			continue
+		}
+		_ = env.Client.Delete(ctx, p)
+	}
+}
+
 func TestInvalidPolicyRejected(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -202,7 +217,7 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		{"unknown RDMA provider", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Provider: "iwarp"}
 		}, "spec.rdma.provider", `supported values: "hardware", "soft-roce"`},
-		{"unknown linkType", func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "fc" }, "spec.linkType", `supported values: "eth", "ib"`},
+		{"unknown linkType", func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "fc" }, "spec.linkType", `supported values: "eth", "ETH", "ib", "IB"`},
 		{"priority 100", func(s *sluicev1.NetworkNodePolicySpec) { s.Priority = 100 }, "spec.priority", "less than or equal to 99"},
 		{"priority negative", func(s *sluicev1.NetworkNodePolicySpec) { s.Priority = -1 }, "spec.priority", "greater than or equal to 0"},
 		{"vendor not hex", func(s *sluicev1.NetworkNodePolicySpec) { s.NicSelector.Vendor = "mlnx" }, "spec.nicSelector.vendor", "should match"},
