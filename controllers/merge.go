@@ -97,16 +97,19 @@ func (p *compiledPolicy) rdma() bool      { return p.rdmaKind() == string(sluice
 func (p *compiledPolicy) softRoCE() bool {
 	return p.rdmaKind() == string(sluicev1.RDMAProviderSoftRoCE)
 }
-func (p *compiledPolicy) dryRun() bool     { return p.policy.Spec.DryRun }
+func (p *compiledPolicy) dryRun() bool { return p.policy.Spec.DryRun }
+
+// noVFs: numVfs 0 asks for the selected PFs to have no VFs of this policy.
+func (p *compiledPolicy) noVFs() bool      { return p.policy.Spec.NumVfs == 0 }
 func (p *compiledPolicy) resource() string { return p.policy.Spec.ResourceName }
 
 // rdmaKind is "off", or the RDMA provider of the policy's VFs.
 func (p *compiledPolicy) rdmaKind() string {
 	r := p.policy.Spec.RDMA
 	switch {
-	case r == nil || !r.Enabled:
+	case !p.policy.Spec.RDMAEnabled():
 		return "off"
-	case r.Provider == "":
+	case r == nil || r.Provider == "": // isRdma alone: the hardware provider
 		return string(sluicev1.RDMAProviderHardware)
 	}
 	return string(r.Provider)
@@ -156,8 +159,8 @@ func NewMerger(policies []*sluicev1.NetworkNodePolicy) *Merger {
 			}
 			cp.pfNames = append(cp.pfNames, sel)
 		}
-		if err == nil && p.Spec.NumVfs < 1 {
-			err = fmt.Errorf("spec.numVfs is %d: set it to at least 1", p.Spec.NumVfs)
+		if err == nil && p.Spec.NumVfs < 0 {
+			err = fmt.Errorf("spec.numVfs is %d: set it to 0 (no VFs) or more", p.Spec.NumVfs)
 		}
 		if err != nil {
 			m.Invalid[p.Name] = err
@@ -264,7 +267,23 @@ type passResult struct {
 type pool struct {
 	deviceType sluicev1.DeviceType
 	rdma       string // rdmaKind
-	owner      *compiledPolicy
+	// excludeTopology and needVhostNet are pool-wide in the device plugin.
+	excludeTopology, needVhostNet bool
+	owner                         *compiledPolicy
+}
+
+func (p *compiledPolicy) pool() pool {
+	s := &p.policy.Spec
+	return pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), excludeTopology: s.ExcludeTopology, needVhostNet: s.NeedVhostNet, owner: p}
+}
+
+// sameKind reports whether two policies' pools can be one pool.
+func (a pool) sameKind(b pool) bool {
+	return a.deviceType == b.deviceType && a.rdma == b.rdma && a.excludeTopology == b.excludeTopology && a.needVhostNet == b.needVhostNet
+}
+
+func (a pool) String() string {
+	return fmt.Sprintf("deviceType %s with RDMA %s, excludeTopology %t, needVhostNet %t", a.deviceType, a.rdma, a.excludeTopology, a.needVhostNet)
 }
 
 // mergePass gives each policy, in precedence order, the VF ranges it asks
@@ -314,12 +333,19 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 		if len(want) == 0 {
 			continue
 		}
-		if pl, ok := pools[p.resource()]; ok && (pl.deviceType != p.deviceType() || pl.rdma != p.rdmaKind()) {
+		if p.noVFs() {
+			// numVfs 0 claims the PFs with no VFs: no pool, no RDMA mode.
+			for _, w := range want {
+				claims[w.pf] = append(claims[w.pf], claim{policy: p, vfs: w.vfs})
+			}
+			continue
+		}
+		if pl, ok := pools[p.resource()]; ok && !pl.sameKind(p.pool()) {
 			out.findings = append(out.findings, Finding{
 				Kind: FindingResourceConflict, Policy: p.name(), Winner: pl.owner.name(), Node: node,
 				EqualPriority: pl.owner.priority() == p.priority(),
-				Message: fmt.Sprintf("policy %q advertises resourceName %q as deviceType %s with RDMA %s on node %s, but policy %q (%s) already advertises it as deviceType %s with RDMA %s; one pool cannot mix them, so %q is not applied on this node: use another resourceName",
-					p.name(), p.resource(), p.deviceType(), p.rdmaKind(), node, pl.owner.name(), winReason(pl.owner, p), pl.deviceType, pl.rdma, p.name()),
+				Message: fmt.Sprintf("policy %q advertises resourceName %q as %s on node %s, but policy %q (%s) already advertises it as %s; one pool cannot mix them, so %q is not applied on this node: use another resourceName or the same settings",
+					p.name(), p.resource(), p.pool(), node, pl.owner.name(), winReason(pl.owner, p), pl, p.name()),
 			})
 			continue
 		}
@@ -339,7 +365,7 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 			}
 		}
 		if _, ok := pools[p.resource()]; !ok {
-			pools[p.resource()] = pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), owner: p}
+			pools[p.resource()] = p.pool()
 		}
 		for _, w := range want {
 			claims[w.pf] = append(claims[w.pf], claim{policy: p, vfs: w.vfs})
@@ -365,7 +391,12 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 		spec.NumVfs = max(spec.NumVfs, ps.NumVfs)
 		spec.MTU = max(spec.MTU, ps.MTU)
 		if ps.LinkType != "" {
-			spec.LinkType = ps.LinkType
+			spec.LinkType = ps.LinkType.Normalized()
+		}
+		// One externally managed claim keeps sluice off the PF's VF count.
+		spec.ExternallyManaged = spec.ExternallyManaged || ps.ExternallyManaged
+		if c.policy.noVFs() {
+			continue // the PF is listed (with 0 VFs unless others ask more); no group
 		}
 		g := sluicev1.VFGroup{
 			Policy:           c.policy.name(),
@@ -376,6 +407,8 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 			MTU:              ps.MTU,
 			RDMA:             c.policy.rdma(),
 			SoftRoCE:         c.policy.softRoCE(),
+			ExcludeTopology:  ps.ExcludeTopology,
+			NeedVhostNet:     ps.NeedVhostNet,
 		}
 		if ps.VFConfig != nil {
 			g.Trust = copyBool(ps.VFConfig.Trust)

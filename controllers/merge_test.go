@@ -230,7 +230,7 @@ func TestMergeNicSelectorFields(t *testing.T) {
 	cases := []struct {
 		name string
 		sel  sluicev1.NicSelector
-		link sluicev1.LinkType
+		link sluicev1.PolicyLinkType
 		want []string // PCI addresses selected
 	}{
 		{"vendor, case-insensitive", sluicev1.NicSelector{Vendor: "15B3"}, "", []string{"0000:3b:00.0", "0000:3b:00.1"}},
@@ -238,8 +238,10 @@ func TestMergeNicSelectorFields(t *testing.T) {
 		{"deviceID, case-insensitive", sluicev1.NicSelector{DeviceID: "158B"}, "", []string{"0000:5e:00.0"}},
 		{"rootDevices", sluicev1.NicSelector{RootDevices: []sluicev1.PCIAddress{"0000:3B:00.1", "0000:99:00.0"}}, "", []string{"0000:3b:00.1"}},
 		{"pfNames", sluicev1.NicSelector{PFNames: []sluicev1.PFName{"ens2f0", "ens9"}}, "", []string{"0000:5e:00.0"}},
-		{"linkType ib", sluicev1.NicSelector{Vendor: "15b3"}, sluicev1.LinkTypeInfiniband, []string{"0000:3b:00.1"}},
-		{"linkType eth", sluicev1.NicSelector{Vendor: "15b3"}, sluicev1.LinkTypeEthernet, []string{"0000:3b:00.0"}},
+		{"linkType ib", sluicev1.NicSelector{Vendor: "15b3"}, "ib", []string{"0000:3b:00.1"}},
+		{"linkType eth", sluicev1.NicSelector{Vendor: "15b3"}, "eth", []string{"0000:3b:00.0"}},
+		{"linkType IB, as sriov-network-operator spells it", sluicev1.NicSelector{Vendor: "15b3"}, "IB", []string{"0000:3b:00.1"}},
+		{"linkType ETH", sluicev1.NicSelector{Vendor: "15b3"}, "ETH", []string{"0000:3b:00.0"}},
 		{"fields are ANDed", sluicev1.NicSelector{Vendor: "15b3", PFNames: []sluicev1.PFName{"ens2f0"}}, "", nil},
 		{"vendor and deviceID", sluicev1.NicSelector{Vendor: "15b3", DeviceID: "101b", RootDevices: []sluicev1.PCIAddress{"0000:3b:00.0"}}, "", []string{"0000:3b:00.0"}},
 		{"netFilter selects nothing (no network metadata)", sluicev1.NicSelector{Vendor: "8086", NetFilter: "openstack/NetworkID:abc"}, "", nil},
@@ -262,7 +264,7 @@ func TestMergeNicSelectorFields(t *testing.T) {
 			if r.Selected["p"] != (len(tc.want) > 0) {
 				t.Errorf("Selected[p] = %v", r.Selected["p"])
 			}
-			if tc.link != "" && len(got) > 0 && r.Spec.Interfaces[0].LinkType != tc.link {
+			if tc.link != "" && len(got) > 0 && r.Spec.Interfaces[0].LinkType != tc.link.Normalized() {
 				t.Errorf("interface linkType = %q, want %q", r.Spec.Interfaces[0].LinkType, tc.link)
 			}
 		})
@@ -489,5 +491,87 @@ func TestParsePFName(t *testing.T) {
 		if (err != nil) != tc.wantErr || got != tc.want {
 			t.Errorf("parsePFName(%q) = %+v, %v", tc.in, got, err)
 		}
+	}
+}
+
+// TestMergeNumVfsZero: numVfs 0 (sriov-network-operator's "no VFs") lists
+// the selected PF with 0 VFs and no VF group or pool; another policy's VFs
+// on the same PF win over it without a conflict.
+func TestMergeNumVfsZero(t *testing.T) {
+	zero := testPolicy("zero", 1, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 })
+	m := NewMerger([]*sluicev1.NetworkNodePolicy{zero})
+	if err := m.Invalid["zero"]; err != nil {
+		t.Fatalf("numVfs 0 is invalid: %v", err)
+	}
+	r := m.Node(testNode(nil))
+	if len(r.Spec.Interfaces) != 1 || r.Spec.Interfaces[0].PCIAddress != "0000:3b:00.0" || r.Spec.Interfaces[0].NumVfs != 0 ||
+		len(r.Spec.Interfaces[0].VFGroups) != 0 || len(r.Spec.Pools) != 0 || len(r.Findings) != 0 || !r.Selected["zero"] {
+		t.Errorf("spec = %+v findings = %+v selected = %v", r.Spec, r.Findings, r.Selected)
+	}
+	other := testPolicy("other", 50, 0, nil)
+	r = merge(testNode(nil), zero, other)
+	if got := groups(r.Spec.Interfaces); !slices.Equal(got, []string{"0000:3b:00.0:other:0-7"}) || r.Spec.Interfaces[0].NumVfs != 8 || len(r.Findings) != 0 {
+		t.Errorf("groups = %v spec = %+v findings = %+v", got, r.Spec.Interfaces, r.Findings)
+	}
+}
+
+// TestMergeIsRdmaAlias: isRdma (sriov-network-operator's spelling) renders
+// as rdma.enabled does: hardware RDMA, shared mode, an RDMA pool.
+func TestMergeIsRdmaAlias(t *testing.T) {
+	for name, mutate := range map[string]func(*sluicev1.NetworkNodePolicySpec){
+		"isRdma":       func(s *sluicev1.NetworkNodePolicySpec) { s.IsRdma = true },
+		"rdma.enabled": func(s *sluicev1.NetworkNodePolicySpec) { s.RDMA = &sluicev1.RDMASpec{Enabled: true} },
+	} {
+		r := merge(testNode(nil), testPolicy("p", 10, 0, mutate))
+		if len(r.Spec.Interfaces) != 1 || len(r.Spec.Interfaces[0].VFGroups) != 1 || !r.Spec.Interfaces[0].VFGroups[0].RDMA ||
+			r.Spec.RDMAMode != sluicev1.RDMAModeShared || len(r.Spec.Pools) != 1 || !r.Spec.Pools[0].Selectors.IsRdma {
+			t.Errorf("%s: spec = %+v", name, r.Spec)
+		}
+	}
+}
+
+// TestMergeExcludeTopologyAndVhostNet: the policy's excludeTopology and
+// needVhostNet reach its VF groups and device-plugin pool; a policy that
+// feeds the same resourceName with other values is kept out of the pool.
+func TestMergeExcludeTopologyAndVhostNet(t *testing.T) {
+	both := func(s *sluicev1.NetworkNodePolicySpec) {
+		s.ExcludeTopology, s.NeedVhostNet = true, true
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#0-3"}
+		s.ResourceName = "dpdk"
+	}
+	a := testPolicy("a", 10, 0, both)
+	r := merge(testNode(nil), a)
+	if len(r.Spec.Pools) != 1 || !r.Spec.Pools[0].ExcludeTopology || !r.Spec.Pools[0].NeedVhostNet ||
+		!r.Spec.Interfaces[0].VFGroups[0].ExcludeTopology || !r.Spec.Interfaces[0].VFGroups[0].NeedVhostNet {
+		t.Errorf("spec = %+v", r.Spec)
+	}
+	b := testPolicy("b", 20, 0, func(s *sluicev1.NetworkNodePolicySpec) {
+		both(s)
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#4-7"}
+		s.ExcludeTopology = false
+	})
+	r = merge(testNode(nil), a, b)
+	f := findingsOf(r, FindingResourceConflict)
+	if got := groups(r.Spec.Interfaces); !slices.Equal(got, []string{"0000:3b:00.0:a:0-3"}) || len(f) != 1 || f[0].Policy != "b" {
+		t.Fatalf("groups = %v findings = %+v", got, r.Findings)
+	}
+	assertContainsAll(t, "message", f[0].Message, "excludeTopology false", "excludeTopology true", `"dpdk"`)
+}
+
+// TestMergeExternallyManaged: an externallyManaged policy marks its PFs so
+// that the agent leaves their VF count alone.
+func TestMergeExternallyManaged(t *testing.T) {
+	r := merge(testNode(nil), testPolicy("p", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.ExternallyManaged = true }))
+	if len(r.Spec.Interfaces) != 1 || !r.Spec.Interfaces[0].ExternallyManaged || r.Spec.Interfaces[0].NumVfs != 8 {
+		t.Errorf("interfaces = %+v", r.Spec.Interfaces)
+	}
+}
+
+// TestMergeLinkTypeRenderedLowerCase: the node spec carries the link type as
+// PFs report it, whatever case the policy used.
+func TestMergeLinkTypeRenderedLowerCase(t *testing.T) {
+	r := merge(testNode(nil), testPolicy("p", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "ETH" }))
+	if len(r.Spec.Interfaces) != 1 || r.Spec.Interfaces[0].LinkType != sluicev1.LinkTypeEthernet {
+		t.Errorf("interfaces = %+v", r.Spec.Interfaces)
 	}
 }

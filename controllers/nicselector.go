@@ -74,7 +74,7 @@ func (p *compiledPolicy) selectPF(pf *sluicev1.InterfaceStatus) ([]vfRange, bool
 	}) {
 		return nil, false
 	}
-	if lt := p.policy.Spec.LinkType; lt != "" && lt != pf.LinkType {
+	if lt := p.policy.Spec.LinkType; lt != "" && lt.Normalized() != pf.LinkType {
 		return nil, false
 	}
 	full := vfRange{0, p.policy.Spec.NumVfs - 1}

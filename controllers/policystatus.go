@@ -98,7 +98,8 @@ func evaluatePolicy(p *sluicev1.NetworkNodePolicy, m *Merger, eval evaluator, no
 
 // carriesPolicy reports whether a node's spec has the policy's current
 // generation: at least one VF group of it, all rendered from that
-// generation (in spec.dryRun for a dry-run policy).
+// generation (in spec.dryRun for a dry-run policy); for a numVfs 0 policy,
+// which renders no group, no group of it.
 func carriesPolicy(nns *sluicev1.NodeNetworkState, p *sluicev1.NetworkNodePolicy) bool {
 	ifaces := nns.Spec.Interfaces
 	if p.Spec.DryRun {
@@ -107,7 +108,9 @@ func carriesPolicy(nns *sluicev1.NodeNetworkState, p *sluicev1.NetworkNodePolicy
 		}
 		ifaces = nns.Spec.DryRun.Interfaces
 	}
-	found := false
+	// A numVfs 0 policy has no VF group: it is carried once no group of an
+	// earlier generation of it (which had VFs) is left.
+	found := p.Spec.NumVfs == 0
 	for i := range ifaces {
 		for _, g := range ifaces[i].VFGroups {
 			if g.Policy != p.Name {

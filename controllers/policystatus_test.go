@@ -176,3 +176,20 @@ func TestPolicyNodeGauge(t *testing.T) {
 		t.Errorf("gathered %v, want %v", got, want)
 	}
 }
+
+// TestPolicyStatusNumVfsZero: a numVfs 0 policy, which renders no VF group,
+// is ready on a synced node once no group of an older generation (with VFs)
+// of it is left in the spec.
+func TestPolicyStatusNumVfsZero(t *testing.T) {
+	p := testPolicy("p", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 })
+	old := testPolicy("p", 10, 0, nil)
+	old.Generation = 2
+	views := []nodeView{
+		{name: "ready", state: stateFor("ready", sluicev1.SyncSucceeded, true, p)},
+		{name: "old-spec", state: stateFor("old-spec", sluicev1.SyncSucceeded, true, old)},
+	}
+	st, ready, _ := statusOf(p, []*sluicev1.NetworkNodePolicy{p}, views)
+	if st.MatchedNodes != 2 || st.ReadyNodes != 1 || ready.Status != metav1.ConditionFalse || !strings.Contains(ready.Message, "old-spec") {
+		t.Errorf("status = %+v", st)
+	}
+}

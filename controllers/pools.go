@@ -29,6 +29,10 @@ func renderPools(ifaces []sluicev1.InterfaceSpec) []sluicev1.DevicePluginPool {
 					DeviceType:   g.DeviceType,
 					Selectors:    sluicev1.PoolSelectors{IsRdma: g.RDMA},
 					SoftRoCE:     g.SoftRoCE,
+					// The merge keeps policies that disagree on these
+					// out of one pool, so the first group speaks for all.
+					ExcludeTopology: g.ExcludeTopology,
+					NeedVhostNet:    g.NeedVhostNet,
 				}
 				byName[g.ResourceName] = p
 			}

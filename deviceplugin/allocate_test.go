@@ -320,3 +320,43 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestNativeExcludeTopologyAndVhostNet: a pool the node agent writes (the
+// native config, from a NetworkNodePolicy's excludeTopology and
+// needVhostNet) is advertised without NUMA topology and hands out
+// /dev/vhost-net and /dev/net/tun; a pool without them keeps its topology.
+func TestNativeExcludeTopologyAndVhostNet(t *testing.T) {
+	n := twoNICNode(t, 2)
+	e := newEnv(t, n, native(
+		pool("dpdk_a", map[string]any{"deviceType": "netdevice", "excludeTopology": true, "needVhostNet": true,
+			"selectors": map[string]any{"rootDevices": []string{e810}}}),
+		pool("plain", map[string]any{"deviceType": "netdevice", "selectors": map[string]any{"pfNames": []string{"ens1f0"}}}),
+	))
+	const res = "sluice.dev/dpdk_a"
+	s := e.kubelet.Wait(res, wait, "2 VFs", allHealthy(2))
+	for _, d := range s.Devices {
+		if d.Topology != nil {
+			t.Errorf("excludeTopology pool device %s advertised with topology %v", d.ID, d.Topology)
+		}
+	}
+	if d := e.kubelet.Wait("sluice.dev/plain", wait, "2 VFs", allHealthy(2)).Devices[0]; d.Topology == nil {
+		t.Errorf("pool without excludeTopology lost its topology")
+	}
+	r, err := e.kubelet.Allocate(context.Background(), res, n.VFAddress(e810, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := specs(r)
+	for _, dev := range []string{"/dev/vhost-net", "/dev/net/tun"} {
+		if !strings.HasSuffix(got[dev], dev) {
+			t.Errorf("allocation has no %s: %v", dev, got)
+		}
+	}
+	rp, err := e.kubelet.Allocate(context.Background(), "sluice.dev/plain", n.VFAddress(cx0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rp.Devices) != 0 {
+		t.Errorf("pool without needVhostNet got device nodes: %v", specs(rp))
+	}
+}

@@ -56,7 +56,8 @@ func parseNative(data []byte, defaultPrefix string) (*Config, error) {
 }
 
 func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string) (Pool, error) {
-	p := Pool{Prefix: dp.ResourcePrefix, Name: dp.ResourceName, Driver: dp.DeviceType, RDMA: dp.Selectors.IsRdma}
+	p := Pool{Prefix: dp.ResourcePrefix, Name: dp.ResourceName, Driver: dp.DeviceType, RDMA: dp.Selectors.IsRdma,
+		ExcludeTopology: dp.ExcludeTopology, NeedVhostNet: dp.NeedVhostNet}
 	if p.Prefix == "" {
 		p.Prefix = defaultPrefix
 	}

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -20,6 +22,13 @@ type PFName string
 // +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{4}$`
 // +kubebuilder:validation:MaxLength=4
 type HexID string
+
+// PolicyLinkType is a policy's link type: eth or ib, either case.
+// +kubebuilder:validation:Enum=eth;ETH;ib;IB
+type PolicyLinkType string
+
+// Normalized is the link type as PFs report it (eth, ib).
+func (l PolicyLinkType) Normalized() LinkType { return LinkType(strings.ToLower(string(l))) }
 
 // NicSelector chooses the PFs a policy configures. Every field that is set
 // must match; at least one must be set.
@@ -90,7 +99,8 @@ type VFConfigDefaults struct {
 }
 
 // NetworkNodePolicySpec is what a platform team asks of the matching nodes.
-// +kubebuilder:validation:XValidation:rule="!(has(self.rdma) && self.rdma.enabled && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
+// +kubebuilder:validation:XValidation:rule="!(((has(self.rdma) && self.rdma.enabled) || (has(self.isRdma) && self.isRdma)) && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
+// +kubebuilder:validation:XValidation:rule="!(has(self.isRdma) && has(self.rdma) && self.isRdma != self.rdma.enabled)",fieldPath=".isRdma",message="isRdma and rdma.enabled disagree: isRdma is sriov-network-operator's spelling of rdma.enabled; set only one of them, or both to the same value"
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
 type NetworkNodePolicySpec struct {
 	// NodeSelector chooses the nodes by label; empty selects every node.
@@ -104,8 +114,11 @@ type NetworkNodePolicySpec struct {
 	Priority int32 `json:"priority,omitempty"`
 	// NicSelector chooses the PFs on each node.
 	NicSelector NicSelector `json:"nicSelector"`
-	// NumVfs is the number of VFs to create on each selected PF.
-	// +kubebuilder:validation:Minimum=1
+	// NumVfs is the number of VFs to create on each selected PF. 0 (as
+	// sriov-network-operator allows) asks for no VFs: a selected PF that no
+	// other policy claims VFs on is set to 0 VFs, and the policy advertises
+	// no devices.
+	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=256
 	NumVfs int32 `json:"numVfs"`
 	// MTU of the PF and its VFs; unset leaves the PF's MTU as it is.
@@ -120,15 +133,47 @@ type NetworkNodePolicySpec struct {
 	// RDMA exposes the VFs' RDMA devices.
 	// +optional
 	RDMA *RDMASpec `json:"rdma,omitempty"`
-	// LinkType is the PF link layer to expect; a PF of another link type
-	// is not selected.
+	// IsRdma is sriov-network-operator's spelling of rdma.enabled, accepted
+	// so that its policies load unchanged: true is rdma.enabled with the
+	// default mode (shared) and provider (hardware). Set with rdma, it must
+	// agree with rdma.enabled.
 	// +optional
-	LinkType LinkType `json:"linkType,omitempty"`
-	// ResourceName is the pool pods request as sluice.dev/<resourceName>.
+	IsRdma bool `json:"isRdma,omitempty"`
+	// LinkType is the PF link layer to expect, eth or ib in either case (as
+	// sriov-network-operator accepts); a PF of another link type is not
+	// selected. Unlike sriov-network-operator, sluice never changes a PF's
+	// link type: on NICs that can switch (ConnectX VPI) that is a firmware
+	// setting that takes a reboot, so set it with the vendor's tool first.
+	// +optional
+	LinkType PolicyLinkType `json:"linkType,omitempty"`
+	// ResourceName is the pool pods request as sluice.dev/<resourceName>:
+	// letters (either case), digits, '-' and '_', starting and ending with a
+	// letter or digit, as sriov-network-operator accepts. Names that differ
+	// only in case or in '-' versus '_' are distinct pools but share one
+	// PCIDEVICE_ environment variable name: avoid such pairs.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?$`
 	ResourceName string `json:"resourceName"`
+	// ExcludeTopology advertises the pool's VFs without their NUMA node, so
+	// that the kubelet's Topology Manager does not align them with the pod's
+	// CPUs (sriov-network-operator's field). Every policy feeding one
+	// resourceName on a node must agree on it.
+	// +optional
+	ExcludeTopology bool `json:"excludeTopology,omitempty"`
+	// NeedVhostNet hands /dev/vhost-net and /dev/net/tun to every container
+	// allocated a VF of the pool, for user-space networking that needs
+	// them (sriov-network-operator's field). Every policy feeding one
+	// resourceName on a node must agree on it.
+	// +optional
+	NeedVhostNet bool `json:"needVhostNet,omitempty"`
+	// ExternallyManaged: the VFs of the selected PFs are created by someone
+	// else (a boot script, the NIC's firmware); sluice never changes their
+	// count, not even when the policy goes, and only configures and
+	// advertises the VFs that exist (sriov-network-operator's field). A PF
+	// with fewer VFs than numVfs is not configured; the node reports why.
+	// +optional
+	ExternallyManaged bool `json:"externallyManaged,omitempty"`
 	// VFConfig are the VF settings applied at creation.
 	// +optional
 	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`
@@ -137,6 +182,12 @@ type NetworkNodePolicySpec struct {
 	// status.dryRun, without applying anything.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// RDMAEnabled reports whether the policy asks for RDMA, through
+// rdma.enabled or its alias isRdma.
+func (s *NetworkNodePolicySpec) RDMAEnabled() bool {
+	return s.IsRdma || (s.RDMA != nil && s.RDMA.Enabled)
 }
 
 // DryRunNode is what applying a dry-run policy would do to one node.

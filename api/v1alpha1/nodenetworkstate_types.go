@@ -39,6 +39,12 @@ type VFGroup struct {
 	// SpoofChk, when set, is applied to every VF of the group.
 	// +optional
 	SpoofChk *bool `json:"spoofChk,omitempty"`
+	// ExcludeTopology advertises the group's VFs without NUMA affinity.
+	// +optional
+	ExcludeTopology bool `json:"excludeTopology,omitempty"`
+	// NeedVhostNet adds /dev/vhost-net and /dev/net/tun to allocations.
+	// +optional
+	NeedVhostNet bool `json:"needVhostNet,omitempty"`
 }
 
 // InterfaceSpec is the desired state of one PF.
@@ -59,6 +65,10 @@ type InterfaceSpec struct {
 	// LinkType the PF is expected to have.
 	// +optional
 	LinkType LinkType `json:"linkType,omitempty"`
+	// ExternallyManaged: the PF's VFs are created outside sluice; the agent
+	// never changes their count and needs at least numVfs of them.
+	// +optional
+	ExternallyManaged bool `json:"externallyManaged,omitempty"`
 	// VFGroups partition the PF's VFs between policies.
 	// +optional
 	// +listType=atomic
@@ -123,6 +133,14 @@ type DevicePluginPool struct {
 	// when it creates the containers.
 	// +optional
 	SoftRoCE bool `json:"softRoCE,omitempty"`
+	// ExcludeTopology advertises the pool's devices without their NUMA
+	// node (sriov-network-device-plugin's excludeTopology).
+	// +optional
+	ExcludeTopology bool `json:"excludeTopology,omitempty"`
+	// NeedVhostNet adds /dev/vhost-net and /dev/net/tun to every allocation
+	// (sriov-network-device-plugin's needVhostNet).
+	// +optional
+	NeedVhostNet bool `json:"needVhostNet,omitempty"`
 }
 
 // NodeNetworkStateSpec is the desired state the operator renders for a node.

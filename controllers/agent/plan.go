@@ -222,7 +222,13 @@ func planPF(spec *sluicev1.InterfaceSpec, pf *host.PF, rec *pfRecord, users vfUs
 		}
 		p.pfMTU = &intChange{pf.MTU, int(spec.MTU)}
 	}
-	if want != pf.NumVFs {
+	if spec.ExternallyManaged {
+		if pf.NumVFs < want {
+			p.err = fmt.Errorf("PF %s: the policy is externallyManaged and asks for %d VFs, but only %d exist and sluice does not create them: create at least %d VFs on the PF (sriov_numvfs) or lower the policy's numVfs", p.label, want, pf.NumVFs, want)
+			return p
+		}
+		// The VFs beyond numVfs are someone else's: left as they are.
+	} else if want != pf.NumVFs {
 		p.numVFs = &intChange{pf.NumVFs, want}
 		if pf.NumVFs > 0 {
 			why := fmt.Sprintf("numVfs %d -> %d destroys every VF of %s (the kernel changes the count through 0)", pf.NumVFs, want, p.label)
@@ -321,7 +327,8 @@ func appliedMTU(rec *pfRecord, idx int) (mtu int, known bool) {
 // planRemove returns a PF that left the spec to zero VFs and its MTU.
 func planRemove(pf *host.PF, rec *pfRecord, users vfUsers) *pfPlan {
 	p := &pfPlan{address: pf.PCIAddress, label: pfLabel(pf.Name, pf.PCIAddress), name: pf.Name, remove: true}
-	if pf.NumVFs > 0 {
+	external := rec != nil && rec.Applied != nil && rec.Applied.ExternallyManaged
+	if pf.NumVFs > 0 && !external { // externally managed VFs stay
 		p.numVFs = &intChange{pf.NumVFs, 0}
 		p.disruptAllUsed(pf, users, fmt.Sprintf("%s left the spec: its %d VFs are removed", p.label, pf.NumVFs))
 	}

@@ -26,6 +26,11 @@ func iface(addr, name string, numVfs int32, groups ...sluicev1.VFGroup) sluicev1
 	return sluicev1.InterfaceSpec{PCIAddress: sluicev1.PCIAddress(addr), Name: name, NumVfs: numVfs, VFGroups: groups}
 }
 
+func external(s sluicev1.InterfaceSpec) sluicev1.InterfaceSpec {
+	s.ExternallyManaged = true
+	return s
+}
+
 // TestDrainDecisions is the drain decision table: which changes need which
 // pods gone, on a real discovery of a fake node.
 func TestDrainDecisions(t *testing.T) {
@@ -69,6 +74,13 @@ func TestDrainDecisions(t *testing.T) {
 			setup:    setup{vfs: 4, used: map[int][]PodRef{0: {podA}, 3: {podB}}},
 			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 2, group("p1", "0-1", sluicev1.DeviceTypeNetdevice))},
 			wantPods: []PodRef{podA, podB},
+		},
+		{
+			name:     "a numVfs 0 policy's PF (no VF groups) loses its VFs, evicting their users",
+			setup:    setup{vfs: 4, used: map[int][]PodRef{2: {podA}}},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 0)},
+			wantPods: []PodRef{podA},
+			wantLine: []string{"numVfs 4 -> 0"},
 		},
 		{
 			name:     "a VF count change on a PF whose VFs nobody uses needs no drain",
@@ -156,6 +168,23 @@ func TestDrainDecisions(t *testing.T) {
 			name:    "more VFs than the PF supports",
 			spec:    []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 8, group("p1", "0-7", sluicev1.DeviceTypeNetdevice))},
 			wantErr: "PF ens1f0 (0000:3b:00.0): spec asks for 8 VFs, the PF supports at most 7 (sriov_totalvfs)",
+		},
+		{
+			name:      "externallyManaged: more VFs than numVfs exist, the count is left alone",
+			setup:     setup{vfs: 4, used: map[int][]PodRef{3: {podA}}},
+			spec:      []sluicev1.InterfaceSpec{external(iface(pfA, "ens1f0", 2, group("p1", "0-1", sluicev1.DeviceTypeNetdevice)))},
+			wantReady: []string{pfA},
+		},
+		{
+			name:    "externallyManaged: fewer VFs than numVfs exist, refused with the fix",
+			setup:   setup{vfs: 2},
+			spec:    []sluicev1.InterfaceSpec{external(iface(pfA, "ens1f0", 4, group("p1", "0-3", sluicev1.DeviceTypeNetdevice)))},
+			wantErr: "PF ens1f0 (0000:3b:00.0): the policy is externallyManaged and asks for 4 VFs, but only 2 exist and sluice does not create them",
+		},
+		{
+			name:  "externallyManaged: the PF leaving the spec keeps its VFs",
+			setup: setup{vfs: 4, used: map[int][]PodRef{0: {podA}}, applied: ptr.To(external(iface(pfA, "ens1f0", 4, group("p1", "0-3", sluicev1.DeviceTypeNetdevice))))},
+			spec:  nil,
 		},
 		{
 			name:    "a PF that is not there",

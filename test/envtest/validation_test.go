@@ -29,7 +29,7 @@ func validPolicy(name string) *sluicev1.NetworkNodePolicy {
 			MTU:          9000,
 			DeviceType:   sluicev1.DeviceTypeNetdevice,
 			RDMA:         &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeExclusive},
-			LinkType:     sluicev1.LinkTypeEthernet,
+			LinkType:     "eth",
 			ResourceName: "rdma-a",
 			VFConfig:     &sluicev1.VFConfigDefaults{Trust: ptr.To(true), SpoofChk: ptr.To(false)},
 		},
@@ -62,6 +62,97 @@ func TestValidPolicyAccepted(t *testing.T) {
 	}
 }
 
+// TestSNOResourceNamesAccepted: resourceNames as sriov-network-operator's
+// admission accepts them (capitals and '_' inside) are valid here too.
+func TestSNOResourceNamesAccepted(t *testing.T) {
+	ctx := context.Background()
+	for i, name := range []string{"Intel_SRIOV", "mlnx_sriov_rdma", "intelnics", "A", "x710-VF_1"} {
+		p := validPolicy(fmt.Sprintf("sno-resource-%d", i))
+		p.Spec.ResourceName = name
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Errorf("resourceName %q rejected: %v", name, err)
+			continue
+		}
+		_ = env.Client.Delete(ctx, p)
+	}
+}
+
+// TestNumVfsZeroAccepted: numVfs 0, which sriov-network-operator's schema
+// allows, is accepted (the PFs it selects get no VFs).
+func TestNumVfsZeroAccepted(t *testing.T) {
+	ctx := context.Background()
+	p := validPolicy("numvfs-zero")
+	p.Spec.NumVfs = 0
+	p.Spec.NicSelector.PFNames = []sluicev1.PFName{"ens1f0"}
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatalf("numVfs 0 rejected: %v", err)
+	}
+	_ = env.Client.Delete(ctx, p)
+}
+
+// TestIsRdmaAliasAccepted: isRdma, sriov-network-operator's spelling of
+// rdma.enabled, is kept (not pruned), alone or agreeing with rdma.enabled.
+func TestIsRdmaAliasAccepted(t *testing.T) {
+	ctx := context.Background()
+	for i, rdma := range []*sluicev1.RDMASpec{nil, {Enabled: true, Mode: sluicev1.RDMAModeShared}} {
+		p := validPolicy(fmt.Sprintf("is-rdma-%d", i))
+		p.Spec.RDMA = rdma
+		p.Spec.IsRdma = true
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Errorf("isRdma with rdma %+v rejected: %v", rdma, err)
+			continue
+		}
+		got := &sluicev1.NetworkNodePolicy{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil || !got.Spec.IsRdma {
+			t.Errorf("isRdma not stored (pruned?): %+v, %v", got.Spec, err)
+		}
+		_ = env.Client.Delete(ctx, p)
+	}
+}
+
+// TestSNOPoolFieldsKept: excludeTopology, needVhostNet (and the policy's
+// externallyManaged) are stored, not
+// pruned, in policies and in the NodeNetworkState pools the operator writes.
+func TestSNOPoolFieldsKept(t *testing.T) {
+	ctx := context.Background()
+	p := validPolicy("sno-pool-fields")
+	p.Spec.ExcludeTopology, p.Spec.NeedVhostNet, p.Spec.ExternallyManaged = true, true, true
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Client.Delete(ctx, p) }()
+	got := &sluicev1.NetworkNodePolicy{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), got); err != nil || !got.Spec.ExcludeTopology || !got.Spec.NeedVhostNet || !got.Spec.ExternallyManaged {
+		t.Errorf("policy fields pruned: %+v, %v", got.Spec, err)
+	}
+	nns := &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{Name: "sno-pool-fields"}, Spec: sluicev1.NodeNetworkStateSpec{
+		Pools: []sluicev1.DevicePluginPool{{ResourceName: "a", ExcludeTopology: true, NeedVhostNet: true, Selectors: sluicev1.PoolSelectors{PFNames: []string{"ens1f0#0-3"}}}},
+	}}
+	if err := env.Client.Create(ctx, nns); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Client.Delete(ctx, nns) }()
+	gotNNS := &sluicev1.NodeNetworkState{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(nns), gotNNS); err != nil || !gotNNS.Spec.Pools[0].ExcludeTopology || !gotNNS.Spec.Pools[0].NeedVhostNet {
+		t.Errorf("pool fields pruned: %+v, %v", gotNNS.Spec.Pools, err)
+	}
+}
+
+// TestLinkTypeEitherCase: linkType ETH and IB, as sriov-network-operator
+// policies write them, are accepted.
+func TestLinkTypeEitherCase(t *testing.T) {
+	ctx := context.Background()
+	for i, lt := range []sluicev1.PolicyLinkType{"ETH", "IB", "eth", "ib"} {
+		p := validPolicy(fmt.Sprintf("link-type-%d", i))
+		p.Spec.LinkType = lt
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Errorf("linkType %q rejected: %v", lt, err)
+			continue
+		}
+		_ = env.Client.Delete(ctx, p)
+	}
+}
+
 func TestInvalidPolicyRejected(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -71,7 +162,8 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		// msg must appear too: the reason, or the fix.
 		msg string
 	}{
-		{"numVfs zero", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 }, "spec.numVfs", "greater than or equal to 1"},
+		{"numVfs negative", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = -1 }, "spec.numVfs", "greater than or equal to 0"},
+		{"numVfs zero with a VF range", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 0 }, "spec.nicSelector.pfNames", "ends at or beyond numVfs"},
 		{"numVfs 1000", func(s *sluicev1.NetworkNodePolicySpec) { s.NumVfs = 1000 }, "spec.numVfs", "less than or equal to 256"},
 		{"bad PCI address", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.NicSelector.RootDevices = []sluicev1.PCIAddress{"3b:00.0"}
@@ -91,7 +183,9 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		{"PF name too long", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.NicSelector.PFNames = []sluicev1.PFName{"a-very-long-interface-name"}
 		}, "spec.nicSelector.pfNames[0]", ""},
-		{"resource name uppercase", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "Intel_SRIOV" }, "spec.resourceName", "should match"},
+		{"resource name starts with _", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "_intel" }, "spec.resourceName", "should match"},
+		{"resource name ends with -", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "intel-" }, "spec.resourceName", "should match"},
+		{"resource name with dot", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "intel.sriov" }, "spec.resourceName", "should match"},
 		{"resource name with slash", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "sluice.dev/a" }, "spec.resourceName", "should match"},
 		{"resource name empty", func(s *sluicev1.NetworkNodePolicySpec) { s.ResourceName = "" }, "spec.resourceName", ""},
 		{"mtu too small", func(s *sluicev1.NetworkNodePolicySpec) { s.MTU = 100 }, "spec.mtu", "greater than or equal to 576"},
@@ -105,6 +199,15 @@ func TestInvalidPolicyRejected(t *testing.T) {
 			s.DeviceType = sluicev1.DeviceTypeVfioPci
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeShared}
 		}, "spec.rdma", "vfio-pci has no kernel RDMA device"},
+		{"isRdma with vfio-pci", func(s *sluicev1.NetworkNodePolicySpec) {
+			s.DeviceType = sluicev1.DeviceTypeVfioPci
+			s.RDMA = nil
+			s.IsRdma = true
+		}, "spec.rdma", "rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci"},
+		{"isRdma disagrees with rdma.enabled", func(s *sluicev1.NetworkNodePolicySpec) {
+			s.RDMA = &sluicev1.RDMASpec{Enabled: false}
+			s.IsRdma = true
+		}, "spec.isRdma", "isRdma and rdma.enabled disagree"},
 		{"unknown RDMA mode", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: "partial"}
 		}, "spec.rdma.mode", `supported values: "shared", "exclusive"`},
@@ -114,7 +217,7 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		{"unknown RDMA provider", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.RDMA = &sluicev1.RDMASpec{Enabled: true, Provider: "iwarp"}
 		}, "spec.rdma.provider", `supported values: "hardware", "soft-roce"`},
-		{"unknown linkType", func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "fc" }, "spec.linkType", `supported values: "eth", "ib"`},
+		{"unknown linkType", func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "fc" }, "spec.linkType", `supported values: "eth", "ETH", "ib", "IB"`},
 		{"priority 100", func(s *sluicev1.NetworkNodePolicySpec) { s.Priority = 100 }, "spec.priority", "less than or equal to 99"},
 		{"priority negative", func(s *sluicev1.NetworkNodePolicySpec) { s.Priority = -1 }, "spec.priority", "greater than or equal to 0"},
 		{"vendor not hex", func(s *sluicev1.NetworkNodePolicySpec) { s.NicSelector.Vendor = "mlnx" }, "spec.nicSelector.vendor", "should match"},
