@@ -30,11 +30,16 @@ type NodeStateReconciler struct {
 
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=sluice.dev,resources=networknodepolicies,verbs=list;watch
-// +kubebuilder:rbac:groups=sluice.dev,resources=nodenetworkstates,verbs=list;watch;create;update
+// +kubebuilder:rbac:groups=sluice.dev,resources=nodenetworkstates,verbs=list;watch;create;patch
 
-// Reconcile writes the merged spec of one node's NodeNetworkState, creating
-// it (owned by the Node, so that it goes with it) when a policy selects the
-// node and the agent has not created it yet.
+// Reconcile applies the merged spec of one node's NodeNetworkState with
+// server-side apply (NodeStateFieldManager), creating it (owned by the
+// Node, so that it goes with it) when a policy selects the node and the
+// agent has not created it yet. The apply carries no resourceVersion, so
+// the agent's status patches never make it conflict; a spec rendered from
+// interfaces the agent has changed since is rendered again on the event
+// of that change. Nothing is sent when the spec and the owner reference
+// are already as rendered.
 func (r *NodeStateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	node := nodeMetadata()
 	if err := r.Client.Get(ctx, req.NamespacedName, node); err != nil {
@@ -53,55 +58,48 @@ func (r *NodeStateReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("get NodeNetworkState %s: %w", req.Name, err)
 		}
-		return reconcile.Result{}, r.create(ctx, node, policies)
+		if !selectsNode(policies, node) {
+			return reconcile.Result{}, nil
+		}
+		// An empty NodeNetworkState for the agent to fill in; its spec is
+		// rendered once the agent reports the node's interfaces.
+		return reconcile.Result{}, r.apply(ctx, node, sluicev1.NodeNetworkStateSpec{})
 	}
 
 	res := NewMerger(policies).Node(NodeInput{Name: node.Name, Labels: node.Labels, Interfaces: nns.Status.Interfaces})
-	changed := false
-	if !hasOwner(nns, node.UID) {
-		nns.OwnerReferences = append(nns.OwnerReferences, nodeOwnerRef(node))
-		changed = true
-	}
-	if !equality.Semantic.DeepEqual(nns.Spec, res.Spec) {
-		nns.Spec = res.Spec
-		changed = true
-	}
-	if !changed {
+	if hasOwner(nns, node.UID) && equality.Semantic.DeepEqual(nns.Spec, res.Spec) {
+		// An apply would change nothing, but still cost a request.
 		return reconcile.Result{}, nil
 	}
-	if err := r.Client.Update(ctx, nns); err != nil {
-		return reconcile.Result{}, fmt.Errorf("update NodeNetworkState %s: %w", nns.Name, err)
-	}
-	ctrl.LoggerFrom(ctx).V(1).Info("rendered NodeNetworkState", "generation", nns.Generation, "interfaces", len(nns.Spec.Interfaces))
-	return reconcile.Result{}, nil
+	return reconcile.Result{}, r.apply(ctx, node, res.Spec)
 }
 
-// create makes an empty NodeNetworkState for a node some policy selects,
-// for the agent to fill in. Its spec is rendered once the agent reports
-// the node's interfaces.
-func (r *NodeStateReconciler) create(ctx context.Context, node *metav1.PartialObjectMetadata, policies []*sluicev1.NetworkNodePolicy) error {
-	wanted := false
+// apply writes the operator's fields of the node's NodeNetworkState. It
+// forces: the spec is the operator's alone, and atomic, so the apply
+// replaces it whole even where an earlier writer (an operator that still
+// used updates, someone's edit) shares it.
+func (r *NodeStateReconciler) apply(ctx context.Context, node *metav1.PartialObjectMetadata, spec sluicev1.NodeNetworkStateSpec) error {
+	cfg := nodeStateConfig(node, spec)
+	if err := r.Client.Apply(ctx, cfg, client.FieldOwner(NodeStateFieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply NodeNetworkState %s: %w", node.Name, err)
+	}
+	gen := int64(0)
+	if cfg.Generation != nil {
+		gen = *cfg.Generation
+	}
+	ctrl.LoggerFrom(ctx).V(1).Info("rendered NodeNetworkState", "generation", gen, "interfaces", len(spec.Interfaces))
+	return nil
+}
+
+// selectsNode reports whether some policy not being deleted selects the
+// node.
+func selectsNode(policies []*sluicev1.NetworkNodePolicy, node *metav1.PartialObjectMetadata) bool {
 	for _, p := range policies {
 		if p.DeletionTimestamp == nil && matchesNode(p.Spec.NodeSelector, node.Labels) {
-			wanted = true
-			break
+			return true
 		}
 	}
-	if !wanted {
-		return nil
-	}
-	nns := &sluicev1.NodeNetworkState{ObjectMeta: metav1.ObjectMeta{
-		Name:            node.Name,
-		OwnerReferences: []metav1.OwnerReference{nodeOwnerRef(node)},
-	}}
-	if err := r.Client.Create(ctx, nns); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			// The agent created it meanwhile; its create event brings us back.
-			return nil
-		}
-		return fmt.Errorf("create NodeNetworkState %s: %w", node.Name, err)
-	}
-	return nil
+	return false
 }
 
 // SetupWithManager registers the reconciler: Nodes (metadata only, label
@@ -151,10 +149,6 @@ func nodeMetadata() *metav1.PartialObjectMetadata {
 	n := &metav1.PartialObjectMetadata{}
 	n.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
 	return n
-}
-
-func nodeOwnerRef(node *metav1.PartialObjectMetadata) metav1.OwnerReference {
-	return metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}
 }
 
 func hasOwner(obj metav1.Object, uid types.UID) bool {

@@ -144,6 +144,9 @@ type DevicePluginPool struct {
 }
 
 // NodeNetworkStateSpec is the desired state the operator renders for a node.
+// The operator writes it whole, with server-side apply: it is one unit
+// (atomic), so an apply replaces it entirely, whoever wrote it before.
+// +structType=atomic
 type NodeNetworkStateSpec struct {
 	// Interfaces is the desired state of each configured PF. A PF not listed
 	// is left alone (or returned to zero VFs if sluice configured it before).
