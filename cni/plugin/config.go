@@ -139,12 +139,17 @@ type Config struct {
 
 var pciAddrRE = regexp.MustCompile(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$`)
 
-// decode unmarshals a configuration, telling malformed JSON (code 6) from
-// a field of the wrong type (code 7, naming the field).
+// decode unmarshals a configuration, telling malformed JSON or a document
+// that is not an object (code 6) from a field of the wrong type (code 7,
+// naming the field).
 func decode(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
+			if typeErr.Field == "" {
+				// The document itself: there is no field to name.
+				return types.NewError(types.ErrDecodingFailure, fmt.Sprintf(`network configuration is a JSON %s, not an object: write it as {"cniVersion": ..., "name": ..., "type": "sluice-cni", ...}`, typeErr.Value), "")
+			}
 			return invalidConfig("field %q is a JSON %s, it must be a %s", typeErr.Field, typeErr.Value, typeErr.Type)
 		}
 		return types.NewError(types.ErrDecodingFailure, "network configuration is not valid JSON: "+err.Error(), "")
