@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"regexp"
 	"strings"
 	"unicode"
@@ -150,11 +151,61 @@ func decode(data []byte, v any) error {
 				// The document itself: there is no field to name.
 				return types.NewError(types.ErrDecodingFailure, fmt.Sprintf(`network configuration is a JSON %s, not an object: write it as {"cniVersion": ..., "name": ..., "type": "sluice-cni", ...}`, typeErr.Value), "")
 			}
-			return invalidConfig("field %q is a JSON %s, it must be a %s", typeErr.Field, typeErr.Value, typeErr.Type)
+			return invalidConfig("field %q is a JSON %s, it must be %s", jsonFieldPath(reflect.TypeOf(v), typeErr.Field), typeErr.Value, jsonKind(typeErr.Type))
 		}
 		return types.NewError(types.ErrDecodingFailure, "network configuration is not valid JSON: "+err.Error(), "")
 	}
 	return nil
+}
+
+// jsonFieldPath is encoding/json's path to a field with the Go names of the
+// embedded structs on the way (BaseConf.PluginConf.ipam) left out, so that
+// it is the configuration's (ipam).
+func jsonFieldPath(t reflect.Type, path string) string {
+	embedded := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := range t.NumField() {
+			if f := t.Field(i); f.Anonymous && !embedded[f.Name] {
+				embedded[f.Name] = true
+				walk(f.Type)
+			}
+		}
+	}
+	walk(t)
+	segs := strings.Split(path, ".")
+	for len(segs) > 1 && embedded[segs[0]] {
+		segs = segs[1:]
+	}
+	return strings.Join(segs, ".")
+}
+
+// jsonKind says what JSON a Go type decodes from, for whoever writes the
+// configuration.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer (in range)"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	}
+	return "an object"
 }
 
 // loadBaseConf reads what DEL, GC and STATUS need.

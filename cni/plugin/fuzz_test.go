@@ -146,7 +146,7 @@ func namesConfField(msg string) bool {
 
 // goTypeRE matches Go type names (plugin.NetConf, types.IPAM, struct {...},
 // a int) in a message meant for whoever writes the configuration.
-var goTypeRE = regexp.MustCompile(`\b(plugin|types|host)\.[A-Z]\w*|struct \{|map\[|\[\]|\ba (int|uint|float)\d*\b`)
+var goTypeRE = regexp.MustCompile(`\b(plugin|types|host)\.[A-Z]\w*|struct \{|map\[|\[\]|\ba (int|uint|float|bool)\d*\b`)
 
 // confFields lists the JSON names of t's fields, nested ones dotted
 // (runtimeConfig.mac), as encoding/json names them.
