@@ -126,6 +126,10 @@ func ParseConfig(data []byte, defaultPrefix string) (*Config, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf(`config is a JSON %s, not an object: write {"pools": [...]}, {"resourceList": [...]} or {"configList": [...]}`, te.Value)
+		}
 		return nil, fmt.Errorf("config is not a JSON object: %w", err)
 	}
 	var (

@@ -154,7 +154,8 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 		want []string
 	}{
 		{"empty", ``, []string{"empty", `{"pools": []}`}},
-		{"not an object", `[1]`, []string{"not a JSON object"}},
+		{"not an object", `[1]`, []string{"config is a JSON array, not an object", `{"pools": [...]}`}},
+		{"not JSON", `{"pools": [}`, []string{"config is not a JSON object", "invalid character"}},
 		{"unknown format", `{"devices": []}`, []string{`"pools"`, `"resourceList"`, `"configList"`}},
 		{"native typo", `{"pools":[{"resourceName":"a","selectors":{"pfName":["x"]}}]}`,
 			[]string{"pools[0].selectors.pfName", `did you mean "pfNames"`}},
