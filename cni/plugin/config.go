@@ -217,9 +217,12 @@ func loadBaseConf(data []byte) (*BaseConf, error) {
 	return c, nil
 }
 
-// loadConf reads and validates an ADD or CHECK request. Every check runs
-// before anything on the node changes.
-func loadConf(args *skel.CmdArgs) (*Config, error) {
+// LoadConf reads and validates an ADD or CHECK request: the network
+// configuration, CNI_ARGS and the interface and container names. Every
+// check runs before anything on the node changes, and it reads nothing of
+// the node, so the operator's tests use it to check that what the operator
+// renders is what sluice-cni accepts.
+func LoadConf(args *skel.CmdArgs) (*Config, error) {
 	if err := validateEnv(args); err != nil {
 		return nil, err
 	}

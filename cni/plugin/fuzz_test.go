@@ -34,7 +34,7 @@ func FuzzLoadConf(f *testing.F) {
 	f.Add([]byte(`{"cniVersion":"1.0.0","name":"igb-roce-net","type":"sluice-cni","rdma":true,"softRoCE":{"cdiKind":"sluice.dev/igb-roce"},"deviceID":"0000:00:04.1"}`), "")
 	f.Fuzz(func(t *testing.T, conf []byte, cniArgs string) {
 		args := &skel.CmdArgs{ContainerID: "c1", IfName: "net1", StdinData: conf, Args: cniArgs}
-		c, err := loadConf(args)
+		c, err := LoadConf(args)
 		if err != nil {
 			checkConfError(t, err)
 			return
@@ -58,7 +58,7 @@ func FuzzLoadConf(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encode accepted configuration: %v", err)
 		}
-		c2, err := loadConf(&skel.CmdArgs{ContainerID: "c1", IfName: "net1", StdinData: out, Args: cniArgs})
+		c2, err := LoadConf(&skel.CmdArgs{ContainerID: "c1", IfName: "net1", StdinData: out, Args: cniArgs})
 		if err != nil {
 			t.Fatalf("re-encoded configuration %s refused: %v", out, err)
 		}
