@@ -35,21 +35,27 @@ import (
 // link state, rates, MTU, RDMA, soft-RoCE kind and IPAM plugin.
 func FuzzRenderCNIConfig(f *testing.F) {
 	crd := loadVFNetworkCRD(f)
-	// The samples and TestRenderCNIConfig's specs.
-	f.Add("rdma-net", "rdma-cx6", int32(100), int32(0), "", "off", "on", "enable", int32(0), int32(0), int32(9000), true,
-		`{"type": "host-local", "subnet": "10.56.0.0/16", "routes": [{"dst": "10.56.0.0/16"}]}`+"\n", false)
-	f.Add("igb-roce-net", "igb-roce", int32(0), int32(0), "", "", "", "", int32(0), int32(0), int32(0), false,
-		`{"type": "host-local", "subnet": "10.57.0.0/24", "rangeStart": "10.57.0.10", "rangeEnd": "10.57.0.99"}`+"\n", true)
-	f.Add("net", "a", int32(10), int32(2), "802.1ad", "on", "off", "disable", int32(10), int32(20), int32(1500), true,
-		"{\n  \"type\": \"static\"\n}", false)
-	f.Fuzz(func(t *testing.T, name, resourceName string, vlan, vlanQoS int32, vlanProto, spoofChk, trust, linkState string,
-		minTxRate, maxTxRate, mtu int32, rdma bool, ipam string, softRoCE bool) {
+	// The samples and TestRenderCNIConfig's specs. The enumerations come
+	// from one byte (see switchesOf), so that most inputs are VFNetworks
+	// the API server stores: coverage of its validators would otherwise
+	// lead the fuzzer to refused ones.
+	f.Add("rdma-net", "rdma-cx6", int32(100), int32(0), switchesFor(0, 2, 1, 2), int32(0), int32(0), int32(9000), true, false,
+		`{"type": "host-local", "subnet": "10.56.0.0/16", "routes": [{"dst": "10.56.0.0/16"}]}`+"\n")
+	f.Add("igb-net", "igb-vf", int32(0), int32(0), switchesFor(0, 1, 2, 0), int32(0), int32(0), int32(0), false, false,
+		`{"type": "host-local", "subnet": "10.56.0.0/24", "rangeStart": "10.56.0.10", "rangeEnd": "10.56.0.99"}`+"\n")
+	f.Add("igb-roce-net", "igb-roce", int32(0), int32(0), switchesFor(0, 0, 0, 0), int32(0), int32(0), int32(0), false, true,
+		`{"type": "host-local", "subnet": "10.57.0.0/24", "rangeStart": "10.57.0.10", "rangeEnd": "10.57.0.99"}`+"\n")
+	f.Add("net", "a", int32(10), int32(2), switchesFor(2, 1, 2, 3), int32(10), int32(20), int32(1500), true, false,
+		"{\n  \"type\": \"static\"\n}")
+	f.Fuzz(func(t *testing.T, name, resourceName string, vlan, vlanQoS int32, switches uint8,
+		minTxRate, maxTxRate, mtu int32, rdma, softRoCE bool, ipam string) {
+		vlanProto, spoofChk, trust, linkState := switchesOf(switches)
 		n := &sluicev1.VFNetwork{
 			TypeMeta:   metav1.TypeMeta{APIVersion: sluicev1.GroupVersion.String(), Kind: "VFNetwork"},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml"},
 			Spec: sluicev1.VFNetworkSpec{
 				ResourceName: resourceName, VLAN: vlan, VLANQoS: vlanQoS, VLANProto: vlanProto,
-				SpoofChk: sluicev1.OnOff(spoofChk), Trust: sluicev1.OnOff(trust), LinkState: sluicev1.VFLinkState(linkState),
+				SpoofChk: spoofChk, Trust: trust, LinkState: linkState,
 				MinTxRate: minTxRate, MaxTxRate: maxTxRate, MTU: mtu, RDMA: rdma, IPAM: ipam,
 			},
 		}
@@ -68,6 +74,21 @@ func FuzzRenderCNIConfig(f *testing.F) {
 		}
 		checkRenderedForCNI(t, n, softRoCE, config)
 	})
+}
+
+// switchesOf reads vlanProto, spoofChk, trust and linkState from two bits
+// each; the last value of vlanProto and of the switches is one the CRD
+// refuses.
+func switchesOf(b uint8) (string, sluicev1.OnOff, sluicev1.OnOff, sluicev1.VFLinkState) {
+	vlanProtos := [4]string{"", "802.1Q", "802.1ad", "802.1AD"}
+	onOffs := [4]sluicev1.OnOff{"", sluicev1.On, sluicev1.Off, "On"}
+	linkStates := [4]sluicev1.VFLinkState{"", "auto", "enable", "disable"}
+	return vlanProtos[b&3], onOffs[b>>2&3], onOffs[b>>4&3], linkStates[b>>6&3]
+}
+
+// switchesFor is the byte switchesOf reads as the given indices.
+func switchesFor(proto, spoofChk, trust, linkState uint8) uint8 {
+	return proto | spoofChk<<2 | trust<<4 | linkState<<6
 }
 
 // checkRenderedForCNI gives the rendered configuration to sluice-cni as
