@@ -20,6 +20,7 @@ type VFLinkState string
 // VFNetworkSpec is an attachment pods make to VFs of one pool.
 // +kubebuilder:validation:XValidation:rule="!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanQoS",message="vlanQoS needs a vlan above 0"
 // +kubebuilder:validation:XValidation:rule="!has(self.minTxRate) || !has(self.maxTxRate) || self.maxTxRate == 0 || self.minTxRate <= self.maxTxRate",fieldPath=".minTxRate",message="minTxRate must not exceed maxTxRate"
+// +kubebuilder:validation:XValidation:rule="!has(self.mtu) || self.mtu == 0 || self.mtu >= 68",fieldPath=".mtu",message="mtu must be 0 (keep the VF's MTU) or 68-9216: sluice-cni refuses an MTU below 68, the smallest IPv4 MTU"
 type VFNetworkSpec struct {
 	// ResourceName is the pool (sluice.dev/<resourceName>) whose VFs pods of
 	// this network get; it becomes the NetworkAttachmentDefinition's
@@ -65,7 +66,7 @@ type VFNetworkSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxTxRate int32 `json:"maxTxRate,omitempty"`
-	// MTU of the VF inside the pod; 0 keeps the policy's.
+	// MTU of the VF inside the pod, 68 or more; 0 keeps the policy's.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=9216

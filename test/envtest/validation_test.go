@@ -180,6 +180,7 @@ func TestVFNetworkValidation(t *testing.T) {
 		{"spoofChk yes", func(s *sluicev1.VFNetworkSpec) { s.SpoofChk = "yes" }, "spec.spoofChk", `supported values: "on", "off"`},
 		{"min above max", func(s *sluicev1.VFNetworkSpec) { s.MinTxRate = 2000 }, "spec.minTxRate", "must not exceed maxTxRate"},
 		{"bad linkState", func(s *sluicev1.VFNetworkSpec) { s.LinkState = "up" }, "spec.linkState", "supported values"},
+		{"mtu below 68", func(s *sluicev1.VFNetworkSpec) { s.MTU = 51 }, "spec.mtu", "0 (keep the VF's MTU) or 68-9216"},
 		{"bad networkNamespace", func(s *sluicev1.VFNetworkSpec) { s.NetworkNamespace = "Kube_System" }, "spec.networkNamespace", "should match"},
 	}
 	for i, tc := range cases {
