@@ -36,9 +36,9 @@ import (
 func FuzzRenderCNIConfig(f *testing.F) {
 	crd := loadVFNetworkCRD(f)
 	// The samples and TestRenderCNIConfig's specs. The enumerations come
-	// from one byte (see switchesOf), so that most inputs are VFNetworks
-	// the API server stores: coverage of its validators would otherwise
-	// lead the fuzzer to refused ones.
+	// from one byte (see switchesOf) and the names are made DNS labels, so
+	// that most inputs are VFNetworks the API server stores: coverage of
+	// its validators would otherwise lead the fuzzer to refused ones.
 	f.Add("rdma-net", "rdma-cx6", int32(100), int32(0), switchesFor(0, 2, 1, 2), int32(0), int32(0), int32(9000), true, false,
 		`{"type": "host-local", "subnet": "10.56.0.0/16", "routes": [{"dst": "10.56.0.0/16"}]}`+"\n")
 	f.Add("igb-net", "igb-vf", int32(0), int32(0), switchesFor(0, 1, 2, 0), int32(0), int32(0), int32(0), false, false,
@@ -52,9 +52,9 @@ func FuzzRenderCNIConfig(f *testing.F) {
 		vlanProto, spoofChk, trust, linkState := switchesOf(switches)
 		n := &sluicev1.VFNetwork{
 			TypeMeta:   metav1.TypeMeta{APIVersion: sluicev1.GroupVersion.String(), Kind: "VFNetwork"},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ml"},
+			ObjectMeta: metav1.ObjectMeta{Name: dnsLabel(name), Namespace: "ml"},
 			Spec: sluicev1.VFNetworkSpec{
-				ResourceName: resourceName, VLAN: vlan, VLANQoS: vlanQoS, VLANProto: vlanProto,
+				ResourceName: dnsLabel(resourceName), VLAN: vlan, VLANQoS: vlanQoS, VLANProto: vlanProto,
 				SpoofChk: spoofChk, Trust: trust, LinkState: linkState,
 				MinTxRate: minTxRate, MaxTxRate: maxTxRate, MTU: mtu, RDMA: rdma, IPAM: ipam,
 			},
@@ -74,6 +74,23 @@ func FuzzRenderCNIConfig(f *testing.F) {
 		}
 		checkRenderedForCNI(t, n, softRoCE, config)
 	})
+}
+
+// dnsLabel makes s a DNS label (the form of both names), so that the
+// names are not what the API server refuses: the fuzzer works on the
+// settings.
+func dnsLabel(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			b[i] = '-'
+		}
+	}
+	l := strings.Trim(string(b[:min(len(b), 63)]), "-")
+	if l == "" {
+		return "net"
+	}
+	return l
 }
 
 // switchesOf reads vlanProto, spoofChk, trust and linkState from two bits
