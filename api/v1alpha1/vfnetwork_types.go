@@ -19,6 +19,7 @@ type VFLinkState string
 
 // VFNetworkSpec is an attachment pods make to VFs of one pool.
 // +kubebuilder:validation:XValidation:rule="!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanQoS",message="vlanQoS needs a vlan above 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.vlanProto) || self.vlanProto != '802.1ad' || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanProto",message="vlanProto 802.1ad needs a vlan above 0"
 // +kubebuilder:validation:XValidation:rule="!has(self.minTxRate) || !has(self.maxTxRate) || self.maxTxRate == 0 || self.minTxRate <= self.maxTxRate",fieldPath=".minTxRate",message="minTxRate must not exceed maxTxRate"
 // +kubebuilder:validation:XValidation:rule="!has(self.mtu) || self.mtu == 0 || self.mtu >= 68",fieldPath=".mtu",message="mtu must be 0 (keep the VF's MTU) or 68-9216: sluice-cni refuses an MTU below 68, the smallest IPv4 MTU"
 type VFNetworkSpec struct {
@@ -45,7 +46,7 @@ type VFNetworkSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=7
 	VLANQoS int32 `json:"vlanQoS,omitempty"`
-	// VLANProto is the tag protocol.
+	// VLANProto is the tag protocol; 802.1ad needs a vlan.
 	// +optional
 	// +kubebuilder:validation:Enum="802.1Q";"802.1ad"
 	VLANProto string `json:"vlanProto,omitempty"`
