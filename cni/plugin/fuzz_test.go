@@ -110,7 +110,7 @@ func checkConfError(t *testing.T, err error) {
 		if !namesConfField(e.Msg) {
 			t.Fatalf("configuration error %q does not start with the field at fault", e.Msg)
 		}
-		if goType := goTypeRE.FindString(e.Msg); goType != "" {
+		if goType := goTypeRE.FindString(quotedRE.ReplaceAllString(e.Msg, `""`)); goType != "" {
 			t.Fatalf("configuration error %q names the Go type %q, not what to write", e.Msg, goType)
 		}
 	case types.ErrInvalidEnvironmentVariables:
@@ -147,6 +147,10 @@ func namesConfField(msg string) bool {
 // goTypeRE matches Go type names (plugin.NetConf, types.IPAM, struct {...},
 // a int) in a message meant for whoever writes the configuration.
 var goTypeRE = regexp.MustCompile(`\b(plugin|types|host)\.[A-Z]\w*|struct \{|map\[|\[\]|\ba (int|uint|float|bool)\d*\b`)
+
+// quotedRE matches the %q-quoted values of a message, which are the
+// configuration's own and may hold anything.
+var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 // confFields lists the JSON names of t's fields, nested ones dotted
 // (runtimeConfig.mac), as encoding/json names them.
