@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"reflect"
 	"regexp"
@@ -403,11 +404,19 @@ func (c *Config) validateSwitches() error {
 }
 
 func (c *Config) validateRates() error {
-	if c.MinTxRate != nil && *c.MinTxRate < 0 {
-		return invalidConfig("min_tx_rate %d is negative: give Mbps, 0 for no limit", *c.MinTxRate)
-	}
-	if c.MaxTxRate != nil && *c.MaxTxRate < 0 {
-		return invalidConfig("max_tx_rate %d is negative: give Mbps, 0 for no limit", *c.MaxTxRate)
+	for _, r := range []struct {
+		field string
+		rate  *int
+	}{{"min_tx_rate", c.MinTxRate}, {"max_tx_rate", c.MaxTxRate}} {
+		switch {
+		case r.rate == nil:
+		case *r.rate < 0:
+			return invalidConfig("%s %d is negative: give Mbps, 0 for no limit", r.field, *r.rate)
+		case int64(*r.rate) > math.MaxUint32:
+			// The kernel takes a u32 (IFLA_VF_RATE): more would be cut to
+			// its low 32 bits, another rate than asked.
+			return invalidConfig("%s %d is above %d, the most the kernel takes: give Mbps, 0 for no limit", r.field, *r.rate, uint32(math.MaxUint32))
+		}
 	}
 	if c.MinTxRate != nil && c.MaxTxRate != nil && *c.MaxTxRate != 0 && *c.MinTxRate > *c.MaxTxRate {
 		return invalidConfig("min_tx_rate %d is above max_tx_rate %d: lower min_tx_rate or raise max_tx_rate", *c.MinTxRate, *c.MaxTxRate)

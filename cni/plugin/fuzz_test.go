@@ -244,7 +244,7 @@ func checkConfig(t *testing.T, c *Config, cniArgs string) {
 	// Rates go to the kernel as u32 Mbps (IFLA_VF_RATE): a larger value
 	// would be cut to its low 32 bits.
 	for _, r := range []*int{vf.MinTxRate, vf.MaxTxRate} {
-		if r != nil && (*r < 0 || *r > math.MaxUint32) {
+		if r != nil && (*r < 0 || int64(*r) > math.MaxUint32) {
 			t.Fatalf("tx rate %d does not fit the kernel's u32 Mbps", *r)
 		}
 	}
