@@ -111,10 +111,14 @@ func checkParseError(t *testing.T, data []byte, err error, top map[string]json.R
 }
 
 var (
-	hexIDRE  = regexp.MustCompile(`^[0-9a-f]{4}$`)
-	pciRE    = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
-	netdevRE = regexp.MustCompile(`^[^/:\s]{1,15}$`)
+	hexIDRE = regexp.MustCompile(`^[0-9a-f]{4}$`)
+	pciRE   = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 )
+
+// isNetdevName: a name the kernel gives an interface (IFNAMSIZ, dev_valid_name).
+func isNetdevName(s string) bool {
+	return len(s) >= 1 && len(s) <= 15 && s != "." && s != ".." && !strings.ContainsAny(s, "/: \t\n\v\f\r\x00")
+}
 
 // checkPools checks the invariants the device plugin relies on.
 func checkPools(t *testing.T, c *Config) {
@@ -191,12 +195,12 @@ func checkPools(t *testing.T, c *Config) {
 			// A netdev name that cannot exist selects nothing: it is a
 			// typo the file's author should hear about.
 			for _, v := range s.IfNames {
-				if !netdevRE.MatchString(v) {
+				if !isNetdevName(v) {
 					fail("ifName %q is not a netdev name", v)
 				}
 			}
 			for _, pf := range s.PFNames {
-				if !netdevRE.MatchString(pf.Name) || strings.Contains(pf.Name, "#") {
+				if !isNetdevName(pf.Name) || strings.Contains(pf.Name, "#") {
 					fail("pfName %q is not a netdev name", pf.Name)
 				}
 				if pf.VFs != nil && len(pf.VFs) == 0 {
