@@ -195,6 +195,8 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 			[]string{"resourceList[0].deviceType", "auxiliary"}},
 		{"sriovdp accelerator with pfNames", `{"resourceList":[{"resourceName":"a","deviceType":"accelerator","selectors":{"pfNames":["x"]}}]}`,
 			[]string{"resourceList[0].selectors.pfNames", "deviceType to netDevice"}},
+		{"sriovdp accelerator with resource isRdma", `{"resourceList":[{"resourceName":"a","deviceType":"accelerator","isRdma":true}]}`,
+			[]string{"resourceList[0].isRdma", "deviceType to netDevice"}},
 		{"sriovdp bad pci address", `{"resourceList":[{"resourceName":"a","selectors":{"pciAddresses":["0000:86:02"]}}]}`,
 			[]string{"resourceList[0].selectors.pciAddresses[0]"}},
 		{"sriovdp wrong type", `{"resourceList":[{"resourceName":"a","excludeTopology":"yes"}]}`,
