@@ -183,16 +183,48 @@ func checkRenderedForCNI(t *testing.T, n *sluicev1.VFNetwork, softRoCE bool, con
 	if gotKind != wantKind || (c.SoftRoCE != nil) != softRoCE {
 		fail("softRoCE.cdiKind", gotKind, wantKind)
 	}
-	// The IPAM plugin sluice-cni runs is the one the operator checked spec.ipam names.
-	wantIPAM := ""
-	if s.IPAM != "" {
-		var obj map[string]any
-		_ = json.Unmarshal([]byte(s.IPAM), &obj)
-		wantIPAM, _ = obj["type"].(string)
+	// The IPAM plugin sluice-cni runs is the one spec.ipam names: every
+	// key that can be read as "type" (any case) says it.
+	if s.IPAM == "" {
+		if c.IPAM.Type != "" {
+			fail("ipam.type", c.IPAM.Type, "no IPAM")
+		}
+		return
 	}
-	if c.IPAM.Type != wantIPAM {
-		fail("ipam.type", c.IPAM.Type, wantIPAM)
+	names := ipamTypeValues(t, s.IPAM)
+	if c.IPAM.Type == "" || len(names) == 0 {
+		fail("ipam.type", c.IPAM.Type, names)
 	}
+	for _, name := range names {
+		if name != c.IPAM.Type {
+			fail("ipam.type", c.IPAM.Type, names)
+		}
+	}
+}
+
+// ipamTypeValues are the values of spec.ipam's top-level keys that
+// encoding/json reads as "type", in order.
+func ipamTypeValues(t *testing.T, ipam string) []any {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(ipam))
+	if _, err := dec.Token(); err != nil {
+		t.Fatalf("rendered spec.ipam %q: %v", ipam, err)
+	}
+	var out []any
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			t.Fatalf("rendered spec.ipam %q: %v", ipam, err)
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("rendered spec.ipam %q: %v", ipam, err)
+		}
+		if k, _ := key.(string); strings.EqualFold(k, "type") {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // jsonRoundTrip is the object as a client writes it and the operator reads it.
