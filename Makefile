@@ -113,8 +113,14 @@ bench: envtest-assets ## Benchmarks of every part and the emulated node; writes 
 # VMs need first.
 # make test runs its churn step with CHURN_CYCLES pod create/delete cycles
 # (4 at a time); make test-cluster runs 100.
+# make test runs make fuzz (TEST_FUZZTIME per target: 6 targets, about
+# 36 s with the builds) after the other packages, in the same command at
+# the same priority, so it too runs beside the real-cluster suite, which
+# takes the whole wall time. Their go test runs every fuzz seed
+# (testdata/fuzz) as a test already; the fuzzing looks for new ones.
 CLUSTER_PKG := ./test/node/cluster
 CHURN_CYCLES ?= 8
+TEST_FUZZTIME ?= 3s
 
 .PHONY: test
 test: vet verify-generate envtest-assets node-assets cluster-assets $(KUSTOMIZE) ## Unit + envtest + emulated node (QEMU) + the real-cluster node; installs what it needs.
@@ -122,8 +128,31 @@ test: vet verify-generate envtest-assets node-assets cluster-assets $(KUSTOMIZE)
 	go build -o $(BIN)/testsummary ./hack/testsummary
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE); \
 	$(BIN)/testsummary \
-		-c "nice -n 19 go test -count=1 -json $$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$' | tr '\n' ' ')" \
+		-c "nice -n 19 go test -count=1 -json $$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$' | tr '\n' ' '); s=\$$?; nice -n 19 $(MAKE) -s --no-print-directory fuzz FUZZFLAGS=-json FUZZTIME=$(TEST_FUZZTIME) || s=1; exit \$$s" \
 		-c "SLUICE_CLUSTER_CHURN=$(CHURN_CYCLES) go test -count=1 -json -timeout 80m $(CLUSTER_PKG)"
+
+# Fuzz targets are the func FuzzXxx of the _test.go files; go test -fuzz
+# takes one per run, so each runs for FUZZTIME in turn. Go minimizes each
+# new interesting input for up to 60 s by default, and restarts the worker
+# process when a minimization times out, which would take most of a short
+# run: FUZZMINIMIZETIME=0 turns minimization off (a failing input is kept
+# as found). A failing input is written to the package's
+# testdata/fuzz/FuzzXxx/: fix the code and commit the input as a seed. The
+# first run builds every package the targets import with coverage
+# instrumentation (minutes for ./controllers); later runs reuse it.
+FUZZTIME ?= 5s
+FUZZMINIMIZETIME ?= 0
+FUZZFLAGS ?=
+
+.PHONY: fuzz
+fuzz: ## Run each go test -fuzz target for FUZZTIME (5s); a failing input lands in the package's testdata/fuzz.
+	@s=0; for file in $$(git grep --untracked -l -e '^func Fuzz' -- '*_test.go'); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "fuzz: $$target in ./$$(dirname $$file) for $(FUZZTIME)" >&2; \
+			go test $(FUZZFLAGS) -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) \
+				-fuzzminimizetime $(FUZZMINIMIZETIME) ./$$(dirname $$file) || s=1; \
+		done; \
+	done; exit $$s
 
 .PHONY: node-assets
 node-assets: ## Install (or find installed) what the emulated node needs: QEMU with igb, busybox, RDMA tools, the guest kernel.

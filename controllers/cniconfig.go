@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
@@ -94,13 +95,49 @@ func compactIPAM(ipam string) (json.RawMessage, error) {
 	if err := json.Unmarshal([]byte(ipam), &obj); err != nil {
 		return nil, &invalidIPAMError{fmt.Sprintf(`spec.ipam is not a JSON object (%v); write it as CNI IPAM configuration, e.g. {"type":"host-local","subnet":"10.56.217.0/24"}`, err)}
 	}
-	var typ string
-	if err := json.Unmarshal(obj["type"], &typ); err != nil || typ == "" {
-		return nil, &invalidIPAMError{`spec.ipam has no "type" string naming the IPAM plugin; add one, e.g. "type":"host-local" or "type":"whereabouts"`}
+	if err := ipamType([]byte(ipam)); err != nil {
+		return nil, err
 	}
 	var b bytes.Buffer
 	if err := json.Compact(&b, []byte(ipam)); err != nil {
 		return nil, &invalidIPAMError{fmt.Sprintf("spec.ipam: %v", err)}
 	}
 	return b.Bytes(), nil
+}
+
+// ipamType checks that spec.ipam has one "type" string naming the IPAM
+// plugin. sluice-cni and the IPAM plugins read "type" with encoding/json,
+// which takes the key in any case and the last of several: more than one
+// such key is refused, or the operator could check one plugin and
+// sluice-cni run another.
+func ipamType(ipam []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(ipam))
+	if _, err := dec.Token(); err != nil { // {
+		return &invalidIPAMError{fmt.Sprintf("spec.ipam: %v", err)}
+	}
+	var keys []string
+	typ := ""
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return &invalidIPAMError{fmt.Sprintf("spec.ipam: %v", err)}
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return &invalidIPAMError{fmt.Sprintf("spec.ipam: %v", err)}
+		}
+		if strings.EqualFold(key, "type") {
+			keys = append(keys, key)
+			typ = ""
+			_ = json.Unmarshal(v, &typ)
+		}
+	}
+	switch {
+	case len(keys) > 1:
+		return &invalidIPAMError{fmt.Sprintf(`spec.ipam has %d keys naming the IPAM plugin (%s): keep one "type"`, len(keys), strings.Join(keys, ", "))}
+	case typ == "":
+		return &invalidIPAMError{`spec.ipam has no "type" string naming the IPAM plugin; add one, e.g. "type":"host-local" or "type":"whereabouts"`}
+	}
+	return nil
 }

@@ -34,6 +34,10 @@ func TestRenderCNIConfig(t *testing.T) {
 		{"ipam an array", sluicev1.VFNetworkSpec{IPAM: `[{"type":"host-local"}]`}, false, "", "", "spec.ipam is not a JSON object"},
 		{"ipam without type", sluicev1.VFNetworkSpec{IPAM: `{"subnet":"10.0.0.0/8"}`}, false, "", "", `no "type"`},
 		{"ipam type not a string", sluicev1.VFNetworkSpec{IPAM: `{"type":7}`}, false, "", "", `no "type"`},
+		{"ipam type in another case", sluicev1.VFNetworkSpec{ResourceName: "a", IPAM: `{"Type":"static"}`}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","ipam":{"Type":"static"}}`, ""},
+		{"ipam type twice", sluicev1.VFNetworkSpec{IPAM: `{"type":"host-local","subnet":"10.0.0.0/8","TYPE":"dhcp"}`}, false, "", "",
+			`spec.ipam has 2 keys naming the IPAM plugin (type, TYPE): keep one "type"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

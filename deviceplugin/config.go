@@ -126,6 +126,10 @@ func ParseConfig(data []byte, defaultPrefix string) (*Config, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf(`config is a JSON %s, not an object: write {"pools": [...]}, {"resourceList": [...]} or {"configList": [...]}`, te.Value)
+		}
 		return nil, fmt.Errorf("config is not a JSON object: %w", err)
 	}
 	var (
@@ -256,6 +260,38 @@ func names(field string, in []string) ([]string, error) {
 	return out, nil
 }
 
+// netdevs checks a list of network interface names.
+func netdevs(field string, in []string) ([]string, error) {
+	out, err := names(field, in)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range out {
+		if err := netdevName(s); err != nil {
+			return nil, fmt.Errorf("%s[%d] %q %w: write the netdev's name, e.g. \"ib0\"", field, i, s, err)
+		}
+	}
+	return out, nil
+}
+
+// netdevName checks a network interface name as the kernel does
+// (dev_valid_name): a name it refuses can never select a device.
+func netdevName(s string) error {
+	switch {
+	case len(s) > 15:
+		return fmt.Errorf("is %d bytes long, more than the kernel's 15", len(s))
+	case s == "." || s == "..":
+		return errors.New("is not an interface name")
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '/', ':', ' ', '\t', '\n', '\v', '\f', '\r', 0:
+			return fmt.Errorf("holds %q, which interface names cannot", c)
+		}
+	}
+	return nil
+}
+
 // pfNames parses "ens1f0", "ens1f0#0-3" and "ens1f0#0,2-7,9".
 func pfNames(field string, in []string) ([]PFName, error) {
 	out := make([]PFName, 0, len(in))
@@ -273,6 +309,9 @@ func parsePFName(s string) (PFName, error) {
 	name, list, hasRange := strings.Cut(strings.TrimSpace(s), "#")
 	if name == "" {
 		return PFName{}, fmt.Errorf("%q has no PF name: write e.g. \"ens1f0\" or \"ens1f0#0-3\"", s)
+	}
+	if err := netdevName(name); err != nil {
+		return PFName{}, fmt.Errorf("%q: PF name %q %w: write the PF's netdev name, e.g. \"ens1f0\" or \"ens1f0#0-3\"", s, name, err)
 	}
 	p := PFName{Name: name}
 	if !hasRange {

@@ -135,7 +135,7 @@ func selectorOf(path string, r rawSelector) (Selector, error) {
 	if s.LinkTypes, err = linkTypes(path+".linkTypes", r.LinkTypes); err != nil {
 		return s, err
 	}
-	if s.IfNames, err = names(path+".ifNames", r.IfNames); err != nil {
+	if s.IfNames, err = netdevs(path+".ifNames", r.IfNames); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -81,7 +81,11 @@ func parseRDMAShared(data []byte, defaultPrefix string) (*Config, error) {
 			Vendors: s.Vendors, Devices: s.DeviceIDs, Drivers: s.Drivers, IfNames: ifNames, LinkTypes: s.LinkTypes, IsRdma: true,
 		})
 		if err != nil {
-			return nil, renameField(err, ".selectors.devices", ".selectors.deviceIDs")
+			err = renameField(err, ".selectors.devices", ".selectors.deviceIDs")
+			if len(r.Devices) > 0 {
+				err = renameField(err, ".selectors.ifNames", ".devices")
+			}
+			return nil, err
 		}
 		p.Selectors = []Selector{sel}
 		c.Pools = append(c.Pools, p)

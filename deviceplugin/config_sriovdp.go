@@ -131,6 +131,9 @@ func sriovdpPool(path string, r sriovdpResource, defaultPrefix string) (Pool, er
 		return Pool{}, fmt.Errorf("%s.deviceType %q: use \"netDevice\" or \"accelerator\"", path, r.DeviceType)
 	}
 	p.Accelerator = accel
+	if accel && r.IsRdma {
+		return Pool{}, fmt.Errorf("%s.isRdma applies to netDevice pools, not accelerator ones: remove it or set deviceType to netDevice", path)
+	}
 	if len(r.AdditionalInfo) > 0 {
 		p.AdditionalInfo = r.AdditionalInfo
 	}

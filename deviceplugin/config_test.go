@@ -154,7 +154,8 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 		want []string
 	}{
 		{"empty", ``, []string{"empty", `{"pools": []}`}},
-		{"not an object", `[1]`, []string{"not a JSON object"}},
+		{"not an object", `[1]`, []string{"config is a JSON array, not an object", `{"pools": [...]}`}},
+		{"not JSON", `{"pools": [}`, []string{"config is not a JSON object", "invalid character"}},
 		{"unknown format", `{"devices": []}`, []string{`"pools"`, `"resourceList"`, `"configList"`}},
 		{"native typo", `{"pools":[{"resourceName":"a","selectors":{"pfName":["x"]}}]}`,
 			[]string{"pools[0].selectors.pfName", `did you mean "pfNames"`}},
@@ -169,6 +170,8 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 			[]string{"pools[0].selectors.rootDevices[0]", "0000:3b:00.0"}},
 		{"native bad VF range", `{"pools":[{"resourceName":"a","selectors":{"pfNames":["ens1f0#3-1"]}}]}`,
 			[]string{"pools[0].selectors.pfNames[0]", "first <= last"}},
+		{"native pfName not a netdev", `{"pools":[{"resourceName":"a","selectors":{"pfNames":["ens1f0 #0-3"]}}]}`,
+			[]string{"pools[0].selectors.pfNames[0]", `PF name "ens1f0 "`, "interface names cannot"}},
 		{"native bad link type", `{"pools":[{"resourceName":"a","selectors":{"linkTypes":["roce"]}}]}`,
 			[]string{"pools[0].selectors.linkTypes[0]", `"ether" or "infiniband"`}},
 		{"native negative rdmaHcaMax", `{"pools":[{"resourceName":"a","rdmaHcaMax":-1}]}`,
@@ -192,6 +195,8 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 			[]string{"resourceList[0].deviceType", "auxiliary"}},
 		{"sriovdp accelerator with pfNames", `{"resourceList":[{"resourceName":"a","deviceType":"accelerator","selectors":{"pfNames":["x"]}}]}`,
 			[]string{"resourceList[0].selectors.pfNames", "deviceType to netDevice"}},
+		{"sriovdp accelerator with resource isRdma", `{"resourceList":[{"resourceName":"a","deviceType":"accelerator","isRdma":true}]}`,
+			[]string{"resourceList[0].isRdma", "deviceType to netDevice"}},
 		{"sriovdp bad pci address", `{"resourceList":[{"resourceName":"a","selectors":{"pciAddresses":["0000:86:02"]}}]}`,
 			[]string{"resourceList[0].selectors.pciAddresses[0]"}},
 		{"sriovdp wrong type", `{"resourceList":[{"resourceName":"a","excludeTopology":"yes"}]}`,
@@ -204,6 +209,10 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 			[]string{"configList[0].selectors.deviceIDs[0]"}},
 		{"rdma shared both interfaces", `{"configList":[{"resourceName":"a","rdmaHcaMax":1,"devices":["ib0"],"selectors":{"ifNames":["ib1"]}}]}`,
 			[]string{"configList[0].devices", "keep selectors.ifNames only"}},
+		{"rdma shared ifName not a netdev", `{"configList":[{"resourceName":"a","rdmaHcaMax":1,"selectors":{"ifNames":["ib 0"]}}]}`,
+			[]string{"configList[0].selectors.ifNames[0]", `"ib 0"`, "interface names cannot"}},
+		{"rdma shared device too long", `{"configList":[{"resourceName":"a","rdmaHcaMax":1,"devices":["mlx5_ib_verylong0"]}]}`,
+			[]string{"configList[0].devices[0]", "17 bytes long", "15"}},
 		{"rdma shared duplicate", `{"configList":[{"resourceName":"a","rdmaHcaMax":1},{"resourceName":"a","rdmaHcaMax":2}]}`,
 			[]string{"configList[1]", "already defined by configList[0]"}},
 	} {

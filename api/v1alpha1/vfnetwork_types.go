@@ -29,7 +29,9 @@ type VFLinkState string
 // (Ready=False, reason PlatformOnly) and removes what it rendered for it
 // before. See docs/vfnetwork.md.
 // +kubebuilder:validation:XValidation:rule="!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanQoS",message="vlanQoS needs a vlan above 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.vlanProto) || self.vlanProto != '802.1ad' || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanProto",message="vlanProto 802.1ad needs a vlan above 0"
 // +kubebuilder:validation:XValidation:rule="!has(self.minTxRate) || !has(self.maxTxRate) || self.maxTxRate == 0 || self.minTxRate <= self.maxTxRate",fieldPath=".minTxRate",message="minTxRate must not exceed maxTxRate"
+// +kubebuilder:validation:XValidation:rule="!has(self.mtu) || self.mtu == 0 || self.mtu >= 68",fieldPath=".mtu",message="mtu must be 0 (keep the VF's MTU) or 68-9216: sluice-cni refuses an MTU below 68, the smallest IPv4 MTU"
 type VFNetworkSpec struct {
 	// ResourceName is the pool whose VFs pods of this network get; the
 	// NetworkAttachmentDefinition's k8s.v1.cni.cncf.io/resourceName
@@ -58,7 +60,8 @@ type VFNetworkSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=7
 	VLANQoS int32 `json:"vlanQoS,omitempty"`
-	// VLANProto is the tag protocol. Platform VFNetworks only, as the VLAN.
+	// VLANProto is the tag protocol; 802.1ad needs a vlan. Platform
+	// VFNetworks only, as the VLAN.
 	// +optional
 	// +kubebuilder:validation:Enum="802.1Q";"802.1ad"
 	VLANProto string `json:"vlanProto,omitempty"`
@@ -84,7 +87,7 @@ type VFNetworkSpec struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	MaxTxRate int32 `json:"maxTxRate,omitempty"`
-	// MTU of the VF inside the pod; 0 keeps the policy's.
+	// MTU of the VF inside the pod, 68 or more; 0 keeps the policy's.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=9216

@@ -40,7 +40,7 @@ func printResult(w interface{ Write([]byte) (int, error) }, r types.Result, ver 
 // moves its netdev (and RDMA device) into the pod, and runs IPAM. Each step
 // registers its undo; a failure undoes all steps before it, in reverse.
 func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err error) {
-	conf, err := loadConf(args)
+	conf, err := LoadConf(args)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,7 +18,7 @@ import (
 // PF-side settings, and in the pod the interface with the MAC, MTU,
 // addresses and routes of prevResult.
 func (p *Plugin) CmdCheck(args *skel.CmdArgs) error {
-	conf, err := loadConf(args)
+	conf, err := LoadConf(args)
 	if err != nil {
 		return err
 	}

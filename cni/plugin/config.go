@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"reflect"
 	"regexp"
 	"strings"
 	"unicode"
@@ -139,17 +141,72 @@ type Config struct {
 
 var pciAddrRE = regexp.MustCompile(`^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$`)
 
-// decode unmarshals a configuration, telling malformed JSON (code 6) from
-// a field of the wrong type (code 7, naming the field).
+// decode unmarshals a configuration, telling malformed JSON or a document
+// that is not an object (code 6) from a field of the wrong type (code 7,
+// naming the field).
 func decode(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return invalidConfig("field %q is a JSON %s, it must be a %s", typeErr.Field, typeErr.Value, typeErr.Type)
+			if typeErr.Field == "" {
+				// The document itself: there is no field to name.
+				return types.NewError(types.ErrDecodingFailure, fmt.Sprintf(`network configuration is a JSON %s, not an object: write it as {"cniVersion": ..., "name": ..., "type": "sluice-cni", ...}`, typeErr.Value), "")
+			}
+			return invalidConfig("field %q is a JSON %s, it must be %s", jsonFieldPath(reflect.TypeOf(v), typeErr.Field), typeErr.Value, jsonKind(typeErr.Type))
 		}
 		return types.NewError(types.ErrDecodingFailure, "network configuration is not valid JSON: "+err.Error(), "")
 	}
 	return nil
+}
+
+// jsonFieldPath is encoding/json's path to a field with the Go names of the
+// embedded structs on the way (BaseConf.PluginConf.ipam) left out, so that
+// it is the configuration's (ipam).
+func jsonFieldPath(t reflect.Type, path string) string {
+	embedded := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := range t.NumField() {
+			if f := t.Field(i); f.Anonymous && !embedded[f.Name] {
+				embedded[f.Name] = true
+				walk(f.Type)
+			}
+		}
+	}
+	walk(t)
+	segs := strings.Split(path, ".")
+	for len(segs) > 1 && embedded[segs[0]] {
+		segs = segs[1:]
+	}
+	return strings.Join(segs, ".")
+}
+
+// jsonKind says what JSON a Go type decodes from, for whoever writes the
+// configuration.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer (in range)"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	}
+	return "an object"
 }
 
 // loadBaseConf reads what DEL, GC and STATUS need.
@@ -161,9 +218,12 @@ func loadBaseConf(data []byte) (*BaseConf, error) {
 	return c, nil
 }
 
-// loadConf reads and validates an ADD or CHECK request. Every check runs
-// before anything on the node changes.
-func loadConf(args *skel.CmdArgs) (*Config, error) {
+// LoadConf reads and validates an ADD or CHECK request: the network
+// configuration, CNI_ARGS and the interface and container names. Every
+// check runs before anything on the node changes, and it reads nothing of
+// the node, so the operator's tests use it to check that what the operator
+// renders is what sluice-cni accepts.
+func LoadConf(args *skel.CmdArgs) (*Config, error) {
 	if err := validateEnv(args); err != nil {
 		return nil, err
 	}
@@ -344,11 +404,19 @@ func (c *Config) validateSwitches() error {
 }
 
 func (c *Config) validateRates() error {
-	if c.MinTxRate != nil && *c.MinTxRate < 0 {
-		return invalidConfig("min_tx_rate %d is negative: give Mbps, 0 for no limit", *c.MinTxRate)
-	}
-	if c.MaxTxRate != nil && *c.MaxTxRate < 0 {
-		return invalidConfig("max_tx_rate %d is negative: give Mbps, 0 for no limit", *c.MaxTxRate)
+	for _, r := range []struct {
+		field string
+		rate  *int
+	}{{"min_tx_rate", c.MinTxRate}, {"max_tx_rate", c.MaxTxRate}} {
+		switch {
+		case r.rate == nil:
+		case *r.rate < 0:
+			return invalidConfig("%s %d is negative: give Mbps, 0 for no limit", r.field, *r.rate)
+		case int64(*r.rate) > math.MaxUint32:
+			// The kernel takes a u32 (IFLA_VF_RATE): more would be cut to
+			// its low 32 bits, another rate than asked.
+			return invalidConfig("%s %d is above %d, the most the kernel takes: give Mbps, 0 for no limit", r.field, *r.rate, uint32(math.MaxUint32))
+		}
 	}
 	if c.MinTxRate != nil && c.MaxTxRate != nil && *c.MaxTxRate != 0 && *c.MinTxRate > *c.MaxTxRate {
 		return invalidConfig("min_tx_rate %d is above max_tx_rate %d: lower min_tx_rate or raise max_tx_rate", *c.MinTxRate, *c.MaxTxRate)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,17 +28,28 @@ import (
 	"github.com/sluice-net/sluice/host"
 )
 
-// binDir holds host-local, sluice-cni and sluice-cni-standin, built once.
+// binDir holds host-local, sluice-cni and sluice-cni-standin, built once,
+// by the first test that needs them (requireNetns): the fuzz targets need
+// none, and each fuzz worker process runs TestMain too.
 var (
-	binDir   string
-	buildErr error
+	binDir    string
+	buildErr  error
+	buildOnce sync.Once
 )
 
 func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func buildBinaries() {
 	dir, err := os.MkdirTemp("", "sluice-cni-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		buildErr = err
+		return
 	}
 	binDir = dir
 	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
@@ -45,13 +57,10 @@ func TestMain(m *testing.M) {
 		"github.com/sluice-net/sluice/cni",
 		"github.com/sluice-net/sluice/cni/internal/standin/sluice-cni-standin")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("build test binaries: %v\n%s", err, out)
+		buildErr = fmt.Errorf("build test binaries: %w\n%s", err, out)
 	} else if err := os.Rename(filepath.Join(dir, "cni"), filepath.Join(dir, "sluice-cni")); err != nil {
 		buildErr = err
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
 }
 
 func requireNetns(t testing.TB) {
@@ -62,6 +71,7 @@ func requireNetns(t testing.TB) {
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
 		t.Skip("no network namespaces on this kernel: " + err.Error())
 	}
+	buildOnce.Do(buildBinaries)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}

@@ -280,9 +280,11 @@ func TestVFNetworkValidation(t *testing.T) {
 		{"qos without vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN = 0 }, "spec.vlanQoS", "needs a vlan"},
 		{"qos 8", func(s *sluicev1.VFNetworkSpec) { s.VLANQoS = 8 }, "spec.vlanQoS", "less than or equal to 7"},
 		{"bad vlanProto", func(s *sluicev1.VFNetworkSpec) { s.VLANProto = "802.1x" }, "spec.vlanProto", "supported values"},
+		{"802.1ad without vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN, s.VLANQoS, s.VLANProto = 0, 0, "802.1ad" }, "spec.vlanProto", "802.1ad needs a vlan"},
 		{"spoofChk yes", func(s *sluicev1.VFNetworkSpec) { s.SpoofChk = "yes" }, "spec.spoofChk", `supported values: "on", "off"`},
 		{"min above max", func(s *sluicev1.VFNetworkSpec) { s.MinTxRate = 2000 }, "spec.minTxRate", "must not exceed maxTxRate"},
 		{"bad linkState", func(s *sluicev1.VFNetworkSpec) { s.LinkState = "up" }, "spec.linkState", "supported values"},
+		{"mtu below 68", func(s *sluicev1.VFNetworkSpec) { s.MTU = 51 }, "spec.mtu", "0 (keep the VF's MTU) or 68-9216"},
 		{"bad networkNamespace", func(s *sluicev1.VFNetworkSpec) { s.NetworkNamespace = "Kube_System" }, "spec.networkNamespace", "should match"},
 	}
 	for i, tc := range cases {
