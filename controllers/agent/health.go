@@ -30,9 +30,6 @@ func startHealth(addr string) (*healthServer, error) {
 	return &healthServer{l: l, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
-// Addr is where it listens.
-func (h *healthServer) Addr() string { return h.l.Addr().String() }
-
 func (h *healthServer) serve(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- h.srv.Serve(h.l) }()

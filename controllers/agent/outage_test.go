@@ -35,12 +35,7 @@ type apiProxy struct {
 
 func newAPIProxy(t *testing.T, target string) *apiProxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &apiProxy{t: t, addr: l.Addr().String(), target: target}
-	l.Close()
+	p := &apiProxy{t: t, addr: freeAddr(t), target: target}
 	t.Cleanup(func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
