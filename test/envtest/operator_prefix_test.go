@@ -33,11 +33,7 @@ func TestOperatorResourcePrefix(t *testing.T) {
 		return nil
 	})
 
-	pool := uniqueName(t, "roce")
-	p := validPolicy(uniqueName(t, "roce-policy"))
-	p.Spec.ResourceName = pool
-	p.Spec.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeShared, Provider: sluicev1.RDMAProviderSoftRoCE}
-	createPolicy(t, p)
+	pool, _ := softRoCEPolicy(t)
 	n := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: ns}, Spec: sluicev1.VFNetworkSpec{ResourceName: pool}}
 	if err := env.Client.Create(ctx, n); err != nil {
 		t.Fatal(err)

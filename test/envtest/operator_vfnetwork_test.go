@@ -258,11 +258,7 @@ func TestOperatorVFNetworkSoftRoCEPool(t *testing.T) {
 	startOperator(t)
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	pool := uniqueName(t, "roce")
-	p := validPolicy(uniqueName(t, "roce-policy"))
-	p.Spec.ResourceName = pool
-	p.Spec.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeShared, Provider: sluicev1.RDMAProviderSoftRoCE}
-	createPolicy(t, p)
+	pool, p := softRoCEPolicy(t)
 	vfn := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "roce-net", Namespace: ns}, Spec: sluicev1.VFNetworkSpec{ResourceName: pool}}
 	if err := env.Client.Create(ctx, vfn); err != nil {
 		t.Fatal(err)
@@ -295,4 +291,16 @@ func TestOperatorVFNetworkSoftRoCEPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	nadConfig(t, ns, "roce-net", `{"cniVersion":"1.0.0","name":"roce-net","type":"sluice-cni"}`)
+}
+
+// softRoCEPolicy creates a policy whose pool (returned) is a shared
+// soft-RoCE pool.
+func softRoCEPolicy(t *testing.T) (string, *sluicev1.NetworkNodePolicy) {
+	t.Helper()
+	pool := uniqueName(t, "roce")
+	p := validPolicy(uniqueName(t, "roce-policy"))
+	p.Spec.ResourceName = pool
+	p.Spec.RDMA = &sluicev1.RDMASpec{Enabled: true, Mode: sluicev1.RDMAModeShared, Provider: sluicev1.RDMAProviderSoftRoCE}
+	createPolicy(t, p)
+	return pool, p
 }
