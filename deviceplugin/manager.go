@@ -247,11 +247,13 @@ func (m *Manager) scan(ctx context.Context) error {
 	m.mu.Unlock()
 	t := buildTree(scanInput{snap: snap, cfg: cfg, gate: g, attached: att, prev: prev})
 	t.rdmaNames = rdmaNames
-	m.apply(ctx, prev, t)
-	m.devInfo.reconcile(t, start)
+	// Published before apply: once a pool registers, the kubelet (and
+	// whoever saw it there) may read the figures of the scan behind it.
 	m.mu.Lock()
 	m.tree = t
 	m.mu.Unlock()
+	m.apply(ctx, prev, t)
+	m.devInfo.reconcile(t, start)
 	m.scans.Add(1)
 	return nil
 }
