@@ -24,8 +24,14 @@ type NetdevState struct {
 // because another netdev has it.
 var ErrNameInUse = errors.New("name in use")
 
+// link looks a netdev up; the namespace's socket (n.nl) is open after it
+// succeeds.
 func (n *Netns) link(name string) (netlink.Link, error) {
-	l, err := n.nl.LinkByName(name)
+	h, err := n.handle()
+	if err != nil {
+		return nil, err
+	}
+	l, err := h.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) || errors.Is(err, syscall.ENODEV) {
@@ -102,7 +108,7 @@ func MoveNetdev(from *Netns, name string, to *Netns, newName string) (_ string, 
 		return "", stepErr(name, "move to network namespace "+to.Path(), err)
 	}
 	undo = append(undo, func() {
-		if l, err := to.nl.LinkByName(arrived); err == nil {
+		if l, err := to.link(arrived); err == nil {
 			_ = to.nl.LinkSetNsFd(l, int(from.Fd()))
 		}
 	})
