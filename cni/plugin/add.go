@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -37,7 +35,8 @@ func printResult(w interface{ Write([]byte) (int, error) }, r types.Result, ver 
 
 // add validates the request, then, holding the VF's lock: saves the VF's
 // state (cache entry and attachment record), configures the VF on its PF,
-// moves its netdev (and RDMA device) into the pod, and runs IPAM. Each step
+// moves its netdev (up, in one request) and RDMA device into the pod, and
+// runs IPAM (beside the move when the plugin only allocates). Each step
 // registers its undo; a failure undoes all steps before it, in reverse.
 func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err error) {
 	conf, err := LoadConf(args)
@@ -56,9 +55,9 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		return nil, nil, invalidEnv("CNI_NETNS %s: %v", args.Netns, err)
 	}
 	defer podNS.Close()
-	if _, err := podNS.Netdev(args.IfName); err == nil {
-		return nil, nil, invalidEnv("CNI_IFNAME %s: the pod's namespace already has an interface of that name", args.IfName)
-	}
+	// CNI_IFNAME taken in the pod is found by the move, which then undoes
+	// itself (and the steps before it undo theirs): looking first would
+	// open a netlink socket in the pod's namespace on every ADD.
 	hostNS, err := host.CurrentNetns()
 	if err != nil {
 		return nil, nil, err
@@ -191,6 +190,18 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	}()
 	p.mark("save state")
 
+	// An IPAM plugin that only allocates runs while the VF is configured
+	// and moved (see ipamNeedsInterface); others run after the move.
+	var ipamRun *ipamCall
+	if conf.IPAM.Type != "" && !ipamNeedsInterface(conf.IPAM.Type) {
+		ipamRun = p.startIPAM(conf.IPAM.Type, args)
+	}
+	defer func() {
+		if err != nil && ipamRun != nil {
+			p.releaseIPAM(ipamRun, conf.IPAM.Type, args)
+		}
+	}()
+
 	// PF side.
 	if err := p.Node.ConfigureVF(vf.PFName, vf.Index, conf.VF); err != nil {
 		return nil, nil, fmt.Errorf("configure VF %s: %w", conf.PCI, err)
@@ -219,17 +230,13 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 
 	result := &current.Result{CNIVersion: current.ImplementedSpecVersion, Interfaces: []*current.Interface{iface}}
 	if conf.IPAM.Type != "" {
-		r, ierr := p.execIPAM("ADD", conf.IPAM.Type, args.StdinData, ipamArgs(args))
+		if ipamRun == nil {
+			ipamRun = p.startIPAM(conf.IPAM.Type, args)
+		}
+		r, ierr := ipamRun.wait(p.Stderr)
 		if ierr != nil {
 			return nil, nil, fmt.Errorf("IPAM plugin %s: %w", conf.IPAM.Type, ierr)
 		}
-		defer func() {
-			if err != nil { // the named result: any later failure
-				if _, derr := p.execIPAM("DEL", conf.IPAM.Type, args.StdinData, ipamArgs(args)); derr != nil {
-					p.logf("undo: release IPAM address: %v", derr)
-				}
-			}
-		}()
 		ipRes, cerr := current.NewResultFromResult(r)
 		if cerr != nil {
 			return nil, nil, fmt.Errorf("IPAM plugin %s: convert its result: %w", conf.IPAM.Type, cerr)
@@ -247,12 +254,6 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 			}
 		}
 		p.mark("IPAM")
-	}
-	if hasNetdev {
-		if err := podNS.SetNetdevUp(args.IfName, true); err != nil {
-			return nil, nil, err
-		}
-		p.mark("link up")
 	}
 	if conf.SoftRoCE != nil {
 		if err := p.addSoftRoCE(podNS, conf, e); err != nil {
@@ -292,13 +293,15 @@ func (p *Plugin) addSoftRoCE(podNS *host.Netns, conf *Config, e entry) (err erro
 	return nil
 }
 
-// moveIn moves the VF netdev into the pod under its interface name, sets
-// its MTU and MAC, and moves the RDMA device when e says so. On failure it
-// leaves the netdev and RDMA device where they were.
+// moveIn moves the VF netdev into the pod under its interface name, with
+// its MTU and MAC, up (one request: host.AttachNetdev), and moves the RDMA
+// device when e says so. On failure it leaves the netdev and RDMA device
+// where they were.
 func (p *Plugin) moveIn(hostNS, podNS *host.Netns, vf *host.VF, conf *Config, e entry, iface *current.Interface) (err error) {
-	if _, err := host.MoveNetdev(hostNS, vf.Netdev, podNS, iface.Name); err != nil {
+	set := host.NetdevSettings{Name: iface.Name, MTU: conf.MTU, MAC: conf.MACAddr, Up: true}
+	if err := host.AttachNetdev(hostNS, vf.Netdev, podNS, set); err != nil {
 		if errors.Is(err, host.ErrNameInUse) {
-			return invalidEnv("CNI_IFNAME %s: %v", iface.Name, err)
+			return invalidEnv("CNI_IFNAME %s: the pod's namespace already has an interface of that name (%v)", iface.Name, err)
 		}
 		return fmt.Errorf("move VF netdev into the pod: %w", err)
 	}
@@ -307,16 +310,6 @@ func (p *Plugin) moveIn(hostNS, podNS *host.Netns, vf *host.VF, conf *Config, e 
 			p.moveOut(hostNS, podNS, e)
 		}
 	}()
-	if conf.MTU > 0 {
-		if err := podNS.SetNetdevMTU(iface.Name, conf.MTU); err != nil {
-			return err
-		}
-	}
-	if conf.MACAddr != nil {
-		if err := podNS.SetNetdevMAC(iface.Name, conf.MACAddr); err != nil {
-			return err
-		}
-	}
 	if e.RDMADevice != "" {
 		if err := p.Node.MoveRDMADevice(hostNS, e.RDMADevice, podNS); err != nil {
 			return fmt.Errorf("rdma: %w", err)
@@ -353,32 +346,6 @@ func (p *Plugin) moveOut(hostNS, podNS *host.Netns, e entry) {
 	if err := hostNS.RestoreNetdev(name, *e.Netdev); err != nil {
 		p.logf("undo: restore netdev %s: %v", e.Netdev.Name, err)
 	}
-}
-
-func ipamArgs(args *skel.CmdArgs) *invoke.Args {
-	return &invoke.Args{ContainerID: args.ContainerID, NetNS: args.Netns, IfName: args.IfName, PluginArgsStr: args.Args, Path: args.Path}
-}
-
-// execIPAM runs the IPAM plugin with command cmd; the result is nil
-// except for ADD.
-func (p *Plugin) execIPAM(cmd, ipamType string, conf []byte, a *invoke.Args) (types.Result, error) {
-	paths := filepath.SplitList(a.Path)
-	exe := p.Exec
-	if exe == nil {
-		exe = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: p.Stderr}}
-	}
-	pluginPath, err := exe.FindInPath(ipamType, paths)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := p.ipamContext()
-	defer cancel()
-	args := *a
-	args.Command = cmd
-	if cmd == "ADD" {
-		return invoke.ExecPluginWithResult(ctx, pluginPath, conf, &args, exe)
-	}
-	return nil, invoke.ExecPluginWithoutResult(ctx, pluginPath, conf, &args, exe)
 }
 
 // staleRecord reports whether an attachment record outlived what it

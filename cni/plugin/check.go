@@ -61,7 +61,7 @@ func (p *Plugin) CmdCheck(args *skel.CmdArgs) error {
 		return fmt.Errorf("CHECK of %s in container %s (VF %s) failed: %s", args.IfName, args.ContainerID, e.PCIAddress, strings.Join(problems, "; "))
 	}
 	if conf.IPAM.Type != "" {
-		if _, err := p.execIPAM("CHECK", conf.IPAM.Type, args.StdinData, ipamArgs(args)); err != nil {
+		if _, err := p.execIPAM("CHECK", conf.IPAM.Type, args.StdinData, ipamArgs(args), p.Stderr); err != nil {
 			return fmt.Errorf("IPAM plugin %s: %w", conf.IPAM.Type, err)
 		}
 	}

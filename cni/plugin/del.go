@@ -134,7 +134,7 @@ func (p *Plugin) release(conf *BaseConf, t target) error {
 	}
 	if t.ipamType != "" {
 		a := &invoke.Args{ContainerID: t.containerID, NetNS: t.netns, IfName: t.ifName, PluginArgsStr: t.cniArgs, Path: t.path}
-		if _, err := p.execIPAM("DEL", t.ipamType, t.ipamConf, a); err != nil {
+		if _, err := p.execIPAM("DEL", t.ipamType, t.ipamConf, a, p.Stderr); err != nil {
 			return fmt.Errorf("IPAM plugin %s: release the address of %s/%s: %w", t.ipamType, t.containerID, t.ifName, err)
 		}
 		p.mark("IPAM")

@@ -61,7 +61,7 @@ func (p *Plugin) CmdGC(args *skel.CmdArgs) error {
 		}))
 	}
 	if conf.IPAM.Type != "" {
-		if _, err := p.execIPAM("GC", conf.IPAM.Type, args.StdinData, &invoke.Args{Path: args.Path}); err != nil {
+		if _, err := p.execIPAM("GC", conf.IPAM.Type, args.StdinData, &invoke.Args{Path: args.Path}, p.Stderr); err != nil {
 			p.logf("GC: IPAM plugin %s: %v", conf.IPAM.Type, err)
 		}
 	}

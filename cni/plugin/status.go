@@ -28,7 +28,7 @@ func (p *Plugin) CmdStatus(args *skel.CmdArgs) error {
 		}
 	}
 	if conf.IPAM.Type != "" {
-		if _, err := p.execIPAM("STATUS", conf.IPAM.Type, args.StdinData, &invoke.Args{Path: args.Path}); err != nil {
+		if _, err := p.execIPAM("STATUS", conf.IPAM.Type, args.StdinData, &invoke.Args{Path: args.Path}, p.Stderr); err != nil {
 			var e *types.Error
 			if errors.As(err, &e) && e.Code == types.ErrIncompatibleCNIVersion {
 				return nil // an IPAM plugin older than CNI 1.1 has no STATUS
