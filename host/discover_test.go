@@ -281,3 +281,41 @@ func TestParsePFName(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupVFIndex: the index comes from the PF's sriov_offset and
+// sriov_stride and the VF's routing ID, checked against virtfn<i>; where
+// those files are missing or disagree with the links, the PF's virtfn
+// links are listed instead, with the same answer.
+func TestLookupVFIndex(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		alter func(pfDir string)
+	}{
+		{"offset and stride", func(string) {}},
+		{"no offset (older kernel)", func(pfDir string) { _ = os.Remove(filepath.Join(pfDir, "sriov_offset")) }},
+		{"stray virtfn links, only read by listing", func(pfDir string) {
+			// Each VF also appears as virtfn9<i>: a listing finds either
+			// link (in map order), the routing ID only virtfn<i>.
+			for i := range 4 {
+				target, _ := os.Readlink(filepath.Join(pfDir, fmt.Sprintf("virtfn%d", i)))
+				_ = os.Symlink(target, filepath.Join(pfDir, fmt.Sprintf("virtfn9%d", i)))
+			}
+		}},
+		{"offset disagrees with the links", func(pfDir string) {
+			_ = os.WriteFile(filepath.Join(pfDir, "sriov_offset"), []byte("3\n"), 0o444)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := threeNICs(t)
+			pf := "0000:3b:00.0"
+			c.alter(filepath.Join(n.Root, "sys/bus/pci/devices", pf))
+			h := n.Host()
+			for try, i := 0, 0; try < 20; try, i = try+1, (i+1)%4 {
+				vf, err := h.VF(n.VFAddress(pf, i))
+				if err != nil || vf.Index != i {
+					t.Fatalf("VF(%s) index = %v %v, want %d", n.VFAddress(pf, i), vf, err, i)
+				}
+			}
+		})
+	}
+}

@@ -23,13 +23,7 @@ func (h *Host) VF(addr string) (*VF, error) {
 		return nil, stepErr(addr, "look up VF", fmt.Errorf("%w: %s is not a VF (it has no physfn)", ErrNotFound, addr))
 	}
 	pfDir := h.pciDevDir(pfAddr)
-	idx := -1
-	for i, a := range h.virtfns(pfDir) {
-		if a == addr {
-			idx = i
-			break
-		}
-	}
+	idx := h.vfIndex(pfDir, pfAddr, addr)
 	if idx < 0 {
 		return nil, stepErr(addr, "look up VF index", fmt.Errorf("%w: PF %s lists no virtfn for it", ErrNotFound, pfAddr))
 	}
@@ -55,6 +49,43 @@ func (h *Host) VF(addr string) (*VF, error) {
 	}
 	vf.RDMA = h.rdmaOf(dir, vf.Netdev)
 	return vf, nil
+}
+
+// vfIndex is the index of VF addr of the PF at pfDir, -1 if the PF lists
+// no such VF. It is computed from PCI routing IDs (VF i of a PF is at the
+// PF's routing ID + sriov_offset + i*sriov_stride) and checked against the
+// PF's virtfn<i> link: one VF's cost however many the PF has. Where the
+// kernel does not expose the offset and stride, the PF's virtfn links are
+// listed.
+func (h *Host) vfIndex(pfDir, pfAddr, addr string) int {
+	off, stride := readInt(filepath.Join(pfDir, "sriov_offset"), -1), readInt(filepath.Join(pfDir, "sriov_stride"), 0)
+	pf, okPF := routingID(pfAddr)
+	vf, okVF := routingID(addr)
+	if off >= 0 && stride > 0 && okPF && okVF {
+		if d := vf - pf - off; d >= 0 && d%stride == 0 {
+			i := d / stride
+			if linkBase(filepath.Join(pfDir, "virtfn"+strconv.Itoa(i))) == addr {
+				return i
+			}
+		}
+	}
+	for i, a := range h.virtfns(pfDir) {
+		if a == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// routingID is a PCI function's routing ID (bus, device, function) within
+// its domain, from "dddd:bb:dd.f", with the domain prepended so that IDs of
+// two domains never compare equal.
+func routingID(addr string) (int, bool) {
+	var dom, bus, dev, fn int
+	if n, err := fmt.Sscanf(addr, "%x:%x:%x.%x", &dom, &bus, &dev, &fn); err != nil || n != 4 || dev > 31 || fn > 7 {
+		return 0, false
+	}
+	return dom<<16 | bus<<8 | dev<<3 | fn, true
 }
 
 // rdmaOf finds the RDMA device of one PCI function without indexing them

@@ -328,6 +328,12 @@ func (n *Node) createVFs(pf *fakePF, k int) {
 		n.probe(d)
 	}
 	must(os.WriteFile(filepath.Join(pd.dir, "sriov_numvfs"), []byte(strconv.Itoa(k)+"\n"), 0o644))
+	// VF i is at routing ID bus<<8 | i: offset from the PF's, stride 1.
+	var pfBus, pfDev, pfFn int
+	_, _ = fmt.Sscanf(s.Address[5:], "%x:%x.%x", &pfBus, &pfDev, &pfFn)
+	off := bus<<8 - (pfBus<<8 | pfDev<<3 | pfFn)
+	must(os.WriteFile(filepath.Join(pd.dir, "sriov_offset"), []byte(strconv.Itoa(off)+"\n"), 0o444))
+	must(os.WriteFile(filepath.Join(pd.dir, "sriov_stride"), []byte("1\n"), 0o444))
 }
 
 func (n *Node) destroyVFs(pf *fakePF) {
