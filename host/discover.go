@@ -139,6 +139,7 @@ func linkOf(l netlink.Link) Link {
 		MTU:       a.MTU,
 		OperState: a.OperState.String(),
 		Carrier:   a.RawFlags&unix.IFF_LOWER_UP != 0,
+		Up:        a.RawFlags&unix.IFF_UP != 0,
 	}
 	if len(a.HardwareAddr) > 0 {
 		out.MAC = a.HardwareAddr.String()

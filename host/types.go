@@ -40,6 +40,8 @@ type Link struct {
 	OperState string
 	// Carrier is true when the link has carrier (IFF_LOWER_UP).
 	Carrier bool
+	// Up is the administrative state (IFF_UP).
+	Up bool
 }
 
 // VF is a virtual function.

@@ -154,10 +154,8 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		PFName: vf.PFName, VFIndex: vf.Index, OriginalVF: &e.Original,
 	}
 	if hasNetdev {
-		st, err := hostNS.Netdev(vf.Netdev)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read VF netdev: %w", err)
-		}
+		// As the look-up read it, under the VF's lock.
+		st := host.NetdevState{Name: vf.Netdev, MAC: vf.MAC, MTU: vf.MTU, Up: vf.Up}
 		e.Netdev, rec.OriginalNetdev = &st, &st
 		rec.HostIfName = st.Name
 	}

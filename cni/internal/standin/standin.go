@@ -148,7 +148,7 @@ func (n *Node) VF(addr string) (*host.VF, error) {
 		for _, l := range links {
 			if l.Attrs().Alias == addr {
 				vf.Netdev = l.Attrs().Name
-				vf.MAC, vf.MTU = l.Attrs().HardwareAddr.String(), l.Attrs().MTU
+				vf.MAC, vf.MTU, vf.Up = l.Attrs().HardwareAddr.String(), l.Attrs().MTU, l.Attrs().RawFlags&unix.IFF_UP != 0
 			}
 		}
 	}
