@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ReadJSON decodes the file at path into v; found is false when there is no
@@ -70,7 +72,10 @@ func JSONNames(dir string) ([]string, error) {
 // directory and a rename, so a reader sees the old or the new content,
 // never a partial one, and syncs the file before the rename and the
 // directory after it, so that a crash leaves one of the two, not an empty
-// file. The temporary file's name starts with a dot (JSONNames skips it).
+// file. On tmpfs (the /run directories of the CNI's records) nothing
+// survives a crash to be synced, so it skips the syncs: they are four of
+// the write's system calls, paid on every pod's ADD. The temporary file's
+// name starts with a dot (JSONNames skips it).
 func WriteFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -89,9 +94,12 @@ func WriteFileAtomic(path string, data []byte) (err error) {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+	durable := !inMemory(f)
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -99,7 +107,20 @@ func WriteFileAtomic(path string, data []byte) (err error) {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
+	if !durable {
+		return nil
+	}
 	return syncDir(dir)
+}
+
+// inMemory reports whether f is on a file system that a reboot empties
+// (tmpfs, ramfs); unknown counts as not.
+func inMemory(f *os.File) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
 }
 
 // syncDir makes a rename or removal in dir durable.

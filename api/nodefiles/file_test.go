@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestReadNamesRemove(t *testing.T) {
@@ -39,5 +41,32 @@ func TestReadNamesRemove(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "a.json")); !os.IsNotExist(err) {
 		t.Errorf("a.json still there: %v", err)
+	}
+}
+
+// TestInMemory: the syncs are skipped on tmpfs only.
+func TestInMemory(t *testing.T) {
+	for dir, want := range map[string]bool{"/dev/shm": true, t.TempDir(): false} {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			t.Skipf("measured: cannot statfs %s: %v", dir, err)
+		}
+		if (st.Type == unix.TMPFS_MAGIC) != want {
+			t.Skipf("measured: %s is not on the file system this test needs (type %#x)", dir, st.Type)
+		}
+		f, err := os.CreateTemp(dir, "inmemory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := inMemory(f)
+		f.Close()
+		os.Remove(f.Name())
+		if got != want {
+			t.Errorf("inMemory(file in %s) = %v, want %v", dir, got, want)
+		}
+		if err := WriteFileAtomic(filepath.Join(dir, "sluice-inmemory-test.json"), []byte("{}")); err != nil {
+			t.Errorf("WriteFileAtomic in %s: %v", dir, err)
+		}
+		os.Remove(filepath.Join(dir, "sluice-inmemory-test.json"))
 	}
 }
