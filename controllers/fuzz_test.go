@@ -67,7 +67,7 @@ func FuzzRenderCNIConfig(f *testing.F) {
 			return
 		}
 		if err != nil {
-			var inv *invalidIPAMError
+			var inv *invalidSpecError
 			if !errors.As(err, &inv) || n.Spec.IPAM == "" || !strings.HasPrefix(err.Error(), "spec.ipam ") {
 				t.Fatalf("render refused a valid VFNetwork: %v", err)
 			}
