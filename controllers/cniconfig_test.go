@@ -90,6 +90,11 @@ func TestRenderCNIConfig(t *testing.T) {
 			if err != nil || got != tc.want {
 				t.Errorf("got %s, %v\nwant %s", got, err, tc.want)
 			}
+			// sluice-cni reads back what the spec says (the check knows
+			// only the default prefix).
+			if tc.resource == "" {
+				checkRenderedForCNI(t, n, tc.softRoCE, got)
+			}
 		})
 	}
 }
