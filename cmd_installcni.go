@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -16,14 +18,61 @@ func installCNICommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	src := fs.String("src", "/usr/local/bin/sluice-cni", "the CNI plugin binary in the image")
 	destDir := fs.String("dest-dir", "/host/opt/cni/bin", "the host's CNI bin directory, as mounted")
 	name := fs.String("name", "sluice-cni", "file name of the plugin on the host (the NAD config's \"type\")")
+	sriovAlias := fs.Bool("sriov-alias", false, "also serve NetworkAttachmentDefinitions of \"type\": \"sriov\" (sriov-cni's): a symbolic link <dest-dir>/"+sriovAliasName+
+		" to the plugin, made only when no other "+sriovAliasName+" plugin is there (one is never replaced); without this flag such a link is removed")
 	return func(context.Context) error {
-		dst := filepath.Join(*destDir, *name)
-		if err := installFile(*src, dst); err != nil {
-			return err
-		}
-		fmt.Printf("installed %s\n", dst)
-		return nil
+		return installCNI(*src, *destDir, *name, *sriovAlias, os.Stdout)
 	}
+}
+
+// sriovAliasName is sriov-cni's binary name, the "type" of its
+// NetworkAttachmentDefinitions.
+const sriovAliasName = "sriov"
+
+// installCNI installs src as destDir/name, then makes or removes the
+// sriov alias (sriovAlias); what it did is written to w.
+func installCNI(src, destDir, name string, sriovAlias bool, w io.Writer) error {
+	dst := filepath.Join(destDir, name)
+	if err := installFile(src, dst); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "installed %s\n", dst)
+	return syncSriovAlias(destDir, name, sriovAlias, w)
+}
+
+// syncSriovAlias makes destDir/sriov a symbolic link to the plugin (name,
+// relative, so it holds on the host) when on, and removes such a link
+// when off. Anything else called sriov is another plugin (sriov-cni) and
+// is left alone: replacing it would hand the VFs of the pods it attached
+// to a plugin that has no record of them. That is said on w, not an
+// error, so that the node agent still starts.
+func syncSriovAlias(destDir, name string, on bool, w io.Writer) error {
+	alias := filepath.Join(destDir, sriovAliasName)
+	target, err := os.Readlink(alias)
+	exists := err == nil || !errors.Is(err, fs.ErrNotExist)
+	ours := err == nil && target == name
+	switch {
+	case on && ours:
+		fmt.Fprintf(w, "%s already runs %s\n", alias, name)
+	case on && !exists:
+		if err := os.Symlink(name, alias); err != nil {
+			return fmt.Errorf("--sriov-alias: link %s to %s: %w", alias, name, err)
+		}
+		fmt.Fprintf(w, "installed %s -> %s: NetworkAttachmentDefinitions of type %q run %s\n", alias, name, sriovAliasName, name)
+	case on:
+		what := "a file"
+		if err == nil {
+			what = "a link to " + target
+		}
+		fmt.Fprintf(w, "WARNING: --sriov-alias: not installing %s: it is %s, another plugin (sriov-cni?), which is never replaced; "+
+			"NetworkAttachmentDefinitions of type %q keep running it. Remove it once no pod it attached runs on this node, then restart this pod\n", alias, what, sriovAliasName)
+	case ours:
+		if err := os.Remove(alias); err != nil {
+			return fmt.Errorf("remove %s (--sriov-alias is off): %w", alias, err)
+		}
+		fmt.Fprintf(w, "removed %s -> %s: --sriov-alias is off\n", alias, name)
+	}
+	return nil
 }
 
 // installFile copies src to dst through a temporary file in dst's

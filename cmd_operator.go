@@ -31,6 +31,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	nodeSelector := fs.String("node-selector", "", "nodes the agent runs on, as key=value[,key=value]; empty: every node")
 	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, fmt.Sprintf("nodes that may drain for a VF change at once, cluster-wide: the operator creates this many drain slot Leases and passes the number to every agent (at most %d, the slots the agent's Role grants)", drainslot.Max))
 	fs.BoolVar(&o.NodeDaemonSet.CDI, "node-cdi", false, "the node agent's device plugin hands devices out as CDI device names (specs in /var/run/cdi) instead of device specs; needs a runtime with CDI (containerd 2.x, CRI-O 1.28+). Soft-RoCE pools use CDI either way")
+	fs.BoolVar(&o.NodeDaemonSet.SriovCNIAlias, "node-sriov-cni-alias", false, `the node DaemonSet also installs sluice-cni as "sriov" on nodes with no sriov binary, so NetworkAttachmentDefinitions of "type": "sriov" (sriov-cni's) run sluice-cni; an existing sriov-cni is never replaced (docs/migrating.md)`)
 	fs.StringVar(&o.NodeDaemonSet.ServiceAccount, "node-service-account", controllers.DefaultServiceAccount, "service account of the node agent")
 	fs.IntVar(&o.NodeStateWorkers, "node-state-workers", 4, "concurrent NodeNetworkState renders")
 	fs.IntVar(&o.PolicyStatusWorkers, "policy-status-workers", 2, "concurrent NetworkNodePolicy status updates")

@@ -18,8 +18,34 @@ func TestRenderCNIConfig(t *testing.T) {
 		// resource is the pool's device-plugin resource; empty: sluice.dev/<resourceName>.
 		resource string
 		want     string
-		wantErr  string // substring of an *invalidIPAMError
+		wantErr  string // substring of an *invalidSpecError
 	}{
+		// sriov-network-operator's spellings of vlanProto render as sluice-cni and sriov-cni write them.
+		{"vlanProto 802.1q", sluicev1.VFNetworkSpec{ResourceName: "a", VLAN: 5, VLANProto: "802.1q"}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","vlan":5,"vlanProto":"802.1Q"}`, ""},
+		{"vlanProto 802.1AD", sluicev1.VFNetworkSpec{ResourceName: "a", VLAN: 5, VLANProto: "802.1AD"}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","vlan":5,"vlanProto":"802.1ad"}`, ""},
+		{"capabilities and logging", sluicev1.VFNetworkSpec{ResourceName: "a", Capabilities: "{\n \"mac\": true, \"ips\": true }",
+			LogLevel: "debug", LogFile: "/var/log/sriov.log", IPAM: `{"type":"static"}`}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","ipam":{"type":"static"},"capabilities":{"ips":true,"mac":true},"logLevel":"debug","logFile":"/var/log/sriov.log"}`, ""},
+		{"capabilities empty object", sluicev1.VFNetworkSpec{ResourceName: "a", Capabilities: "{}"}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","type":"sluice-cni"}`, ""},
+		// metaPlugins as sriov-network-operator takes them: objects separated by commas.
+		{"metaPlugins", sluicev1.VFNetworkSpec{ResourceName: "a", VLAN: 7, Capabilities: `{"mac":true}`,
+			MetaPlugins: "{\n \"type\": \"tuning\",\n \"sysctl\": {\"net.ipv4.conf.IFNAME.arp_notify\": \"1\"}\n},\n{\"type\": \"sbr\"}\n"}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"sluice-cni","vlan":7,"capabilities":{"mac":true}},{"type":"tuning","sysctl":{"net.ipv4.conf.IFNAME.arp_notify":"1"}},{"type":"sbr"}]}`, ""},
+		{"metaPlugins a list", sluicev1.VFNetworkSpec{ResourceName: "a", MetaPlugins: ` [{"type":"tuning","mac":"02:00:00:00:00:01"}]`}, false, "",
+			`{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"sluice-cni"},{"type":"tuning","mac":"02:00:00:00:00:01"}]}`, ""},
+		{"metaPlugins not JSON", sluicev1.VFNetworkSpec{MetaPlugins: `type: tuning`}, false, "", "", "spec.metaPlugins is not JSON objects separated by commas"},
+		{"metaPlugins trailing comma", sluicev1.VFNetworkSpec{MetaPlugins: `{"type":"tuning"},`}, false, "", "", "spec.metaPlugins is not JSON objects"},
+		{"metaPlugins escaping the list", sluicev1.VFNetworkSpec{MetaPlugins: `{"type":"tuning"}],"x":[{"type":"y"}`}, false, "", "", "spec.metaPlugins is not JSON objects"},
+		{"metaPlugins empty list", sluicev1.VFNetworkSpec{MetaPlugins: `[]`}, false, "", "", "spec.metaPlugins is an empty list"},
+		{"metaPlugins a string", sluicev1.VFNetworkSpec{MetaPlugins: `{"type":"tuning"}, "sbr"`}, false, "", "", "spec.metaPlugins[1] is not a JSON object (a string)"},
+		{"metaPlugins without type", sluicev1.VFNetworkSpec{MetaPlugins: `{"type":"tuning"},{"sysctl":{}}`}, false, "", "", `spec.metaPlugins[1] has no "type"`},
+		{"metaPlugins type twice", sluicev1.VFNetworkSpec{MetaPlugins: `{"type":"tuning","Type":"sbr"}`}, false, "", "", `spec.metaPlugins[0] has 2 keys naming the plugin (type, Type)`},
+		{"capabilities not switches", sluicev1.VFNetworkSpec{Capabilities: `{"mac":"yes"}`}, false, "", "", "spec.capabilities is not a JSON object of switches"},
+		{"capability sluice-cni ignores", sluicev1.VFNetworkSpec{Capabilities: `{"mac":true,"portMappings":true,"bandwidth":true}`}, false, "", "",
+			"spec.capabilities has bandwidth, portMappings: sluice-cni honours only mac and ips; put other capabilities on the meta plugin"},
 		{"minimal", sluicev1.VFNetworkSpec{ResourceName: "a"}, false, "", `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni"}`, ""},
 		{"every field", sluicev1.VFNetworkSpec{
 			ResourceName: "a", VLAN: 10, VLANQoS: 2, VLANProto: "802.1ad", SpoofChk: sluicev1.On, Trust: sluicev1.Off,
@@ -48,14 +74,26 @@ func TestRenderCNIConfig(t *testing.T) {
 			}
 			got, err := renderCNIConfig(n, resource, tc.softRoCE)
 			if tc.wantErr != "" {
-				var inv *invalidIPAMError
+				var inv *invalidSpecError
 				if !errors.As(err, &inv) || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want an invalid IPAM error with %q", err, tc.wantErr)
+					t.Fatalf("err = %v, want an invalid spec error with %q", err, tc.wantErr)
+				}
+				wantReason := ReasonInvalidSpec
+				if strings.HasPrefix(tc.wantErr, "spec.ipam") || strings.Contains(tc.wantErr, `"type"`) && n.Spec.IPAM != "" {
+					wantReason = ReasonInvalidIPAM
+				}
+				if inv.condReason != wantReason {
+					t.Errorf("Ready reason %s, want %s", inv.condReason, wantReason)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
 				t.Errorf("got %s, %v\nwant %s", got, err, tc.want)
+			}
+			// sluice-cni reads back what the spec says (the check knows
+			// only the default prefix).
+			if tc.resource == "" {
+				checkRenderedForCNI(t, n, tc.softRoCE, got)
 			}
 		})
 	}

@@ -57,6 +57,11 @@ type NodeDaemonSetOptions struct {
 	// device plugin advertises every pool as <ResourcePrefix>/<pool>.
 	// Empty leaves the agent's default (sluice.dev).
 	ResourcePrefix string
+	// SriovCNIAlias has the init container also install sluice-cni as
+	// "sriov" on nodes that have no sriov binary (install-cni
+	// --sriov-alias), so NetworkAttachmentDefinitions written for sriov-cni
+	// run sluice-cni; off, such an alias is removed.
+	SriovCNIAlias bool
 }
 
 // nodeDaemonSetLabels select the agent's pods.
@@ -150,10 +155,14 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 		WithVolumeMounts(mounts...)
 	// install-cni copies through a temporary name and a rename, so a
 	// runtime never starts a half-written plugin; the image needs no shell.
+	installCmd := []string{"/usr/local/bin/sluice", "install-cni", "--src=" + cniInImage, "--dest-dir=" + hostCNIBin}
+	if o.SriovCNIAlias {
+		installCmd = append(installCmd, "--sriov-alias")
+	}
 	install := corev1ac.Container().
 		WithName(CNIInstallContainer).
 		WithImage(o.Image).
-		WithCommand("/usr/local/bin/sluice", "install-cni", "--src="+cniInImage, "--dest-dir="+hostCNIBin).
+		WithCommand(installCmd...).
 		WithVolumeMounts(corev1ac.VolumeMount().WithName("cni-bin").WithMountPath(hostCNIBin))
 	if o.ImagePullPolicy != "" {
 		agent.WithImagePullPolicy(o.ImagePullPolicy)

@@ -69,3 +69,16 @@ func TestNodeDaemonSetAsANodeComponent(t *testing.T) {
 		t.Errorf("memory limit %s: the kernel would kill the device plugin with the agent", r.Limits.Memory())
 	}
 }
+
+// --node-sriov-cni-alias has the init container install sluice-cni as
+// "sriov" too; off, the init container is told so, and removes an alias
+// it made before.
+func TestNodeDaemonSetSriovCNIAlias(t *testing.T) {
+	for _, alias := range []bool{false, true} {
+		ds := nodeDaemonSet(NodeDaemonSetOptions{Namespace: "ns", Image: "img", MaxUnavailable: 1, ServiceAccount: "sa", SriovCNIAlias: alias})
+		install := ds.Spec.Template.Spec.InitContainers[0]
+		if *install.Name != CNIInstallContainer || slices.Contains(install.Command, "--sriov-alias") != alias {
+			t.Errorf("alias %t: %s command %v", alias, *install.Name, install.Command)
+		}
+	}
+}

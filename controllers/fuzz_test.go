@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -40,15 +41,19 @@ func FuzzRenderCNIConfig(f *testing.F) {
 	// that most inputs are VFNetworks the API server stores: coverage of
 	// its validators would otherwise lead the fuzzer to refused ones.
 	f.Add("rdma-net", "rdma-cx6", int32(100), int32(0), switchesFor(0, 2, 1, 2), int32(0), int32(0), int32(9000), true, false,
-		`{"type": "host-local", "subnet": "10.56.0.0/16", "routes": [{"dst": "10.56.0.0/16"}]}`+"\n")
+		`{"type": "host-local", "subnet": "10.56.0.0/16", "routes": [{"dst": "10.56.0.0/16"}]}`+"\n", "", "", "", "")
 	f.Add("igb-net", "igb-vf", int32(0), int32(0), switchesFor(0, 1, 2, 0), int32(0), int32(0), int32(0), false, false,
-		`{"type": "host-local", "subnet": "10.56.0.0/24", "rangeStart": "10.56.0.10", "rangeEnd": "10.56.0.99"}`+"\n")
+		`{"type": "host-local", "subnet": "10.56.0.0/24", "rangeStart": "10.56.0.10", "rangeEnd": "10.56.0.99"}`+"\n", "", "", "", "")
 	f.Add("igb-roce-net", "igb-roce", int32(0), int32(0), switchesFor(0, 0, 0, 0), int32(0), int32(0), int32(0), false, true,
-		`{"type": "host-local", "subnet": "10.57.0.0/24", "rangeStart": "10.57.0.10", "rangeEnd": "10.57.0.99"}`+"\n")
+		`{"type": "host-local", "subnet": "10.57.0.0/24", "rangeStart": "10.57.0.10", "rangeEnd": "10.57.0.99"}`+"\n", "", "", "", "")
 	f.Add("net", "a", int32(10), int32(2), switchesFor(2, 1, 2, 3), int32(10), int32(20), int32(1500), true, false,
-		"{\n  \"type\": \"static\"\n}")
+		"{\n  \"type\": \"static\"\n}", "", "", "", "")
+	// A SriovNetwork's fields as sriov-network-operator's users write them.
+	f.Add("sriov-net", "intel-sriov", int32(100), int32(0), switchesFor(1, 0, 0, 1), int32(0), int32(0), int32(0), false, false,
+		`{"type": "static"}`, "{\n  \"mac\": true,\n  \"ips\": true\n}",
+		`{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}, {"type": "sbr"}`, "debug", "/var/log/sriov-cni.log")
 	f.Fuzz(func(t *testing.T, name, resourceName string, vlan, vlanQoS int32, switches uint8,
-		minTxRate, maxTxRate, mtu int32, rdma, softRoCE bool, ipam string) {
+		minTxRate, maxTxRate, mtu int32, rdma, softRoCE bool, ipam, capabilities, metaPlugins, logLevel, logFile string) {
 		vlanProto, spoofChk, trust, linkState := switchesOf(switches)
 		n := &sluicev1.VFNetwork{
 			TypeMeta:   metav1.TypeMeta{APIVersion: sluicev1.GroupVersion.String(), Kind: "VFNetwork"},
@@ -57,6 +62,7 @@ func FuzzRenderCNIConfig(f *testing.F) {
 				ResourceName: dnsLabel(resourceName), VLAN: vlan, VLANQoS: vlanQoS, VLANProto: vlanProto,
 				SpoofChk: spoofChk, Trust: trust, LinkState: linkState,
 				MinTxRate: minTxRate, MaxTxRate: maxTxRate, MTU: mtu, RDMA: rdma, IPAM: ipam,
+				Capabilities: capabilities, MetaPlugins: metaPlugins, LogLevel: logLevel, LogFile: logFile,
 			},
 		}
 		// The operator reads the object back from the API server: as JSON.
@@ -67,8 +73,11 @@ func FuzzRenderCNIConfig(f *testing.F) {
 			return
 		}
 		if err != nil {
-			var inv *invalidIPAMError
-			if !errors.As(err, &inv) || n.Spec.IPAM == "" || !strings.HasPrefix(err.Error(), "spec.ipam ") {
+			var inv *invalidSpecError
+			// Only what the CRD cannot check: spec.ipam and spec.metaPlugins
+			// (JSON in a string).
+			if !errors.As(err, &inv) || !(n.Spec.IPAM != "" && strings.HasPrefix(err.Error(), "spec.ipam ") ||
+				n.Spec.MetaPlugins != "" && strings.HasPrefix(err.Error(), "spec.metaPlugins")) {
 				t.Fatalf("render refused a valid VFNetwork: %v", err)
 			}
 			return
@@ -98,7 +107,7 @@ func dnsLabel(s string) string {
 // each; the last value of vlanProto and of the switches is one the CRD
 // refuses.
 func switchesOf(b uint8) (string, sluicev1.OnOff, sluicev1.OnOff, sluicev1.VFLinkState) {
-	vlanProtos := [4]string{"", "802.1Q", "802.1ad", "802.1AD"}
+	vlanProtos := [4]string{"", "802.1q", "802.1AD", "802.1x"}
 	onOffs := [4]sluicev1.OnOff{"", sluicev1.On, sluicev1.Off, "On"}
 	linkStates := [4]sluicev1.VFLinkState{"", "auto", "enable", "disable"}
 	return vlanProtos[b&3], onOffs[b>>2&3], onOffs[b>>4&3], linkStates[b>>6&3]
@@ -116,6 +125,23 @@ func checkRenderedForCNI(t *testing.T, n *sluicev1.VFNetwork, softRoCE bool, con
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(config), &m); err != nil {
 		t.Fatalf("rendered config %s is not a JSON object: %v", config, err)
+	}
+	if plugins, ok := m["plugins"]; ok {
+		// A configuration list: sluice-cni first, given the list's name
+		// and cniVersion as the runtime gives them, then the meta plugins.
+		var list []map[string]json.RawMessage
+		if err := json.Unmarshal(plugins, &list); err != nil || len(list) < 2 {
+			t.Fatalf("rendered list %s: %v", config, err)
+		}
+		metas, err := parseMetaPlugins(n.Spec.MetaPlugins)
+		if err != nil || len(list) != 1+len(metas) {
+			t.Fatalf("rendered list %s for metaPlugins %q (%v)", config, n.Spec.MetaPlugins, err)
+		}
+		first := list[0]
+		first["name"], first["cniVersion"] = m["name"], m["cniVersion"]
+		m = first
+	} else if n.Spec.MetaPlugins != "" {
+		t.Fatalf("metaPlugins %q rendered no list: %s", n.Spec.MetaPlugins, config)
 	}
 	m["deviceID"] = json.RawMessage(`"0000:3b:02.1"`)
 	stdin, err := json.Marshal(m)
@@ -139,7 +165,7 @@ func checkRenderedForCNI(t *testing.T, n *sluicev1.VFNetwork, softRoCE bool, con
 		fail("vlan/qos", []int{*c.VF.VLAN, c.VF.QoS}, []int32{s.VLAN, s.VLANQoS})
 	}
 	wantProto := host.VLANProto8021Q
-	if s.VLANProto == "802.1ad" {
+	if strings.EqualFold(s.VLANProto, "802.1ad") {
 		wantProto = host.VLANProto8021AD
 	}
 	if c.VF.VLANProto != wantProto {
@@ -183,6 +209,12 @@ func checkRenderedForCNI(t *testing.T, n *sluicev1.VFNetwork, softRoCE bool, con
 	}
 	if gotKind != wantKind || (c.SoftRoCE != nil) != softRoCE {
 		fail("softRoCE.cdiKind", gotKind, wantKind)
+	}
+	if c.LogLevel != s.LogLevel || c.LogFile != s.LogFile {
+		fail("logLevel/logFile", []string{c.LogLevel, c.LogFile}, []string{s.LogLevel, s.LogFile})
+	}
+	if caps, _ := parseCapabilities(s.Capabilities); len(caps) != len(c.Capabilities) || (len(caps) > 0 && !reflect.DeepEqual(caps, c.Capabilities)) {
+		fail("capabilities", c.Capabilities, s.Capabilities)
 	}
 	// The IPAM plugin sluice-cni runs is the one spec.ipam names: every
 	// key that can be read as "type" (any case) says it.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
@@ -26,7 +27,12 @@ const ReasonPlatformOnly = "PlatformOnly"
 //   - spec.vlan, spec.vlanQoS, spec.vlanProto: the VLAN is the L2 boundary
 //     between tenants that the platform draws;
 //   - spec.minTxRate: a guaranteed rate reserves bandwidth of the PF that
-//     every other VF on it shares.
+//     every other VF on it shares;
+//   - spec.capabilities with "mac": true: the pod picks the VF's MAC, and
+//     so could take another host's;
+//   - spec.metaPlugins: chained plugins run on the node with the CNI's
+//     privileges (host-device alone would hand the pod a node NIC);
+//   - spec.logFile: sluice-cni runs as root and appends to that path.
 //
 // What affects only the pod's own VF stays open to tenants: linkState,
 // maxTxRate (a cap), mtu (bounded by the PF's), rdma, ipam, spoofChk "on"
@@ -64,8 +70,21 @@ func tenantRefusals(vfn *sluicev1.VFNetwork, platformNS string) []string {
 	if s.MinTxRate != 0 {
 		out = append(out, fmt.Sprintf("spec.minTxRate %d: a guaranteed rate reserves bandwidth that other VFs of the PF share; remove spec.minTxRate (spec.maxTxRate, a cap, is allowed)", s.MinTxRate))
 	}
+	if macCapabilityRE.MatchString(s.Capabilities) {
+		out = append(out, `spec.capabilities "mac": true: the pod would pick its VF's MAC, another host's too; set "mac" to false or leave it out ("ips" is allowed)`)
+	}
+	if s.MetaPlugins != "" {
+		out = append(out, "spec.metaPlugins: chained plugins run on the node with the CNI's privileges; remove spec.metaPlugins")
+	}
+	if s.LogFile != "" {
+		out = append(out, `spec.logFile "`+s.LogFile+`": sluice-cni runs as root and would append to that node path; remove spec.logFile (spec.logLevel alone logs to the runtime's log)`)
+	}
 	return out
 }
+
+// macCapabilityRE finds "mac": true in spec.capabilities, as the admission
+// policy's CEL does (the CRD's rule allows no other shape).
+var macCapabilityRE = regexp.MustCompile(`"mac"[[:space:]]*:[[:space:]]*true`)
 
 // TenantRefusal is why the operator renders nothing for a VFNetwork, the
 // Ready message of reason PlatformOnly: what a VFNetwork outside

@@ -14,6 +14,7 @@ func TestTenantRefusal(t *testing.T) {
 	open := sluicev1.VFNetworkSpec{
 		ResourceName: "pool", NetworkNamespace: "team-a", SpoofChk: sluicev1.On, Trust: sluicev1.Off,
 		LinkState: "disable", MaxTxRate: 1000, MTU: 9000, RDMA: true, IPAM: `{"type":"host-local"}`,
+		Capabilities: `{"ips": true, "mac": false}`, LogLevel: "debug",
 	}
 	cases := []struct {
 		name   string
@@ -30,6 +31,12 @@ func TestTenantRefusal(t *testing.T) {
 		{"vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN, s.VLANQoS, s.VLANProto = 100, 3, "802.1ad" },
 			[]string{"spec.vlan 100", "remove spec.vlan;", "spec.vlanQoS 3", "remove spec.vlanQoS", `spec.vlanProto "802.1ad"`, "remove spec.vlanProto"}},
 		{"minTxRate", func(s *sluicev1.VFNetworkSpec) { s.MinTxRate = 10 }, []string{"spec.minTxRate 10", "remove spec.minTxRate"}},
+		{"mac capability", func(s *sluicev1.VFNetworkSpec) { s.Capabilities = "{\n \"mac\" :true}" },
+			[]string{`spec.capabilities "mac": true`, `set "mac" to false or leave it out ("ips" is allowed)`}},
+		{"metaPlugins", func(s *sluicev1.VFNetworkSpec) { s.MetaPlugins = `{"type":"host-device","device":"eth0"}` },
+			[]string{"spec.metaPlugins: chained plugins run on the node", "remove spec.metaPlugins"}},
+		{"logFile", func(s *sluicev1.VFNetworkSpec) { s.LogFile = "/etc/shadow" },
+			[]string{`spec.logFile "/etc/shadow"`, "remove spec.logFile"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -115,11 +115,11 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	resource := r.resource(vfn)
 	config, err := renderCNIConfig(vfn, resource, softRoCE)
-	var invalid *invalidIPAMError
+	var invalid *invalidSpecError
 	switch {
 	case errors.As(err, &invalid):
 		// The NAD stays as it was: pods keep attaching with the last good config.
-		cond.Reason, cond.Message = ReasonInvalidIPAM, invalid.Error()
+		cond.Reason, cond.Message = invalid.condReason, invalid.Error()
 	case err != nil:
 		cond.Reason, cond.Message = ReasonRenderFailed, err.Error()
 	default:

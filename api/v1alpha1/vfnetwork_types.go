@@ -29,7 +29,7 @@ type VFLinkState string
 // (Ready=False, reason PlatformOnly) and removes what it rendered for it
 // before. See docs/vfnetwork.md.
 // +kubebuilder:validation:XValidation:rule="!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanQoS",message="vlanQoS needs a vlan above 0"
-// +kubebuilder:validation:XValidation:rule="!has(self.vlanProto) || self.vlanProto != '802.1ad' || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanProto",message="vlanProto 802.1ad needs a vlan above 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.vlanProto) || self.vlanProto.lowerAscii() != '802.1ad' || (has(self.vlan) && self.vlan > 0)",fieldPath=".vlanProto",message="vlanProto 802.1ad needs a vlan above 0"
 // +kubebuilder:validation:XValidation:rule="!has(self.minTxRate) || !has(self.maxTxRate) || self.maxTxRate == 0 || self.minTxRate <= self.maxTxRate",fieldPath=".minTxRate",message="minTxRate must not exceed maxTxRate"
 // +kubebuilder:validation:XValidation:rule="!has(self.mtu) || self.mtu == 0 || self.mtu >= 68",fieldPath=".mtu",message="mtu must be 0 (keep the VF's MTU) or 68-9216: sluice-cni refuses an MTU below 68, the smallest IPv4 MTU"
 type VFNetworkSpec struct {
@@ -60,10 +60,13 @@ type VFNetworkSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=7
 	VLANQoS int32 `json:"vlanQoS,omitempty"`
-	// VLANProto is the tag protocol; 802.1ad needs a vlan. Platform
-	// VFNetworks only, as the VLAN.
+	// VLANProto is the tag protocol, 802.1Q or 802.1ad in any case
+	// (sriov-network-operator's 802.1q and 802.1AD too), rendered as
+	// 802.1Q or 802.1ad; 802.1ad needs a vlan. Platform VFNetworks only,
+	// as the VLAN.
 	// +optional
-	// +kubebuilder:validation:Enum="802.1Q";"802.1ad"
+	// +kubebuilder:validation:MaxLength=7
+	// +kubebuilder:validation:XValidation:rule="self.lowerAscii() == '802.1q' || self.lowerAscii() == '802.1ad'",message="vlanProto must be 802.1Q or 802.1ad (in any case)"
 	VLANProto string `json:"vlanProto,omitempty"`
 	// SpoofChk drops frames whose source MAC is not the VF's. Turning it
 	// off is for platform VFNetworks only; "on" is allowed to all.
@@ -101,6 +104,43 @@ type VFNetworkSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	IPAM string `json:"ipam,omitempty"`
+	// Capabilities are the CNI capabilities of sluice-cni in the rendered
+	// configuration, as sriov-network-operator writes them: a JSON object
+	// of "mac" and "ips" switches, e.g. '{"mac": true, "ips": true}'.
+	// With "mac" Multus passes a pod's requested MAC (the "mac" of its
+	// k8s.v1.cni.cncf.io/networks entry) as runtimeConfig.mac, which
+	// sluice-cni sets on the VF; with "ips" it passes the requested
+	// addresses as runtimeConfig.ips to the IPAM plugin (static, or
+	// host-local). Other capabilities belong on the meta plugin that
+	// honours them, in metaPlugins. "mac": true is for platform VFNetworks
+	// only: the pod could pick another host's MAC.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^[[:space:]]*[{][[:space:]]*("(mac|ips)"[[:space:]]*:[[:space:]]*(true|false)[[:space:]]*(,[[:space:]]*"(mac|ips)"[[:space:]]*:[[:space:]]*(true|false)[[:space:]]*)*)?[}][[:space:]]*$')`,message=`capabilities must be a JSON object of "mac" and "ips" switches, e.g. '{"mac": true, "ips": true}': those are the capabilities sluice-cni honours; put any other on the meta plugin that uses it, in metaPlugins`
+	Capabilities string `json:"capabilities,omitempty"`
+	// MetaPlugins are CNI plugins chained after sluice-cni, as
+	// sriov-network-operator writes them: one or more JSON objects, each
+	// with a "type", separated by commas (a JSON list of them is accepted
+	// too), e.g. '{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}'.
+	// The NetworkAttachmentDefinition becomes a configuration list:
+	// sluice-cni, then these in order. Platform VFNetworks only: a meta
+	// plugin runs on the node with the CNI's privileges.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16384
+	MetaPlugins string `json:"metaPlugins,omitempty"`
+	// LogLevel of sluice-cni for this network: panic, error, warning,
+	// info or debug (sriov-cni's levels). Unset, sluice-cni writes only
+	// warnings and errors, to its stderr (the runtime's and Multus' logs).
+	// +optional
+	// +kubebuilder:validation:Enum={"panic","error","warning","info","debug",""}
+	LogLevel string `json:"logLevel,omitempty"`
+	// LogFile is an absolute path on the node that sluice-cni appends its
+	// log lines to, instead of stderr. Platform VFNetworks only: the CNI
+	// runs as root and writes wherever this points.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="logFile must be an absolute path on the node, e.g. /var/log/sluice-cni.log"
+	LogFile string `json:"logFile,omitempty"`
 }
 
 // VFNetworkStatus reports the rendered attachment.

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,9 +19,20 @@ import (
 
 // CmdAdd attaches the VF deviceID to the pod as CNI_IFNAME.
 func (p *Plugin) CmdAdd(args *skel.CmdArgs) error {
+	return p.logged("ADD", args, func(q *Plugin) error { return q.cmdAdd(args) })
+}
+
+func (p *Plugin) cmdAdd(args *skel.CmdArgs) error {
 	res, conf, err := p.add(args)
 	if err != nil {
 		return err
+	}
+	if p.log.enabled(LogInfo) {
+		var ips []string
+		for _, ip := range res.IPs {
+			ips = append(ips, ip.Address.String())
+		}
+		p.infof("VF %s is %s in the pod (MAC %s, addresses %v)", conf.PCI, args.IfName, res.Interfaces[0].Mac, ips)
 	}
 	return printResult(p.Stdout, res, conf.CNIVersion)
 }
@@ -201,6 +213,10 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	}()
 
 	// PF side.
+	if p.log.enabled(LogDebug) {
+		b, _ := json.Marshal(conf.VF)
+		p.debugf("VF %s is VF %d of %s, netdev %q, driver %s; applying %s", conf.PCI, vf.Index, vf.PFName, vf.Netdev, vf.Driver, b)
+	}
 	if err := p.Node.ConfigureVF(vf.PFName, vf.Index, conf.VF); err != nil {
 		return nil, nil, fmt.Errorf("configure VF %s: %w", conf.PCI, err)
 	}

@@ -18,6 +18,10 @@ import (
 // PF-side settings, and in the pod the interface with the MAC, MTU,
 // addresses and routes of prevResult.
 func (p *Plugin) CmdCheck(args *skel.CmdArgs) error {
+	return p.logged("CHECK", args, func(q *Plugin) error { return q.cmdCheck(args) })
+}
+
+func (p *Plugin) cmdCheck(args *skel.CmdArgs) error {
 	conf, err := LoadConf(args)
 	if err != nil {
 		return err

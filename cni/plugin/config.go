@@ -41,9 +41,14 @@ type BaseConf struct {
 	AttachmentsDir string `json:"attachmentsDir,omitempty"`
 	LockDir        string `json:"lockDir,omitempty"`
 	StatsDir       string `json:"statsDir,omitempty"`
-	RuntimeConfig  struct {
-		DeviceID string `json:"deviceID,omitempty"`
-		MAC      string `json:"mac,omitempty"`
+	// RuntimeConfig is what the runtime (Multus) passes for the
+	// capabilities the configuration declares: "mac" sets the VF's MAC,
+	// "ips" the addresses the IPAM plugin (static, host-local) assigns,
+	// which it reads from the same configuration.
+	RuntimeConfig struct {
+		DeviceID string   `json:"deviceID,omitempty"`
+		MAC      string   `json:"mac,omitempty"`
+		IPs      []string `json:"ips,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
 }
 
@@ -67,6 +72,8 @@ type NetConf struct {
 	// SoftRoCE asks for a soft-RoCE device on the VF in the pod (the
 	// operator sets it for a soft-RoCE pool's networks).
 	SoftRoCE *SoftRoCEConf `json:"softRoCE,omitempty"`
+	// LogLevel and LogFile are sriov-cni's logging settings.
+	LogConf
 }
 
 // SoftRoCEConf names the CDI device the pod's soft-RoCE device is handed
@@ -260,6 +267,12 @@ func LoadConf(args *skel.CmdArgs) (*Config, error) {
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
 		return nil, invalidConfig("mtu %d is out of range: use 68-65535, or leave it out to keep the VF's MTU", c.MTU)
 	}
+	if err := c.validateIPs(); err != nil {
+		return nil, err
+	}
+	if err := c.LogConf.validate(); err != nil {
+		return nil, err
+	}
 	if c.SoftRoCE != nil && !cdiKindRE.MatchString(c.SoftRoCE.CDIKind) {
 		return nil, invalidConfig("softRoCE.cdiKind %q is not a CDI kind: write it as vendor/class, the pool's resource name (e.g. sluice.dev/igb-roce)", c.SoftRoCE.CDIKind)
 	}
@@ -367,6 +380,22 @@ func (c *Config) validateMAC() error {
 	c.MACAddr = mac
 	ms := mac.String()
 	c.VF.MAC = &ms
+	return nil
+}
+
+// validateIPs checks runtimeConfig.ips, the addresses a pod asks for
+// (Multus passes them with the "ips" capability): each an IP address,
+// with or without prefix length, and an IPAM plugin to assign them, which
+// reads them from the configuration sluice-cni hands it.
+func (c *Config) validateIPs() error {
+	for i, s := range c.RuntimeConfig.IPs {
+		if _, _, err := net.ParseCIDR(s); err != nil && net.ParseIP(s) == nil {
+			return invalidConfig("runtimeConfig.ips entry %d, %q, is not an IP address: give addresses such as 10.56.217.20/24 in the pod's k8s.v1.cni.cncf.io/networks \"ips\"", i, s)
+		}
+	}
+	if len(c.RuntimeConfig.IPs) > 0 && c.IPAM.Type == "" {
+		return invalidConfig(`runtimeConfig.ips asks for %s but the network has no ipam to assign them: set ipam to {"type": "static"} (a VFNetwork's spec.ipam), or drop "ips" from the pod's request`, strings.Join(c.RuntimeConfig.IPs, ", "))
+	}
 	return nil
 }
 

@@ -16,6 +16,10 @@ import (
 // and does what it can when the pod's namespace or the cache entry is gone
 // (see the package documentation).
 func (p *Plugin) CmdDel(args *skel.CmdArgs) error {
+	return p.logged("DEL", args, func(q *Plugin) error { return q.cmdDel(args) })
+}
+
+func (p *Plugin) cmdDel(args *skel.CmdArgs) error {
 	conf, err := loadBaseConf(args.StdinData)
 	if err != nil {
 		return err

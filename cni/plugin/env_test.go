@@ -28,9 +28,10 @@ import (
 	"github.com/sluice-net/sluice/host"
 )
 
-// binDir holds host-local, sluice-cni and sluice-cni-standin, built once,
-// by the first test that needs them (requireNetns): the fuzz targets need
-// none, and each fuzz worker process runs TestMain too.
+// binDir holds host-local, static, tuning, sluice-cni and
+// sluice-cni-standin, built once, by the first test that needs them
+// (requireNetns): the fuzz targets need none, and each fuzz worker
+// process runs TestMain too.
 var (
 	binDir    string
 	buildErr  error
@@ -54,6 +55,8 @@ func buildBinaries() {
 	binDir = dir
 	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
 		"github.com/containernetworking/plugins/plugins/ipam/host-local",
+		"github.com/containernetworking/plugins/plugins/ipam/static",
+		"github.com/containernetworking/plugins/plugins/meta/tuning",
 		"github.com/sluice-net/sluice/cni",
 		"github.com/sluice-net/sluice/cni/internal/standin/sluice-cni-standin")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -32,6 +32,10 @@ func FuzzLoadConf(f *testing.F) {
 	f.Add([]byte(`{"cniVersion":"1.1.0","name":"n","type":"sluice-cni","runtimeConfig":{"deviceID":"0000:03:02.3","mac":"02:00:00:00:00:01"},"vlan":7,"vlanQoS":3,"vlanProto":"802.1AD","min_tx_rate":10,"max_tx_rate":100}`),
 		"MAC=02:00:00:00:00:02")
 	f.Add([]byte(`{"cniVersion":"1.0.0","name":"igb-roce-net","type":"sluice-cni","rdma":true,"softRoCE":{"cdiKind":"sluice.dev/igb-roce"},"deviceID":"0000:00:04.1"}`), "")
+	// What sriov-network-operator renders for sriov-cni, with the pod's
+	// requested MAC and addresses from Multus.
+	f.Add([]byte(`{"cniVersion":"1.0.0","name":"sriov-net","type":"sriov","vlan":0,"vlanQoS":0,"vlanProto":"802.1q","capabilities":{"mac":true,"ips":true},"logLevel":"info","logFile":"/var/log/sriov-cni.log","ipam":{"type":"static"},"deviceID":"0000:3b:02.0","runtimeConfig":{"mac":"ca:fe:c0:ff:ee:00","ips":["10.56.217.20/24","fd00::20/64"]}}`),
+		"IgnoreUnknown=1;K8S_POD_NAMESPACE=ml;K8S_POD_NAME=p")
 	f.Fuzz(func(t *testing.T, conf []byte, cniArgs string) {
 		args := &skel.CmdArgs{ContainerID: "c1", IfName: "net1", StdinData: conf, Args: cniArgs}
 		c, err := LoadConf(args)
@@ -81,6 +85,9 @@ func emptyToNil(c *Config) {
 	}
 	if len(c.ValidAttachments) == 0 {
 		c.ValidAttachments = nil
+	}
+	if len(c.RuntimeConfig.IPs) == 0 {
+		c.RuntimeConfig.IPs = nil
 	}
 	if len(c.DNS.Nameservers) == 0 {
 		c.DNS.Nameservers = nil
@@ -256,6 +263,23 @@ func checkConfig(t *testing.T, c *Config, cniArgs string) {
 	}
 	if c.SoftRoCE != nil && !cdiKindRE.MatchString(c.SoftRoCE.CDIKind) {
 		t.Fatalf("softRoCE.cdiKind %q", c.SoftRoCE.CDIKind)
+	}
+
+	// Requested addresses are addresses, and an IPAM plugin assigns them.
+	for _, ip := range c.RuntimeConfig.IPs {
+		if _, _, err := net.ParseCIDR(ip); err != nil && net.ParseIP(ip) == nil {
+			t.Fatalf("runtimeConfig.ips %q accepted", ip)
+		}
+	}
+	if len(c.RuntimeConfig.IPs) > 0 && c.IPAM.Type == "" {
+		t.Fatalf("runtimeConfig.ips %v accepted without an IPAM plugin to assign them", c.RuntimeConfig.IPs)
+	}
+	// Logging: one of sriov-cni's levels, a file by absolute path.
+	if _, ok := ParseLogLevel(c.LogLevel); c.LogLevel != "" && !ok {
+		t.Fatalf("logLevel %q accepted", c.LogLevel)
+	}
+	if c.LogFile != "" && !strings.HasPrefix(c.LogFile, "/") {
+		t.Fatalf("logFile %q accepted", c.LogFile)
 	}
 }
 

@@ -14,6 +14,10 @@ import (
 // or from their attachment records when the entry is gone. Then it passes
 // GC on to the IPAM plugin.
 func (p *Plugin) CmdGC(args *skel.CmdArgs) error {
+	return p.logged("GC", args, func(q *Plugin) error { return q.cmdGC(args) })
+}
+
+func (p *Plugin) cmdGC(args *skel.CmdArgs) error {
 	conf, err := loadBaseConf(args.StdinData)
 	if err != nil {
 		return err

@@ -93,6 +93,9 @@ type Plugin struct {
 
 	// clock times the command being run through Funcs when Timings is set.
 	clock *stepClock
+	// log is the running command's log (logged gives each command a copy
+	// of the Plugin with its own).
+	log *cmdLog
 }
 
 // New returns a plugin over node writing to the process's stdout/stderr.
@@ -142,10 +145,6 @@ func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*sk
 		}
 		return err
 	}
-}
-
-func (p *Plugin) logf(format string, a ...any) {
-	fmt.Fprintf(p.Stderr, "sluice-cni: "+format+"\n", a...)
 }
 
 // ipamTimeout bounds one delegated IPAM call.

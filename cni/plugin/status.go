@@ -14,6 +14,10 @@ import (
 // writes on ADD are usable; otherwise it is "plugin not available" (code
 // 50) naming the directory. The IPAM plugin's STATUS is passed on.
 func (p *Plugin) CmdStatus(args *skel.CmdArgs) error {
+	return p.logged("STATUS", args, func(q *Plugin) error { return q.cmdStatus(args) })
+}
+
+func (p *Plugin) cmdStatus(args *skel.CmdArgs) error {
 	conf, err := loadBaseConf(args.StdinData)
 	if err != nil {
 		return err

@@ -61,4 +61,10 @@ func (c *stepClock) write(w io.Writer, command, result string) error {
 }
 
 // mark ends a step of the command being timed, if one is.
-func (p *Plugin) mark(name string) { p.clock.mark(name) }
+// At level debug each step is logged as it ends.
+func (p *Plugin) mark(name string) {
+	p.clock.mark(name)
+	if p.log.enabled(LogDebug) {
+		p.debugf("step %q done", name)
+	}
+}

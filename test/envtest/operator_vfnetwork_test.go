@@ -185,6 +185,23 @@ func TestOperatorVFNetworkOtherNamespace(t *testing.T) {
 	}
 	nadConfig(t, target, name, want)
 
+	// metaPlugins the operator cannot use: not Ready, naming the entry,
+	// and the NAD stays as it was; usable ones make it a list.
+	updateVFNetwork(t, home, name, func(n *sluicev1.VFNetwork) { n.Spec.MetaPlugins = `{"type": "tuning"}, {"sysctl": {}}` })
+	bad := vfnReady(t, home, name, metav1.ConditionFalse, "InvalidSpec")
+	if c := meta.FindStatusCondition(bad.Status.Conditions, sluicev1.ConditionReady); !strings.Contains(c.Message, `spec.metaPlugins[1] has no "type"`) {
+		t.Errorf("InvalidSpec message %q does not name the entry", c.Message)
+	}
+	nadConfig(t, target, name, want)
+	updateVFNetwork(t, home, name, func(n *sluicev1.VFNetwork) {
+		n.Spec.MetaPlugins = "{\"type\": \"tuning\", \"sysctl\": {\"net.ipv4.conf.IFNAME.arp_notify\": \"1\"}},\n{\"type\": \"sbr\"}"
+		n.Spec.Capabilities, n.Spec.VLANProto = `{"mac": true, "ips": true}`, "802.1q"
+	})
+	want = `{"cniVersion":"1.0.0","name":"` + name + `","plugins":[{"type":"sluice-cni","vlan":7,"vlanProto":"802.1Q","capabilities":{"ips":true,"mac":true}},` +
+		`{"type":"tuning","sysctl":{"net.ipv4.conf.IFNAME.arp_notify":"1"}},{"type":"sbr"}]}`
+	got = vfnReady(t, home, name, metav1.ConditionTrue, "Rendered")
+	nadConfig(t, target, name, want)
+
 	if err := env.Client.Delete(ctx, got); err != nil {
 		t.Fatal(err)
 	}

@@ -54,13 +54,14 @@ func tenantSpec(ns string) sluicev1.VFNetworkSpec {
 	return sluicev1.VFNetworkSpec{
 		ResourceName: "pool", NetworkNamespace: ns, SpoofChk: sluicev1.On, Trust: sluicev1.Off,
 		LinkState: "enable", MaxTxRate: 1000, MTU: 9000, RDMA: true,
-		IPAM: `{"type":"host-local","subnet":"10.56.0.0/24"}`,
+		IPAM:         `{"type":"host-local","subnet":"10.56.0.0/24"}`,
+		Capabilities: `{"ips": true, "mac": false}`, LogLevel: "debug",
 	}
 }
 
 // tenantSpecConfig is the NetworkAttachmentDefinition config of tenantSpec.
 func tenantSpecConfig(name string) string {
-	return `{"cniVersion":"1.0.0","name":"` + name + `","type":"sluice-cni","spoofchk":"on","trust":"off","link_state":"enable","max_tx_rate":1000,"mtu":9000,"rdma":true,"ipam":{"type":"host-local","subnet":"10.56.0.0/24"}}`
+	return `{"cniVersion":"1.0.0","name":"` + name + `","type":"sluice-cni","spoofchk":"on","trust":"off","link_state":"enable","max_tx_rate":1000,"mtu":9000,"rdma":true,"ipam":{"type":"host-local","subnet":"10.56.0.0/24"},"capabilities":{"ips":true,"mac":false},"logLevel":"debug"}`
 }
 
 // privilegedOption is one thing only a platform VFNetwork may ask for.
@@ -90,6 +91,12 @@ func privilegedOptions(other string) []privilegedOption {
 			func(s *sluicev1.VFNetworkSpec) { s.VLANProto = "802.1Q" }},
 		{"minTxRate", []string{"spec.minTxRate 100", "remove spec.minTxRate"},
 			func(s *sluicev1.VFNetworkSpec) { s.MinTxRate = 100 }},
+		{"mac capability", []string{`spec.capabilities "mac": true`, `set "mac" to false or leave it out`},
+			func(s *sluicev1.VFNetworkSpec) { s.Capabilities = `{"ips": true, "mac":  true}` }},
+		{"metaPlugins", []string{"spec.metaPlugins", "remove spec.metaPlugins"},
+			func(s *sluicev1.VFNetworkSpec) { s.MetaPlugins = `{"type":"tuning"}` }},
+		{"logFile", []string{`spec.logFile "/var/log/cni.log"`, "remove spec.logFile"},
+			func(s *sluicev1.VFNetworkSpec) { s.LogFile = "/var/log/cni.log" }},
 	}
 }
 
@@ -97,13 +104,18 @@ func privilegedOptions(other string) []privilegedOption {
 // target.
 func platformSpec(target string) sluicev1.VFNetworkSpec {
 	return sluicev1.VFNetworkSpec{
-		ResourceName: "pool", NetworkNamespace: target, VLAN: 100, VLANQoS: 3, VLANProto: "802.1ad",
+		ResourceName: "pool", NetworkNamespace: target, VLAN: 100, VLANQoS: 3, VLANProto: "802.1AD",
 		SpoofChk: sluicev1.Off, Trust: sluicev1.On, MinTxRate: 100, MaxTxRate: 1000,
+		Capabilities: `{"mac": true}`, LogLevel: "debug", LogFile: "/var/log/sluice-cni.log",
+		MetaPlugins: `{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}`,
 	}
 }
 
 func platformSpecConfig(name string) string {
-	return `{"cniVersion":"1.0.0","name":"` + name + `","type":"sluice-cni","vlan":100,"vlanQoS":3,"vlanProto":"802.1ad","spoofchk":"off","trust":"on","min_tx_rate":100,"max_tx_rate":1000}`
+	// A configuration list: sluice-cni, then the meta plugin; vlanProto
+	// as sluice-cni writes it.
+	return `{"cniVersion":"1.0.0","name":"` + name + `","plugins":[{"type":"sluice-cni","vlan":100,"vlanQoS":3,"vlanProto":"802.1ad","spoofchk":"off","trust":"on","min_tx_rate":100,"max_tx_rate":1000,` +
+		`"capabilities":{"mac":true},"logLevel":"debug","logFile":"/var/log/sluice-cni.log"},{"type":"tuning","sysctl":{"net.ipv4.conf.IFNAME.arp_notify":"1"}}]}`
 }
 
 // createPlatformVFNetwork creates a VFNetwork in the operator's namespace,

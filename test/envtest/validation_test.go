@@ -270,6 +270,23 @@ func TestVFNetworkValidation(t *testing.T) {
 	if err := env.Client.Create(ctx, good); err != nil {
 		t.Fatalf("valid VFNetwork rejected: %v", err)
 	}
+	// sriov-network-operator's spellings and fields are accepted.
+	for i, sno := range []func(*sluicev1.VFNetworkSpec){
+		func(s *sluicev1.VFNetworkSpec) { s.VLANProto = "802.1q" },
+		func(s *sluicev1.VFNetworkSpec) { s.VLANProto = "802.1AD" },
+		func(s *sluicev1.VFNetworkSpec) {
+			s.Capabilities, s.LogLevel, s.LogFile = "{\n  \"mac\": true,\n  \"ips\": true\n}\n", "debug", "/var/log/sriov-cni.log"
+			s.MetaPlugins = `{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}, {"type": "sbr"}`
+		},
+		func(s *sluicev1.VFNetworkSpec) { s.Capabilities, s.LogLevel = "{}", "" },
+	} {
+		n := good.DeepCopy()
+		n.ObjectMeta = metav1.ObjectMeta{Name: fmt.Sprintf("sno-%d", i), Namespace: ns}
+		sno(&n.Spec)
+		if err := env.Client.Create(ctx, n); err != nil {
+			t.Errorf("sriov-network-operator spelling %d rejected: %v", i, err)
+		}
+	}
 	cases := []struct {
 		name   string
 		mutate func(*sluicev1.VFNetworkSpec)
@@ -279,8 +296,14 @@ func TestVFNetworkValidation(t *testing.T) {
 		{"vlan 4095", func(s *sluicev1.VFNetworkSpec) { s.VLAN = 4095 }, "spec.vlan", "less than or equal to 4094"},
 		{"qos without vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN = 0 }, "spec.vlanQoS", "needs a vlan"},
 		{"qos 8", func(s *sluicev1.VFNetworkSpec) { s.VLANQoS = 8 }, "spec.vlanQoS", "less than or equal to 7"},
-		{"bad vlanProto", func(s *sluicev1.VFNetworkSpec) { s.VLANProto = "802.1x" }, "spec.vlanProto", "supported values"},
+		{"bad vlanProto", func(s *sluicev1.VFNetworkSpec) { s.VLANProto = "802.1x" }, "spec.vlanProto", "must be 802.1Q or 802.1ad (in any case)"},
 		{"802.1ad without vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN, s.VLANQoS, s.VLANProto = 0, 0, "802.1ad" }, "spec.vlanProto", "802.1ad needs a vlan"},
+		{"802.1AD without vlan", func(s *sluicev1.VFNetworkSpec) { s.VLAN, s.VLANQoS, s.VLANProto = 0, 0, "802.1AD" }, "spec.vlanProto", "802.1ad needs a vlan"},
+		{"capabilities not JSON", func(s *sluicev1.VFNetworkSpec) { s.Capabilities = "mac" }, "spec.capabilities", `object of "mac" and "ips" switches`},
+		{"capability sluice-cni ignores", func(s *sluicev1.VFNetworkSpec) { s.Capabilities = `{"mac": true, "bandwidth": true}` }, "spec.capabilities", "put any other on the meta plugin"},
+		{"capability not a switch", func(s *sluicev1.VFNetworkSpec) { s.Capabilities = `{"mac": "yes"}` }, "spec.capabilities", `object of "mac" and "ips" switches`},
+		{"bad logLevel", func(s *sluicev1.VFNetworkSpec) { s.LogLevel = "verbose" }, "spec.logLevel", "supported values"},
+		{"relative logFile", func(s *sluicev1.VFNetworkSpec) { s.LogFile = "sriov.log" }, "spec.logFile", "absolute path"},
 		{"spoofChk yes", func(s *sluicev1.VFNetworkSpec) { s.SpoofChk = "yes" }, "spec.spoofChk", `supported values: "on", "off"`},
 		{"min above max", func(s *sluicev1.VFNetworkSpec) { s.MinTxRate = 2000 }, "spec.minTxRate", "must not exceed maxTxRate"},
 		{"bad linkState", func(s *sluicev1.VFNetworkSpec) { s.LinkState = "up" }, "spec.linkState", "supported values"},
