@@ -24,7 +24,7 @@ const (
 	snoOwnerAnnotation = "sriovnetwork.openshift.io/owner-ref"
 )
 
-// sriovCNIKeys are the keys of a sriov-cni configuration (sriov-cni v2.8
+// sriovCNIKeys are the keys of a sriov-cni configuration (sriov-cni v2.10
 // NetConf, and the CNI keys every plugin gets) and what sluice-cni does
 // with each: "" for the same.
 var sriovCNIKeys = map[string]string{
