@@ -63,7 +63,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "OBJECT\tFIELD\tSTATUS\tSLUICE\tDETAIL")
 	for _, e := range r.Entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Object, e.Field, e.Status, dash(e.Target), oneLine(e.Detail))
+		target := dash(e.Target)
+		if e.Target == e.Field {
+			target = "same"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Object, e.Field, e.Status, target, oneLine(e.Detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)

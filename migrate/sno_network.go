@@ -134,16 +134,19 @@ func convertNetwork(in *Object, opts Options, c *conv, kind string) (*sluicev1.V
 // convertVFSettings converts SriovNetwork's VF settings and logging.
 func convertVFSettings(spec *fields, s *sluicev1.VFNetworkSpec, c *conv) error {
 	bad := func(err error) error { return c.refuse(fieldOf(err, spec), err.Error()) }
-	vlan, _, err := spec.integer("vlan")
+	vlan, hasVLAN, err := spec.integer("vlan")
 	if err != nil {
 		return bad(err)
 	}
 	if vlan < 0 || vlan > 4094 {
 		return c.refuse("spec.vlan", fmt.Sprintf("%d: 0 to 4094", vlan))
 	}
-	if vlan != 0 {
+	switch {
+	case vlan != 0:
 		s.VLAN = int32(vlan)
 		c.add("spec.vlan", Mapped, "spec.vlan", "")
+	case hasVLAN:
+		c.add("spec.vlan", Mapped, "", "0: untagged, the default of both")
 	}
 	if v, ok, err := spec.integer("vlanQoS"); err != nil {
 		return bad(err)
