@@ -21,9 +21,6 @@ import (
 	"github.com/sluice-net/sluice/migrate"
 )
 
-// migrateFieldManager owns what 'sluice migrate --apply' writes.
-const migrateFieldManager = "sluice-migrate"
-
 // stringList is a repeatable flag.
 type stringList []string
 
@@ -88,7 +85,7 @@ func runMigrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer
 		}
 	}
 	if o.fromCluster {
-		got, notes, err := readCluster(ctx, c, o)
+		got, notes, err := migrate.ReadCluster(ctx, c, migrate.ClusterInput{SNONamespace: o.snoNamespace, ConfigMaps: splitList(o.configMaps), NADs: o.rewriteNADs})
 		for _, n := range notes {
 			fmt.Fprintf(stderr, "sluice migrate: %s\n", n)
 		}
@@ -121,7 +118,7 @@ func runMigrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer
 			return err
 		}
 	}
-	return applyAll(ctx, c, res, stderr)
+	return migrate.Apply(ctx, c, res, stderr)
 }
 
 func nadNote(res *migrate.Result, o *migrateOptions) string {
@@ -280,4 +277,14 @@ func writeNADPlan(nads []*migrate.NADRewrite, w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
