@@ -11,6 +11,9 @@ import (
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
 
+// keepAsNAD is the way around what a VFNetwork cannot express.
+const keepAsNAD = "keep this network as a NetworkAttachmentDefinition instead of a VFNetwork: export SNO's (kubectl get net-attach-def -o yaml), delete its ownerReferences and its " + snoOwnerAnnotation + " annotation (else SNO and the garbage collector own it), and convert the copy with -f ... --rewrite-nads"
+
 var (
 	vfNetworkResourceNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	dnsLabelRE              = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -55,7 +58,7 @@ func convertNetwork(in *Object, opts Options, c *conv, kind string) (*sluicev1.V
 	} else if !ok || v == "" {
 		return nil, c.refuse("spec.resourceName", "missing: name the pool the network's VFs come from")
 	} else if len(v) > 63 || !vfNetworkResourceNameRE.MatchString(v) {
-		return nil, c.refuse("spec.resourceName", fmt.Sprintf("%q: a VFNetwork's resourceName takes lower case letters, digits and '-' only; keep this network's NetworkAttachmentDefinition and rewrite it with --rewrite-nads, or rename the pool", v))
+		return nil, c.refuse("spec.resourceName", fmt.Sprintf("%q: a VFNetwork's resourceName takes lower case letters, digits and '-' only: rename the pool (the policy's resourceName and the pods' requests), or %s", v, keepAsNAD))
 	} else {
 		s.ResourceName = v
 		st, detail := Mapped, ""
@@ -119,7 +122,7 @@ func convertNetwork(in *Object, opts Options, c *conv, kind string) (*sluicev1.V
 	if v, ok, err := spec.str("metaPlugins"); err != nil {
 		return nil, bad(err)
 	} else if ok && strings.TrimSpace(v) != "" {
-		c.add("spec.metaPlugins", Unsupported, "", "a VFNetwork renders sluice-cni alone, with no plugins chained after it: these would not run. Write a NetworkAttachmentDefinition conflist yourself (sluice-cni first, then these plugins) with the VFNetwork's resource annotation, or keep SNO's and rewrite it with --rewrite-nads")
+		c.add("spec.metaPlugins", Unsupported, "", "a VFNetwork renders sluice-cni alone, with no plugins chained after it: these would not run. To keep them, " + keepAsNAD + " (a conflist keeps its other plugins)")
 	}
 
 	if !ib {
@@ -281,5 +284,5 @@ func capabilitiesOn(v string) []string {
 }
 
 func capabilitiesDetail(on []string) string {
-	return fmt.Sprintf("%s: a VFNetwork declares no CNI capabilities, so the runtime would not pass the pods' requests for them (a static MAC or IP in the networks annotation, an InfiniBand GUID) and pods asking for them would start without; keep such networks as NetworkAttachmentDefinitions rewritten with --rewrite-nads, which keep \"capabilities\"", strings.Join(on, ", "))
+	return fmt.Sprintf("%s: a VFNetwork declares no CNI capabilities, so the runtime would not pass the pods' requests for them (a static MAC or IP in the networks annotation, an InfiniBand GUID) and pods asking for them would start without. To keep them, %s (\"capabilities\" is kept)", strings.Join(on, ", "), keepAsNAD)
 }
