@@ -122,7 +122,7 @@ func convertNetwork(in *Object, opts Options, c *conv, kind string) (*sluicev1.V
 	if v, ok, err := spec.str("metaPlugins"); err != nil {
 		return nil, bad(err)
 	} else if ok && strings.TrimSpace(v) != "" {
-		c.add("spec.metaPlugins", Unsupported, "", "a VFNetwork renders sluice-cni alone, with no plugins chained after it: these would not run. To keep them, " + keepAsNAD + " (a conflist keeps its other plugins)")
+		c.add("spec.metaPlugins", Unsupported, "", "a VFNetwork renders sluice-cni alone, with no plugins chained after it: these would not run. To keep them, "+keepAsNAD+" (a conflist keeps its other plugins)")
 	}
 
 	if !ib {
