@@ -17,7 +17,9 @@ import (
 const FieldManager = "sluice-migrate"
 
 // SNOKinds are the SNO objects ReadCluster reads.
-var SNOKinds = []string{"SriovNetworkNodePolicy", "SriovNetwork", "SriovIBNetwork", "SriovNetworkPoolConfig", "SriovOperatorConfig"}
+func SNOKinds() []string {
+	return []string{"SriovNetworkNodePolicy", "SriovNetwork", "SriovIBNetwork", "SriovNetworkPoolConfig", "SriovOperatorConfig"}
+}
 
 // ClusterInput says what ReadCluster reads.
 type ClusterInput struct {
@@ -41,7 +43,7 @@ func ReadCluster(ctx context.Context, c client.Client, in ClusterInput) ([]*Obje
 		notes []string
 		found int
 	)
-	for _, kind := range SNOKinds {
+	for _, kind := range SNOKinds() {
 		items, err := listKind(ctx, c, schema.GroupVersionKind{Group: SNOGroup, Version: "v1", Kind: kind}, client.InNamespace(in.SNONamespace))
 		if meta.IsNoMatchError(err) {
 			notes = append(notes, fmt.Sprintf("the cluster has no %s CRD (%s/v1): sriov-network-operator is not installed, or not this version; read its objects from files with -f", kind, SNOGroup))
@@ -57,7 +59,7 @@ func ReadCluster(ctx context.Context, c client.Client, in ClusterInput) ([]*Obje
 		out = append(out, items...)
 	}
 	if found == 0 && !in.NADs {
-		return nil, notes, fmt.Errorf("none of sriov-network-operator's CRDs (%s) is installed in this cluster: there is nothing to migrate from it", strings.Join(SNOKinds, ", "))
+		return nil, notes, fmt.Errorf("none of sriov-network-operator's CRDs (%s) is installed in this cluster: there is nothing to migrate from it", strings.Join(SNOKinds(), ", "))
 	}
 	for _, ref := range in.ConfigMaps {
 		ns, name, ok := strings.Cut(ref, "/")

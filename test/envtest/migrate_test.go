@@ -24,7 +24,7 @@ import (
 func snoCRDs() []*apiextv1.CustomResourceDefinition {
 	var out []*apiextv1.CustomResourceDefinition
 	keep := true
-	for _, kind := range migrate.SNOKinds {
+	for _, kind := range migrate.SNOKinds() {
 		plural := strings.ToLower(kind) + "s"
 		out = append(out, &apiextv1.CustomResourceDefinition{
 			ObjectMeta: metav1.ObjectMeta{Name: plural + "." + migrate.SNOGroup},
