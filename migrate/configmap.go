@@ -3,6 +3,7 @@ package migrate
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -48,14 +49,17 @@ func CheckDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
 			return c.refuse(field, fmt.Sprintf("%s config that sluice's device plugin refuses: %v", plugin, err))
 		}
 		run := fmt.Sprintf("sluice device-plugin --config-file <this file> --resource-prefix %s", prefix)
-		for _, p := range cfg.Pools {
-			res := p.Prefix + "/" + p.Name
-			switch {
-			case p.SharedMax > 0:
-				c.add(fmt.Sprintf("%s: configList[%s]", field, p.Name), Changed, run,
-					fmt.Sprintf("%s is served from this config unchanged, but shared differently: sluice advertises rdmaHcaMax (%d) units per matched RDMA device and gives one device per unit, where k8s-rdma-shared-dev-plugin advertises %d units for the resource and gives every matched device with each; a pool matching several HCAs (multi-rail) hands a pod fewer of them", res, p.SharedMax, p.SharedMax))
-			default:
-				c.add(fmt.Sprintf("%s: resourceList[%s]", field, p.Name), Mapped, run, res+" is served from this config unchanged (docs/migrating.md lists what differs in the devices' environment and files)")
+		listKey := "resourceList"
+		if prefix == RSDPDefaultPrefix {
+			listKey = "configList"
+		}
+		var resources []map[string]json.RawMessage
+		_ = json.Unmarshal(top[listKey], &resources)
+		for i, p := range cfg.Pools {
+			at := fmt.Sprintf("%s: %s[%s]", field, listKey, p.Name)
+			c.add(at, Mapped, run, fmt.Sprintf("served as %s from this config unchanged", p.Prefix+"/"+p.Name))
+			if i < len(resources) {
+				reportResourceFields(at, resources[i], p.SharedMax, c)
 			}
 		}
 		if _, ok := top["periodicUpdateInterval"]; ok {
@@ -66,4 +70,73 @@ func CheckDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
 		c.add("data", Unsupported, "", `holds no sriov-network-device-plugin ("resourceList") or k8s-rdma-shared-dev-plugin ("configList") config; skipped`)
 	}
 	return nil
+}
+
+// reportResourceFields records each key of one resource (and of its
+// selectors) that sluice's device plugin accepted: what differs from the
+// incumbent is changed, the rest mapped.
+func reportResourceFields(at string, r map[string]json.RawMessage, sharedMax int, c *conv) {
+	for _, k := range sortedKeys(r) {
+		f := at + "." + k
+		switch k {
+		case "selectors":
+			reportSelectors(f, r[k], c)
+		case "rdmaHcaMax":
+			c.add(f, Changed, "", fmt.Sprintf("%d: sluice advertises this many units per matched RDMA device and gives one device per unit, where k8s-rdma-shared-dev-plugin advertises %d units for the resource and gives every matched device with each: a pool matching several HCAs (multi-rail) hands a pod fewer of them", sharedMax, sharedMax))
+		case "devices":
+			c.add(f, Mapped, "", "the older spelling of selectors.ifNames")
+		case "additionalInfo":
+			var info map[string]json.RawMessage
+			_ = json.Unmarshal(r[k], &info)
+			if len(info) == 0 {
+				c.add(f, Changed, "", `empty: the INFO variable gets no "extra" map, where sriov-network-device-plugin gives "extra": {}`)
+			} else {
+				c.add(f, Mapped, "", `in the INFO variable's "extra" map`)
+			}
+		default:
+			c.add(f, Mapped, "", "")
+		}
+	}
+}
+
+// reportSelectors records the keys of "selectors": one object or a list.
+func reportSelectors(at string, raw json.RawMessage, c *conv) {
+	var list []map[string]json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		var one map[string]json.RawMessage
+		if json.Unmarshal(raw, &one) != nil {
+			return
+		}
+		reportSelector(at, one, c)
+		return
+	}
+	for i, sel := range list {
+		reportSelector(fmt.Sprintf("%s[%d]", at, i), sel, c)
+	}
+}
+
+func reportSelector(at string, sel map[string]json.RawMessage, c *conv) {
+	for _, k := range sortedKeys(sel) {
+		f := at + "." + k
+		switch k {
+		case "drivers":
+			var drivers []string
+			_ = json.Unmarshal(sel[k], &drivers)
+			var uio []string
+			for _, d := range drivers {
+				if d == "igb_uio" || d == "uio_pci_generic" {
+					uio = append(uio, d)
+				}
+			}
+			if len(uio) > 0 {
+				c.add(f, Changed, "", fmt.Sprintf("%s: matched, but sluice hands out no /dev/uioN and no \"uio\" INFO entry for such VFs; bind them to vfio-pci", strings.Join(uio, ", ")))
+				continue
+			}
+			c.add(f, Mapped, "", "")
+		case "ddpProfiles", "vdpaType", "pKeys", "acpiIndexes", "auxTypes":
+			c.add(f, Mapped, "", "empty: selects nothing more (sluice refuses it set, as it cannot evaluate it)")
+		default:
+			c.add(f, Mapped, "", "")
+		}
+	}
 }
