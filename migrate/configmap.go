@@ -17,12 +17,12 @@ const (
 	RSDPDefaultPrefix = "rdma"
 )
 
-// CheckDevicePluginConfigMap checks a ConfigMap holding a
+// checkDevicePluginConfigMap checks a ConfigMap holding a
 // sriov-network-device-plugin ("resourceList") or
 // k8s-rdma-shared-dev-plugin ("configList") config against sluice's device
 // plugin, which reads both formats unchanged: one entry per resource, or
 // the parser's error naming the field.
-func CheckDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
+func checkDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
 	data, _, err := unstructured.NestedStringMap(in.U.Object, "data")
 	if err != nil {
 		return c.refuse("data", fmt.Sprintf("not a map of strings: %v", err))

@@ -7,7 +7,7 @@
 // plugin, and NetworkAttachmentDefinitions of sriov-cni rewritten to
 // sluice-cni.
 //
-// Every conversion is a pure function from an incumbent object to sluice
+// Every conversion (Convert) is a pure function from incumbent objects to sluice
 // objects and a Report: one Entry per field of the input, saying whether it
 // was mapped unchanged, changed (and how), or is unsupported (and why, and
 // what to do instead). Nothing is dropped without an entry. A value whose

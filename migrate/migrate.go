@@ -106,7 +106,7 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 		switch {
 		case isSNO(o, "SriovNetworkNodePolicy"):
 			var p *sluicev1.NetworkNodePolicy
-			p, err = ConvertPolicy(o, opts, c)
+			p, err = convertPolicy(o, opts, c)
 			if err == nil {
 				u, err = toUnstructured(p)
 				if err == nil {
@@ -121,13 +121,13 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 			}
 		case isSNO(o, "SriovNetwork"):
 			var n *sluicev1.VFNetwork
-			n, err = ConvertNetwork(o, opts, c)
+			n, err = convertSriovNetwork(o, opts, c)
 			if err == nil {
 				u, err = toUnstructured(n)
 			}
 		case isSNO(o, "SriovIBNetwork"):
 			var n *sluicev1.VFNetwork
-			n, err = ConvertIBNetwork(o, opts, c)
+			n, err = convertIBNetwork(o, opts, c)
 			if err == nil {
 				u, err = toUnstructured(n)
 			}
@@ -135,18 +135,18 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 			pools = append(pools, o)
 			continue
 		case isSNO(o, "SriovOperatorConfig"):
-			err = ConvertOperatorConfig(o, c)
+			err = convertOperatorConfig(o, c)
 		case isSNO(o, "SriovNetworkNodeState"), isSNO(o, "OVSNetwork"):
 			c.add("kind", Unsupported, "", skipReason(o.U.GetKind()))
 		case o.U.GetKind() == "ConfigMap" && o.U.GetAPIVersion() == "v1":
-			err = CheckDevicePluginConfigMap(o, opts, c)
+			err = checkDevicePluginConfigMap(o, opts, c)
 		case o.U.GetKind() == "NetworkAttachmentDefinition":
 			if !rewriteNADs {
 				c.add("kind", Unsupported, "", "NetworkAttachmentDefinitions are rewritten only with --rewrite-nads")
 				break
 			}
 			var rw *NADRewrite
-			rw, err = RewriteNAD(o, opts, rendered, c)
+			rw, err = rewriteNAD(o, opts, rendered, c)
 			if rw != nil {
 				res.NADs = append(res.NADs, rw)
 			}
@@ -167,7 +167,7 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 	// Pool configs last: their rdmaMode lands on the converted policies.
 	for _, o := range pools {
 		c := newConv(o)
-		err := ConvertPoolConfig(o, policies, policyOrder, c)
+		err := convertPoolConfig(o, policies, policyOrder, c)
 		res.Report.Add(c.entries...)
 		if err != nil {
 			res.Errors = append(res.Errors, err)
@@ -209,7 +209,7 @@ func toUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
 	return &unstructured.Unstructured{Object: m}, nil
 }
 
-// SortedKeys is the sorted keys of m.
+// sortedKeys is the sorted keys of m.
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

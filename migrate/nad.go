@@ -52,14 +52,14 @@ type NADRewrite struct {
 	AnnotationBefore, AnnotationAfter string
 }
 
-// RewriteNAD rewrites a NetworkAttachmentDefinition whose config (or one
+// rewriteNAD rewrites a NetworkAttachmentDefinition whose config (or one
 // plugin of its conflist) is sriov-cni's to call sluice-cni, keeping the
 // keys sluice-cni reads and reporting the others, which are dropped.
 // rendered maps namespace/name of the NetworkAttachmentDefinitions SNO
 // renders from the input's SriovNetworks: those are left to the
 // VFNetworks converted from them. It returns nil when there is nothing to
 // rewrite.
-func RewriteNAD(in *Object, opts Options, rendered map[string]string, c *conv) (*NADRewrite, error) {
+func rewriteNAD(in *Object, opts Options, rendered map[string]string, c *conv) (*NADRewrite, error) {
 	opts = opts.withDefaults()
 	key := in.U.GetNamespace() + "/" + in.U.GetName()
 	if owner := snoOwner(in, rendered); owner != "" {

@@ -19,16 +19,16 @@ var (
 	dnsLabelRE              = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 )
 
-// ConvertNetwork converts an SriovNetwork (SNO v1.6 api/v1 fields) into a
+// convertSriovNetwork converts an SriovNetwork (SNO v1.6 api/v1 fields) into a
 // platform VFNetwork in opts.Namespace that renders the same
 // NetworkAttachmentDefinition name in the same namespace.
-func ConvertNetwork(in *Object, opts Options, c *conv) (*sluicev1.VFNetwork, error) {
+func convertSriovNetwork(in *Object, opts Options, c *conv) (*sluicev1.VFNetwork, error) {
 	return convertNetwork(in, opts, c, "SriovNetwork")
 }
 
-// ConvertIBNetwork converts an SriovIBNetwork (SNO v1.6 api/v1 fields) as
-// ConvertNetwork does; the CNI changes from ib-sriov-cni to sluice-cni.
-func ConvertIBNetwork(in *Object, opts Options, c *conv) (*sluicev1.VFNetwork, error) {
+// convertIBNetwork converts an SriovIBNetwork (SNO v1.6 api/v1 fields) as
+// convertSriovNetwork does; the CNI changes from ib-sriov-cni to sluice-cni.
+func convertIBNetwork(in *Object, opts Options, c *conv) (*sluicev1.VFNetwork, error) {
 	return convertNetwork(in, opts, c, "SriovIBNetwork")
 }
 

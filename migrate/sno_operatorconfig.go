@@ -7,10 +7,10 @@ import (
 
 const operatorConfigKind = "SriovOperatorConfig"
 
-// ConvertOperatorConfig reports how each field of an SriovOperatorConfig
+// convertOperatorConfig reports how each field of an SriovOperatorConfig
 // (SNO v1.6 api/v1 fields) maps onto sluice's operator flags; it makes no
 // object.
-func ConvertOperatorConfig(in *Object, c *conv) error {
+func convertOperatorConfig(in *Object, c *conv) error {
 	spec, ok, err := specOf(in)
 	if err != nil {
 		return c.refuse("spec", err.Error())

@@ -21,10 +21,10 @@ var (
 
 const policyKind = "SriovNetworkNodePolicy"
 
-// ConvertPolicy converts an SriovNetworkNodePolicy (SNO v1.6 api/v1
+// convertPolicy converts an SriovNetworkNodePolicy (SNO v1.6 api/v1
 // fields) into a NetworkNodePolicy of the same name. Its Priority is
 // meaningful even when 0: write it out explicitly (Convert does).
-func ConvertPolicy(in *Object, opts Options, c *conv) (*sluicev1.NetworkNodePolicy, error) {
+func convertPolicy(in *Object, opts Options, c *conv) (*sluicev1.NetworkNodePolicy, error) {
 	opts = opts.withDefaults()
 	meta, err := objectMeta(in, "", c)
 	if err != nil {

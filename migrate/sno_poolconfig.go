@@ -11,11 +11,11 @@ import (
 
 const poolConfigKind = "SriovNetworkPoolConfig"
 
-// ConvertPoolConfig carries an SriovNetworkPoolConfig (SNO v1.6 api/v1
+// convertPoolConfig carries an SriovNetworkPoolConfig (SNO v1.6 api/v1
 // fields) over: its rdmaMode onto the converted RDMA policies (by name in
 // policies, in order) whose nodes all lie in the pool; the rest into
 // report entries, as sluice has no pool object.
-func ConvertPoolConfig(in *Object, policies map[string]*unstructured.Unstructured, order []string, c *conv) error {
+func convertPoolConfig(in *Object, policies map[string]*unstructured.Unstructured, order []string, c *conv) error {
 	spec, ok, err := specOf(in)
 	if err != nil || !ok {
 		return c.refuse("spec", "missing or not an object: an "+poolConfigKind+" needs a spec")
