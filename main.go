@@ -32,6 +32,7 @@ func commands() []command {
 		{"operator", "run the cluster operator (policies, node states, attachments, DaemonSet)", operatorCommand},
 		{"agent", "run the node agent: discover NICs, apply the node's state, serve the device plugin", agentCommand},
 		{"device-plugin", "serve the kubelet device plugin only (pools from a config file)", devicePluginCommand},
+		{"migrate", "convert sriov-network-operator, device plugin and sriov-cni configuration to sluice objects (dry run unless --apply)", migrateCommand},
 		{"install-cni", "copy the CNI plugin onto the host (the node DaemonSet's init container)", installCNICommand},
 		{"version", "print the version", func(*flag.FlagSet) func(context.Context) error {
 			return func(context.Context) error {

@@ -1,0 +1,142 @@
+package migrate
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/sluice-net/sluice/deviceplugin"
+)
+
+// The resource prefixes the incumbents' device plugins use when a
+// resource does not set one.
+const (
+	SNDPDefaultPrefix = "intel.com"
+	RSDPDefaultPrefix = "rdma"
+)
+
+// checkDevicePluginConfigMap checks a ConfigMap holding a
+// sriov-network-device-plugin ("resourceList") or
+// k8s-rdma-shared-dev-plugin ("configList") config against sluice's device
+// plugin, which reads both formats unchanged: one entry per resource, or
+// the parser's error naming the field.
+func checkDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
+	data, _, err := unstructured.NestedStringMap(in.U.Object, "data")
+	if err != nil {
+		return c.refuse("data", fmt.Sprintf("not a map of strings: %v", err))
+	}
+	found := false
+	for _, key := range sortedKeys(data) {
+		var top map[string]json.RawMessage
+		if json.Unmarshal([]byte(data[key]), &top) != nil {
+			continue
+		}
+		field := "data." + key
+		var prefix, plugin string
+		switch {
+		case top["resourceList"] != nil:
+			prefix, plugin = SNDPDefaultPrefix, "sriov-network-device-plugin"
+		case top["configList"] != nil:
+			prefix, plugin = RSDPDefaultPrefix, "k8s-rdma-shared-dev-plugin"
+		default:
+			continue
+		}
+		found = true
+		cfg, err := deviceplugin.ParseConfig([]byte(data[key]), prefix)
+		if err != nil {
+			return c.refuse(field, fmt.Sprintf("%s config that sluice's device plugin refuses: %v", plugin, err))
+		}
+		run := fmt.Sprintf("sluice device-plugin --config-file <this file> --resource-prefix %s", prefix)
+		listKey := "resourceList"
+		if prefix == RSDPDefaultPrefix {
+			listKey = "configList"
+		}
+		var resources []map[string]json.RawMessage
+		_ = json.Unmarshal(top[listKey], &resources)
+		for i, p := range cfg.Pools {
+			at := fmt.Sprintf("%s: %s[%s]", field, listKey, p.Name)
+			c.add(at, Mapped, run, fmt.Sprintf("served as %s from this config unchanged", p.Prefix+"/"+p.Name))
+			if i < len(resources) {
+				reportResourceFields(at, resources[i], p.SharedMax, c)
+			}
+		}
+		if _, ok := top["periodicUpdateInterval"]; ok {
+			c.add(field+": periodicUpdateInterval", Changed, "", "accepted and unused: sluice's device plugin rescans on link events and on its --resync period")
+		}
+	}
+	if !found {
+		c.add("data", Unsupported, "", `holds no sriov-network-device-plugin ("resourceList") or k8s-rdma-shared-dev-plugin ("configList") config; skipped`)
+	}
+	return nil
+}
+
+// reportResourceFields records each key of one resource (and of its
+// selectors) that sluice's device plugin accepted: what differs from the
+// incumbent is changed, the rest mapped.
+func reportResourceFields(at string, r map[string]json.RawMessage, sharedMax int, c *conv) {
+	for _, k := range sortedKeys(r) {
+		f := at + "." + k
+		switch k {
+		case "selectors":
+			reportSelectors(f, r[k], c)
+		case "rdmaHcaMax":
+			c.add(f, Changed, "", fmt.Sprintf("%d: sluice advertises this many units per matched RDMA device and gives one device per unit, where k8s-rdma-shared-dev-plugin advertises %d units for the resource and gives every matched device with each: a pool matching several HCAs (multi-rail) hands a pod fewer of them", sharedMax, sharedMax))
+		case "devices":
+			c.add(f, Mapped, "", "the older spelling of selectors.ifNames")
+		case "additionalInfo":
+			var info map[string]json.RawMessage
+			_ = json.Unmarshal(r[k], &info)
+			if len(info) == 0 {
+				c.add(f, Changed, "", `empty: the INFO variable gets no "extra" map, where sriov-network-device-plugin gives "extra": {}`)
+			} else {
+				c.add(f, Mapped, "", `in the INFO variable's "extra" map`)
+			}
+		default:
+			c.add(f, Mapped, "", "")
+		}
+	}
+}
+
+// reportSelectors records the keys of "selectors": one object or a list.
+func reportSelectors(at string, raw json.RawMessage, c *conv) {
+	var list []map[string]json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		var one map[string]json.RawMessage
+		if json.Unmarshal(raw, &one) != nil {
+			return
+		}
+		reportSelector(at, one, c)
+		return
+	}
+	for i, sel := range list {
+		reportSelector(fmt.Sprintf("%s[%d]", at, i), sel, c)
+	}
+}
+
+func reportSelector(at string, sel map[string]json.RawMessage, c *conv) {
+	for _, k := range sortedKeys(sel) {
+		f := at + "." + k
+		switch k {
+		case "drivers":
+			var drivers []string
+			_ = json.Unmarshal(sel[k], &drivers)
+			var uio []string
+			for _, d := range drivers {
+				if d == "igb_uio" || d == "uio_pci_generic" {
+					uio = append(uio, d)
+				}
+			}
+			if len(uio) > 0 {
+				c.add(f, Changed, "", fmt.Sprintf("%s: matched, but sluice hands out no /dev/uioN and no \"uio\" INFO entry for such VFs; bind them to vfio-pci", strings.Join(uio, ", ")))
+				continue
+			}
+			c.add(f, Mapped, "", "")
+		case "ddpProfiles", "vdpaType", "pKeys", "acpiIndexes", "auxTypes":
+			c.add(f, Mapped, "", "empty: selects nothing more (sluice refuses it set, as it cannot evaluate it)")
+		default:
+			c.add(f, Mapped, "", "")
+		}
+	}
+}
