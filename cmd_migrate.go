@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/sluice-net/sluice/migrate"
+	"github.com/sluice-net/sluice/controllers/migrate"
 )
 
 // stringList is a repeatable flag.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-net/sluice/migrate"
+	"github.com/sluice-net/sluice/controllers/migrate"
 )
 
 const migrateInput = `apiVersion: sriovnetwork.openshift.io/v1

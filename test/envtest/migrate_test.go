@@ -16,7 +16,7 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
-	"github.com/sluice-net/sluice/migrate"
+	"github.com/sluice-net/sluice/controllers/migrate"
 )
 
 // snoCRDs are stand-ins for sriov-network-operator's CRDs: the kinds and
