@@ -3,6 +3,7 @@ package host_test
 import (
 	"errors"
 	"net"
+	"syscall"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -130,5 +131,31 @@ func TestAttachNetdevBothNamesTaken(t *testing.T) {
 	}
 	if st, err := node.Netdev("vf0"); err != nil || !st.Up {
 		t.Errorf("vf0 = %+v %v, want it still on the node, up", st, err)
+	}
+}
+
+// TestKernelLinkByName: the look-up without VF counters answers as the netlink
+// package's does, and says no link by ENODEV.
+func TestKernelLinkByName(t *testing.T) {
+	nodeNS, _, _ := netnsPair(t)
+	addVethAt(t, nodeNS, "vf0", 100)
+	if err := nodeNS.Do(func(ns.NetNS) error {
+		got, err := host.KernelLinkByName("vf0")
+		if err != nil {
+			return err
+		}
+		want, err := netlink.LinkByName("vf0")
+		if err != nil {
+			return err
+		}
+		if got.Attrs().Index != want.Attrs().Index || got.Attrs().HardwareAddr.String() != want.Attrs().HardwareAddr.String() || got.Type() != want.Type() {
+			t.Errorf("LinkByName = %+v, want %+v", got.Attrs(), want.Attrs())
+		}
+		if _, err := host.KernelLinkByName("nosuch0"); !errors.Is(err, syscall.ENODEV) {
+			t.Errorf("LinkByName of a missing link = %v, want ENODEV", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
