@@ -56,6 +56,8 @@ type Manager struct {
 	servers  map[string]*poolServer
 	cfgRaw   []byte
 	lastGate *nodefiles.GateState
+	// unreadable are the attachment records the last scan could not read.
+	unreadable map[string]bool
 
 	mu     sync.Mutex
 	cfg    *Config
@@ -237,11 +239,17 @@ func (m *Manager) scan(ctx context.Context) error {
 	if err != nil {
 		m.log.Error(err, "cannot read the CNI attachment registry; VFs moved into pods may show as Unhealthy", "dir", m.attachments.Root())
 	}
+	seen := make(map[string]bool, len(bad))
 	for _, u := range bad {
 		// Its VF stays held (Attached says so); the agent quarantines the
-		// file once the VF is back on the host.
-		m.log.Error(u.Err, "unreadable attachment record: its VF is held as in use", "file", u.Path, "vf", u.PCIAddress)
+		// file once the VF is back on the host. Logged when first seen,
+		// not at every scan (the agent's event and gauge keep saying it).
+		seen[u.Path] = true
+		if !m.unreadable[u.Path] {
+			m.log.Error(u.Err, "unreadable attachment record: its VF is held as in use", "file", u.Path, "vf", u.PCIAddress)
+		}
 	}
+	m.unreadable = seen
 	m.mu.Lock()
 	prev, cfg := m.tree, m.cfg
 	m.mu.Unlock()

@@ -3,8 +3,12 @@ package deviceplugin
 import (
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr/funcr"
 
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
@@ -35,5 +39,46 @@ func TestOneDamagedRecordMarksNoOtherVFUnhealthy(t *testing.T) {
 		if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
 			t.Errorf("VF %s, in a pod: %v, want Healthy", vf, d)
 		}
+	}
+}
+
+// TestUnreadableRecordLoggedOnce: an unreadable record is logged when a
+// scan first finds it, not at every scan while it stays.
+func TestUnreadableRecordLoggedOnce(t *testing.T) {
+	n := twoNICNode(t, 2)
+	var mu sync.Mutex
+	logged := 0
+	countLog := func(o *Options) {
+		o.Log = funcr.New(func(prefix, args string) {
+			if strings.Contains(args, "unreadable attachment record") {
+				mu.Lock()
+				logged++
+				mu.Unlock()
+			}
+		}, funcr.Options{})
+	}
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})), countLog)
+	const res = "sluice.dev/a"
+	e.kubelet.Wait(res, wait, "2 healthy", allHealthy(2))
+	vf1 := n.VFAddress(cx0, 1)
+	if err := os.MkdirAll(filepath.Join(e.dir, "attachments"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "attachments", vf1+".json"), []byte(`{"pciAddress":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		before := e.m.scans.Load()
+		e.links.fire(n.Netdev(vf1))
+		for deadline := time.Now().Add(5 * time.Second); e.m.scans.Load() == before; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no rescan after a link event")
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logged != 1 {
+		t.Errorf("the unreadable record was logged %d times over 3 scans, want once", logged)
 	}
 }
