@@ -17,7 +17,8 @@ import (
 )
 
 // Discover reads every SR-IOV capable PF of the node with its VFs, their
-// netdevs, PF-side VF settings and RDMA devices. It only reads.
+// netdevs, PF-side VF settings and RDMA devices, and the network functions
+// that are not SR-IOV capable (NICs). It only reads.
 //
 // Reading sysfs is all system calls, so the PFs are read concurrently, and
 // the RDMA devices alongside them.
@@ -31,10 +32,12 @@ func (h *Host) Discover(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pfAddrs []string
+	var pfAddrs, others []string
 	for _, addr := range addrs {
 		if exists(filepath.Join(root, addr, "sriov_totalvfs")) {
 			pfAddrs = append(pfAddrs, addr)
+		} else {
+			others = append(others, addr)
 		}
 	}
 	var wg sync.WaitGroup
@@ -48,6 +51,7 @@ func (h *Host) Discover(ctx context.Context) (*Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("discover: %w", err)
 	}
+	snap.NICs = h.readNICs(snap.PFs, others, root, links)
 	for i := range snap.PFs {
 		pf := &snap.PFs[i]
 		pf.RDMA = rdma.forDevice(pf.PCIAddress, pf.Name)
@@ -55,6 +59,13 @@ func (h *Host) Discover(ctx context.Context) (*Snapshot, error) {
 			vf := &pf.VFs[j]
 			vf.RDMA = rdma.forDevice(vf.PCIAddress, vf.Netdev)
 		}
+	}
+	for i := range snap.NICs {
+		nic := &snap.NICs[i]
+		nic.RDMA = rdma.forDevice(nic.PCIAddress, nic.Name)
+	}
+	if err := h.markDefaultRoutes(snap, links); err != nil {
+		return nil, err
 	}
 	if len(rdma.byName) > 0 {
 		snap.RDMANetnsMode, _ = h.nl.RdmaSystemGetNetnsMode()
@@ -69,7 +80,7 @@ func (h *Host) readPF(addr, root string, links map[string]netlink.Link) PF {
 		PCIAddress: addr,
 		Vendor:     id.vendor, Device: id.device,
 		VendorName: id.vendorName, DeviceName: id.deviceName,
-		Driver:   id.driver,
+		Driver: id.driver, IOMMUGroup: id.iommuGroup, Userspace: id.userspace,
 		NUMANode: readInt(filepath.Join(dir, "numa_node"), -1),
 		TotalVFs: readInt(filepath.Join(dir, "sriov_totalvfs"), 0),
 		NumVFs:   readInt(filepath.Join(dir, "sriov_numvfs"), 0),
@@ -102,6 +113,7 @@ func (h *Host) readVF(pf *PF, idx int, addr, dir string, links map[string]netlin
 	vf := VF{
 		Index: idx, PCIAddress: addr, PFAddress: pf.PCIAddress, PFName: pf.Name,
 		Vendor: id.vendor, Device: id.device, Driver: id.driver, IOMMUGroup: id.iommuGroup,
+		Userspace: id.userspace,
 		// A VF sits on its PF's NUMA node.
 		NUMANode: pf.NUMANode,
 		Netdev:   firstEntry(filepath.Join(dir, "net")),
@@ -187,6 +199,7 @@ type pciIdentity struct {
 	vendor, device         string
 	vendorName, deviceName string
 	driver, iommuGroup     string
+	userspace              Userspace
 }
 
 // identity reads a PCI function's identity: ghw parses its modalias into
@@ -196,6 +209,7 @@ func (h *Host) identity(addr, dir string) pciIdentity {
 		driver:     linkBase(filepath.Join(dir, "driver")),
 		iommuGroup: linkBase(filepath.Join(dir, "iommu_group")),
 	}
+	id.userspace = userspaceOf(dir, id.driver, id.iommuGroup)
 	if d := h.pciInfo().ParseDevice(addr, readAttr(filepath.Join(dir, "modalias"))); d != nil && d.Vendor != nil && d.Product != nil {
 		id.vendor, id.vendorName = strings.ToLower(d.Vendor.ID), known(d.Vendor.Name)
 		id.device, id.deviceName = strings.ToLower(d.Product.ID), known(d.Product.Name)
@@ -210,12 +224,14 @@ func (h *Host) identity(addr, dir string) pciIdentity {
 // vendor or device name, so the PCI ID database (hundreds of milliseconds
 // to load on a slow node, on every sluice-cni run) is never needed for it.
 func vfIdentity(dir string) pciIdentity {
-	return pciIdentity{
+	id := pciIdentity{
 		driver:     linkBase(filepath.Join(dir, "driver")),
 		iommuGroup: linkBase(filepath.Join(dir, "iommu_group")),
 		vendor:     readHexID(filepath.Join(dir, "vendor")),
 		device:     readHexID(filepath.Join(dir, "device")),
 	}
+	id.userspace = userspaceOf(dir, id.driver, id.iommuGroup)
+	return id
 }
 
 func known(name string) string {

@@ -8,7 +8,7 @@ import (
 )
 
 // The kernel interfaces the host layer uses, one per concern. A
-// *netlink.Handle satisfies all three; tests use hosttest's fake node.
+// *netlink.Handle satisfies all four; tests use hosttest's fake node.
 
 // LinkReader lists network links and their VF settings.
 type LinkReader interface {
@@ -33,11 +33,17 @@ type RDMASystem interface {
 	RdmaSystemSetNetnsMode(mode string) error
 }
 
+// RouteReader lists routes (of the main table, as RouteList does).
+type RouteReader interface {
+	RouteList(link netlink.Link, family int) ([]netlink.Route, error)
+}
+
 // Netlink is everything the Host needs from netlink.
 type Netlink interface {
 	LinkReader
 	VFSetter
 	RDMASystem
+	RouteReader
 }
 
 // kernelNetlink is netlink in the caller's network namespace.

@@ -33,7 +33,9 @@ type knownLinks struct {
 // discovery yet.
 func (h *Host) NewLinkFilter() *LinkFilter { return &LinkFilter{sys: h.paths.Sys} }
 
-// Update makes the filter know snap's PFs and VFs.
+// Update makes the filter know snap's PFs, VFs and NICs (whose carrier
+// the device plugin reports as their health), except the NICs carrying a
+// default route: the node's own uplink, which no pool serves.
 func (f *LinkFilter) Update(snap *Snapshot) {
 	k := &knownLinks{names: map[string]bool{}, pci: map[string]bool{}}
 	add := func(name, addr string) {
@@ -47,6 +49,11 @@ func (f *LinkFilter) Update(snap *Snapshot) {
 		add(pf.Name, pf.PCIAddress)
 		for j := range pf.VFs {
 			add(pf.VFs[j].Netdev, pf.VFs[j].PCIAddress)
+		}
+	}
+	for i := range snap.NICs {
+		if nic := &snap.NICs[i]; !nic.DefaultRoute {
+			add(nic.Name, nic.PCIAddress)
 		}
 	}
 	f.known.Store(k)

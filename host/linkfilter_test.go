@@ -8,15 +8,18 @@ import (
 	"github.com/sluice-net/sluice/host/hosttest"
 )
 
-// The filter keeps the events of the discovered PFs and VFs and of new
-// SR-IOV netdevs, and drops software links and other NICs, whether the
-// kernel names the netdev's device in the message or sysfs has to.
+// The filter keeps the events of the discovered PFs, VFs and NICs without
+// SR-IOV and of new SR-IOV netdevs, and drops software links and the
+// node's uplink, whether the kernel names the netdev's device in the
+// message or sysfs has to.
 func TestLinkFilter(t *testing.T) {
-	const pf, other, nic = "0000:3b:00.0", "0000:3b:00.1", "0000:02:00.0"
+	const pf, other, nic, whole = "0000:3b:00.0", "0000:3b:00.1", "0000:02:00.0", "0000:02:00.1"
 	n := hosttest.New(t)
 	n.AddPF(hosttest.E810(pf, "ens1f0", 0))
 	n.AddPF(hosttest.E810(other, "ens1f1", 0))
 	n.AddNIC(nic, "eno1", "igb")
+	n.SetDefaultRoute("eno1", true)
+	n.AddNIC(whole, "eno2", "igb")
 	n.SetNumVFs(pf, 2)
 	n.Wait()
 	h := n.Host()
@@ -52,8 +55,10 @@ func TestLinkFilter(t *testing.T) {
 		{"pod veth", host.LinkEvent{Name: "veth3a9f0c1e", Kind: "veth"}, false},
 		{"pod veth deleted", host.LinkEvent{Name: "veth3a9f0c1e", Kind: "veth", Deleted: true}, false},
 		{"bridge", host.LinkEvent{Name: "cni0", Kind: "bridge"}, false},
-		{"the node's own NIC", host.LinkEvent{Name: "eno1", Kind: "device", ParentBus: "pci", ParentDev: nic}, false},
-		{"the node's own NIC, kernel without parent names", host.LinkEvent{Name: "eno1", Kind: "device"}, false},
+		{"the node's uplink", host.LinkEvent{Name: "eno1", Kind: "device", ParentBus: "pci", ParentDev: nic}, false},
+		{"the node's uplink, kernel without parent names", host.LinkEvent{Name: "eno1", Kind: "device"}, false},
+		{"a NIC without SR-IOV a pool may serve whole", host.LinkEvent{Name: "eno2", Kind: "device", ParentBus: "pci", ParentDev: whole}, true},
+		{"a NIC without SR-IOV, kernel without parent names", host.LinkEvent{Name: "eno2", Kind: "device"}, true},
 		{"a USB NIC", host.LinkEvent{Name: "usb0", Kind: "device", ParentBus: "usb", ParentDev: "1-1:1.0"}, false},
 		{"an unknown hardware netdev gone", host.LinkEvent{Name: "eth9", Kind: "device", Deleted: true}, false},
 		{"a message without a link", host.LinkEvent{}, false},

@@ -32,8 +32,9 @@ func (h *Host) VF(addr string) (*VF, error) {
 		Index: idx, PCIAddress: addr, PFAddress: pfAddr,
 		PFName: firstEntry(filepath.Join(pfDir, "net")),
 		Vendor: id.vendor, Device: id.device, Driver: id.driver, IOMMUGroup: id.iommuGroup,
-		NUMANode: readInt(filepath.Join(pfDir, "numa_node"), -1),
-		Netdev:   firstEntry(filepath.Join(dir, "net")),
+		Userspace: id.userspace,
+		NUMANode:  readInt(filepath.Join(pfDir, "numa_node"), -1),
+		Netdev:    firstEntry(filepath.Join(dir, "net")),
 	}
 	if vf.PFName != "" {
 		if link, err := h.nl.LinkByName(vf.PFName); err == nil {

@@ -4,6 +4,12 @@ package host
 type Snapshot struct {
 	// PFs are the SR-IOV capable PCI functions, sorted by PCI address.
 	PFs []PF
+	// NICs are the network functions (PCI class 0x02) that are neither
+	// SR-IOV capable nor VFs of a PF on this node: a NIC without SR-IOV,
+	// a VF passed into a virtual machine. They are described as PFs with
+	// no VFs (TotalVFs 0), sorted by PCI address. Only the device plugin
+	// serves them, whole; nothing configures them.
+	NICs []PF
 	// RDMANetnsMode is "shared" or "exclusive", empty when the kernel has no
 	// RDMA core.
 	RDMANetnsMode string
@@ -19,11 +25,20 @@ type PF struct {
 	// VendorName and DeviceName come from the PCI ID database, when known.
 	VendorName, DeviceName string
 	Driver                 string
+	// IOMMUGroup is the function's IOMMU group number, empty without an
+	// IOMMU.
+	IOMMUGroup string
+	Userspace
 	// NUMANode is -1 when the platform does not say.
 	NUMANode int
 	Link
-	TotalVFs int
-	NumVFs   int
+	// DefaultRoute is set when the function's netdev carries a default
+	// route of the main routing table: it is the node's own uplink. It is
+	// read only for functions that could be served whole (NICs and PFs
+	// without VFs).
+	DefaultRoute bool
+	TotalVFs     int
+	NumVFs       int
 	// RDMA is the PF's own RDMA device.
 	RDMA *RDMADevice
 	// VFs are sorted by index.
@@ -56,6 +71,7 @@ type VF struct {
 	NUMANode       int
 	// IOMMUGroup is the VF's IOMMU group number, empty without an IOMMU.
 	IOMMUGroup string
+	Userspace
 	// Netdev is the VF's netdev in this namespace: empty when it has none
 	// (vfio-pci) or when it was moved into a pod's namespace.
 	Netdev string
@@ -64,6 +80,18 @@ type VF struct {
 	Settings VFSettings
 	// RDMA is the VF's RDMA device (PCI-parented, or soft-RoCE on its netdev).
 	RDMA *RDMADevice
+}
+
+// Userspace is how a process reaches a function bound to a userspace I/O
+// driver.
+type Userspace struct {
+	// UIO is the function's uio device ("uio0", /dev/uio0) when it is
+	// bound to a uio driver (igb_uio, uio_pci_generic), from its uio/
+	// directory; empty otherwise.
+	UIO string
+	// NoIOMMU is set when the function is bound to vfio-pci in the vfio
+	// module's no-IOMMU mode: its group is /dev/vfio/noiommu-<IOMMUGroup>.
+	NoIOMMU bool
 }
 
 // VFSettings are a VF's PF-side settings (ip link set PF vf N ...).

@@ -94,8 +94,10 @@ type Node struct {
 	otherNetns int
 	writeFail  map[string]error
 	nlFail     map[string]error
-	writes     []string
-	pending    sync.WaitGroup
+	// defaultRoutes are the netdevs carrying a default route.
+	defaultRoutes map[string]bool
+	writes        []string
+	pending       sync.WaitGroup
 }
 
 type fakePF struct {
@@ -204,7 +206,10 @@ func (n *Node) AddPF(s PFSpec) {
 func (n *Node) AddDevice(addr, vendor, device, driver string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.bind(n.addDevice(addr, vendor, device, -1, false), driver)
+	d := n.addDevice(addr, vendor, device, -1, false)
+	// A SATA controller's class: not a network controller.
+	must(os.WriteFile(filepath.Join(d.dir, "class"), []byte("0x010601\n"), 0o644))
+	n.bind(d, driver)
 }
 
 // AddNIC adds a network PCI function that is not SR-IOV capable (the
