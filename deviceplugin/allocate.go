@@ -26,11 +26,15 @@ type allocator struct {
 	devInfo *devInfoFiles
 }
 
-// deviceNodes lists what a device needs in /dev, as the container sees it.
+// deviceNodes lists what a device needs in /dev, as the container sees it;
+// Device.hostNode maps each to the host's.
 func deviceNodes(p *Pool, d *Device) []string {
 	var nodes []string
 	if d.Driver == vfioDriver && d.IOMMUGroup != "" && !p.Shared() {
 		nodes = append(nodes, vfioContainer, "/dev/vfio/"+d.IOMMUGroup)
+	}
+	if n := d.uioNode(); n != "" && !p.Shared() {
+		nodes = append(nodes, n)
 	}
 	if d.RDMA != nil && (p.RDMA || p.Shared()) {
 		nodes = append(nodes, d.RDMA.CharDevices...)
@@ -90,7 +94,7 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 				continue
 			}
 			seenNode[n] = true
-			resp.Devices = append(resp.Devices, &pluginapi.DeviceSpec{ContainerPath: n, HostPath: a.devPath(n), Permissions: "rw"})
+			resp.Devices = append(resp.Devices, &pluginapi.DeviceSpec{ContainerPath: n, HostPath: a.devPath(d.hostNode(n)), Permissions: "rw"})
 		}
 	}
 	sort.Slice(resp.Devices, func(i, j int) bool { return resp.Devices[i].ContainerPath < resp.Devices[j].ContainerPath })

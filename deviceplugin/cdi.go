@@ -59,7 +59,7 @@ func (w *cdiWriter) spec(pd *PoolDevices) ([]byte, error) {
 		}
 		cd := cdispec.Device{Name: d.ID}
 		for _, n := range nodes {
-			cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, &cdispec.DeviceNode{Path: n, HostPath: w.devPath(n), Permissions: "rw"})
+			cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, &cdispec.DeviceNode{Path: n, HostPath: w.devPath(d.hostNode(n)), Permissions: "rw"})
 		}
 		s.Devices = append(s.Devices, cd)
 	}

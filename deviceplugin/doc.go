@@ -1,7 +1,10 @@
 // Package deviceplugin is sluice's kubelet device plugin: one
 // k8s.io/kubelet deviceplugin/v1beta1 server per pool, resource name
 // <prefix>/<name>, advertising SR-IOV VFs (device ID: the VF's PCI
-// address) or shares of RDMA devices (device ID: <rdma device>-<k>).
+// address), network functions served whole as sriov-network-device-plugin
+// serves them (NICs without SR-IOV, PFs without VFs; device ID: the PCI
+// address; wholenic.go) or shares of RDMA devices (device ID: <rdma
+// device>-<k>).
 //
 // Scanning is kept apart from gRPC. A scan reads the node (host.Discover),
 // the readiness gate the node agent writes (package gate) and the CNI's

@@ -10,6 +10,7 @@ import (
 //
 //	generic  {"deviceID"}                    always
 //	vfio     {"mount", "dev-mount"}          VFs bound to vfio-pci
+//	uio      {"mount"}                       functions on a uio driver
 //	rdma     {"uverbs", "umad", "issm",
 //	          "rdma_cm", "rdma_dev"}         devices handed out with RDMA
 //	vhost    {"net-mount", "tun-mount"}      pools with needVhostNet
@@ -27,6 +28,9 @@ func deviceInfo(p *Pool, d *Device) map[string]map[string]string {
 			v["dev-mount"] = "/dev/vfio/" + d.IOMMUGroup
 		}
 		info["vfio"] = v
+	}
+	if n := d.uioNode(); n != "" && !p.Shared() {
+		info["uio"] = map[string]string{"mount": n}
 	}
 	if d.RDMA != nil && (p.RDMA || p.Shared()) {
 		info["rdma"] = rdmaEnv(d.RDMA)

@@ -45,16 +45,21 @@ type Device struct {
 	Reason  string
 	// NUMANode is -1 when unknown.
 	NUMANode int
-	// PCIAddress is the VF's, or for a share the function owning the RDMA
-	// device.
+	// PCIAddress is the VF's (or the function's, served whole), or for a
+	// share the function owning the RDMA device.
 	PCIAddress string
-	PFAddress  string
-	PFName     string
+	// PFAddress and PFName are empty for a function served whole.
+	PFAddress string
+	PFName    string
 	// VFIndex is -1 for a PF.
 	VFIndex    int
 	Netdev     string
 	Driver     string
 	IOMMUGroup string
+	// UIO is the uio device ("uio0") of a function on a uio driver.
+	UIO string
+	// NoIOMMU: the vfio group is vfio's no-IOMMU /dev/vfio/noiommu-N.
+	NoIOMMU bool
 	// RDMA is the RDMA device handed out with the device, nil for none.
 	RDMA *RDMAInfo
 	// Group is what preferred allocation spreads over: the PF of a VF, the
@@ -73,7 +78,7 @@ func (d *Device) equal(o *Device) bool {
 	if d.ID != o.ID || d.Healthy != o.Healthy || d.Reason != o.Reason || d.NUMANode != o.NUMANode ||
 		d.PCIAddress != o.PCIAddress || d.PFAddress != o.PFAddress || d.PFName != o.PFName ||
 		d.VFIndex != o.VFIndex || d.Netdev != o.Netdev || d.Driver != o.Driver ||
-		d.IOMMUGroup != o.IOMMUGroup || d.Group != o.Group {
+		d.IOMMUGroup != o.IOMMUGroup || d.UIO != o.UIO || d.NoIOMMU != o.NoIOMMU || d.Group != o.Group {
 		return false
 	}
 	if (d.RDMA == nil) != (o.RDMA == nil) {
@@ -215,7 +220,7 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 			d := Device{
 				ID: vf.PCIAddress, NUMANode: vf.NUMANode, PCIAddress: vf.PCIAddress,
 				PFAddress: pf.PCIAddress, PFName: pf.Name, VFIndex: vf.Index, Netdev: vf.Netdev,
-				Driver: vf.Driver, IOMMUGroup: vf.IOMMUGroup, Group: pf.PCIAddress,
+				Driver: vf.Driver, IOMMUGroup: vf.IOMMUGroup, UIO: vf.UIO, NoIOMMU: vf.NoIOMMU, Group: pf.PCIAddress,
 			}
 			if p.RDMA {
 				d.RDMA = rdmaInfo(vf.RDMA)
@@ -228,7 +233,7 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 			devs = append(devs, d)
 		}
 	}
-	return devs
+	return append(devs, wholeDevices(in, p, before)...)
 }
 
 func (p *Pool) matchesVF(pf *host.PF, vf *host.VF, inPool bool) bool {
@@ -313,6 +318,7 @@ func (t *Tree) watchRDMA(snap *host.Snapshot, pd *PoolDevices) {
 			}
 		}
 	}
+	presentRDMA(snap, present)
 	for i := range pd.Devices {
 		r := pd.Devices[i].RDMA
 		if r == nil {
