@@ -60,11 +60,15 @@ func (h *harness) watchSync() func() []sluicev1.SyncStatus {
 
 // TestAgentAppliesSpec: the agent creates its NodeNetworkState with what it
 // discovered; a spec of 4 VFs goes InProgress then Succeeded, the node has
-// the VFs, the gate lists the PF and the pools file has the pools.
+// the VFs, the gate lists the PF and the pools file has the pools. NICs
+// without SR-IOV (which the device plugin may serve whole) are not
+// interfaces: no policy can give them VFs.
 func TestAgentAppliesSpec(t *testing.T) {
 	h := newHarness(t)
 	h.node.AddPF(hosttest.E810(pfA, "ens1f0", 0))
 	h.node.AddDevice("0000:00:1f.2", "8086", "a102", "ahci")
+	h.node.AddNonSRIOVNIC(hosttest.ConnectX6("0000:af:00.0", "ens5f0", 1))
+	h.node.AddNIC("0000:02:00.0", "eno1", "igb")
 	h.start()
 
 	n := h.waitFor("NodeNetworkState with the discovered PF", func(n *sluicev1.NodeNetworkState) error {
