@@ -17,7 +17,7 @@ data:
   config.json: |
     {"resourceList": [
       {"resourceName": "intel_sriov_netdevice", "selectors": {"vendors": ["8086"], "devices": ["154c", "10ed"], "drivers": ["iavf", "i40evf", "ixgbevf"]}},
-      {"resourceName": "intel_sriov_dpdk", "resourcePrefix": "example.com", "selectors": {"vendors": ["8086"], "devices": ["154c"], "drivers": ["vfio-pci"], "pfNames": ["enp0s0f0", "enp2s2f1"]}},
+      {"resourceName": "intel_sriov_dpdk", "resourcePrefix": "example.com", "selectors": {"vendors": ["8086"], "devices": ["154c"], "drivers": ["vfio-pci", "igb_uio"], "pfNames": ["enp0s0f0", "enp2s2f1"]}},
       {"resourceName": "mlnx_sriov_rdma", "selectors": {"vendors": ["15b3"], "devices": ["1018"], "drivers": ["mlx5_core"], "isRdma": true}}
     ]}
 `,
@@ -40,14 +40,14 @@ metadata: {name: sriovdp-config, namespace: kube-system}
 data:
   config.json: |
     {"resourceList": [{"resourceName": "dpdk", "deviceType": "netDevice", "excludeTopology": true, "additionalInfo": {},
-      "selectors": [{"drivers": ["igb_uio", "vfio-pci"], "ddpProfiles": []}, {"rootDevices": ["0000:3b:00.0"], "linkTypes": ["ether"], "needVhostNet": true}]}]}
+      "selectors": [{"drivers": ["uio_pci_generic", "vfio-pci"], "ddpProfiles": []}, {"rootDevices": ["0000:3b:00.0"], "linkTypes": ["ether"], "needVhostNet": true}]}]}
 `,
 			want: fieldsOf("data.config.json: resourceList[dpdk]", map[string]Status{
 				"": Mapped, ".resourceName": Mapped, ".deviceType": Mapped, ".excludeTopology": Mapped, ".additionalInfo": Changed,
 				".selectors[0].drivers": Changed, ".selectors[0].ddpProfiles": Mapped, ".selectors[1].rootDevices": Mapped,
 				".selectors[1].linkTypes": Mapped, ".selectors[1].needVhostNet": Mapped,
 			}),
-			detail: map[string]string{"data.config.json: resourceList[dpdk].selectors[0].drivers": "igb_uio: matched, but sluice hands out no /dev/uioN"},
+			detail: map[string]string{"data.config.json: resourceList[dpdk].selectors[0].drivers": "uio_pci_generic: matched, and sluice hands such devices /dev/uioN"},
 		},
 		{
 			name: "k8s-rdma-shared-dev-plugin",
