@@ -294,6 +294,9 @@ func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 			add(candidate{pf: pf, vf: &pf.VFs[j]})
 		}
 	}
+	for i := range in.snap.NICs {
+		add(candidate{pf: &in.snap.NICs[i]}) // an RDMA NIC without SR-IOV
+	}
 	return devs
 }
 

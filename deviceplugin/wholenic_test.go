@@ -255,3 +255,22 @@ func cdiNodes(t *testing.T, path string, ids []string) map[string]string {
 	}
 	return m
 }
+
+// A shared RDMA pool shares the RDMA device of a NIC without SR-IOV as
+// that of a PF.
+func TestSharedPoolSharesNICsWithoutSRIOV(t *testing.T) {
+	n := wholeNICNode(t)
+	e := newEnv(t, n, native(pool("hca", map[string]any{"rdmaHcaMax": 2, "selectors": map[string]any{"devices": []string{"101d"}}})))
+	rdma := n.RDMADevice(cxWhole)
+	s := e.kubelet.Wait("sluice.dev/hca", wait, "two shares of the ConnectX-6's RDMA device", allHealthy(2))
+	if got, want := s.IDs(), []string{rdma + "-0", rdma + "-1"}; !slices.Equal(got, want) {
+		t.Errorf("hca = %v, want %v", got, want)
+	}
+	r, err := e.kubelet.Allocate(context.Background(), "sluice.dev/hca", rdma+"-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := specs(r); got["/dev/infiniband/rdma_cm"] == "" {
+		t.Errorf("device specs = %v, want the RDMA char devices", got)
+	}
+}
