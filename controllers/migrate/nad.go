@@ -149,6 +149,8 @@ func rewritePlugin(p map[string]json.RawMessage, field string, c *conv) {
 		case k == "type":
 			p[k] = json.RawMessage(`"` + SluiceCNIType + `"`)
 			c.add(at, Changed, at, `"sriov" becomes "`+SluiceCNIType+`", the binary sluice's node DaemonSet installs in /opt/cni/bin; to leave the NAD as it is, `+sriovAlias)
+		case k == "capabilities" && capabilityOn(p[k], "ips") && p["ipam"] == nil:
+			c.add(at, Changed, at, ipsWithoutIPAM)
 		case same:
 			c.add(at, Mapped, at, "")
 		case sluiceOnlyKeys[k] != "":
@@ -202,6 +204,14 @@ func rewriteLogFile(p map[string]json.RawMessage, at string, c *conv) {
 		delete(p, "logFile")
 		c.add(at, Unsupported, "", fmt.Sprintf("%s is not a path: dropped, so the lines go to the runtime's log (stderr)", string(raw)))
 	}
+}
+
+// capabilityOn reports whether a plugin's "capabilities" object turns name on.
+func capabilityOn(raw json.RawMessage, name string) bool {
+	var caps map[string]any
+	_ = json.Unmarshal(raw, &caps)
+	on, _ := caps[name].(bool)
+	return on
 }
 
 // shown quotes a string value, or shows the raw JSON of another.

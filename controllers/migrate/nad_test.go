@@ -60,16 +60,16 @@ spec:
 			detail:     map[string]string{"spec.config.logLevel": `"trace" is not a level`, "spec.config.logFile": `"sriov.log" is relative`},
 		},
 		{
-			name:   "no logLevel",
-			config: `{"cniVersion": "1.0.0", "name": "quiet", "type": "sriov", "logFile": ""}`,
+			name:   "no logLevel, ips without ipam",
+			config: `{"cniVersion": "1.0.0", "name": "quiet", "type": "sriov", "logFile": "", "capabilities": {"ips": true}}`,
 			want: map[string]Status{
-				"spec.config.type": Changed, "spec.config.cniVersion": Mapped, "spec.config.name": Mapped,
+				"spec.config.type": Changed, "spec.config.cniVersion": Mapped, "spec.config.name": Mapped, "spec.config.capabilities": Changed,
 				"spec.config.logLevel": Changed, "spec.config.logFile": Mapped,
 				"metadata.annotations[k8s.v1.cni.cncf.io/resourceName]": Changed,
 			},
-			wantConfig: `{"cniVersion": "1.0.0", "name": "quiet", "type": "sluice-cni", "logLevel": "info", "logFile": ""}`,
+			wantConfig: `{"cniVersion": "1.0.0", "name": "quiet", "type": "sluice-cni", "logLevel": "info", "logFile": "", "capabilities": {"ips": true}}`,
 			rewritten:  true,
-			detail:     map[string]string{"spec.config.logLevel": `absent: written "info"`},
+			detail:     map[string]string{"spec.config.logLevel": `absent: written "info"`, "spec.config.capabilities": "there is no ipam"},
 		},
 		{
 			name:   "a conflist: only the sriov plugin changes",

@@ -305,7 +305,7 @@ func convertLogging(spec *fields, s *sluicev1.VFNetworkSpec, c *conv) error {
 	if err != nil {
 		return c.refuse("spec.logLevel", err.Error()+": write panic, error, warning, info or debug")
 	}
-	const quieter = "; remove spec.logLevel for sluice's default, warnings and errors only"
+	const quieter = "; remove spec.logLevel for that"
 	switch l := strings.ToLower(v); {
 	case !ok || v == "":
 		s.LogLevel = "info"
@@ -318,7 +318,7 @@ func convertLogging(spec *fields, s *sluicev1.VFNetworkSpec, c *conv) error {
 		s.LogLevel = l
 		detail := ""
 		if l == "info" {
-			detail = "SNO's default: written out as it is, since a VFNetwork without it logs only warnings and errors" + quieter
+			detail = "SNO's default, kept: a VFNetwork without it logs only warnings and errors" + quieter
 		}
 		c.add("spec.logLevel", Mapped, "spec.logLevel", detail)
 	case logLevels[l]:
@@ -388,13 +388,14 @@ func convertCapabilities(v string, s *sluicev1.VFNetworkSpec, ib bool, opts Opti
 	if kept["mac"] {
 		notes = append(notes, fmt.Sprintf(`a pod's requested "mac" becomes its VF's MAC; "mac": true is for platform VFNetworks only (this one, in %s)`, opts.Namespace))
 	}
+	st := Mapped
 	if kept["ips"] {
 		notes = append(notes, `a pod's requested "ips" go to the IPAM plugin`)
 		if s.IPAM == "" {
-			notes = append(notes, `there is no ipam: sriov-cni dropped requested IPs and the pod started without them, sluice-cni refuses the attachment; give the network an ipam such as {"type":"static"}`)
+			st = Changed
+			notes = append(notes, ipsWithoutIPAM)
 		}
 	}
-	st := Mapped
 	if len(left) > 0 {
 		st = Changed
 		notes = append([]string{fmt.Sprintf("written %s: %s left out, a VFNetwork declares only mac and ips", b, strings.Join(left, ", "))}, notes...)
@@ -402,6 +403,10 @@ func convertCapabilities(v string, s *sluicev1.VFNetworkSpec, ib bool, opts Opti
 	c.add("spec.capabilities", st, "spec.capabilities", strings.Join(notes, "; "))
 	return nil
 }
+
+// ipsWithoutIPAM is the difference "ips": true makes on a network without
+// ipam.
+const ipsWithoutIPAM = `there is no ipam: a pod that asks for IPs started without them under sriov-cni, and sluice-cni refuses its attachment; give the network an ipam such as {"type":"static"}`
 
 // metaPluginsMax is the longest spec.metaPlugins a VFNetwork takes.
 const metaPluginsMax = 16384

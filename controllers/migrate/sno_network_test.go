@@ -119,9 +119,9 @@ logFile: /var/log/sriov.log
   metaPlugins: '[{"type": "tuning", "mtu": 1400}]'
   logLevel: verbose
 `,
-			want: with(map[string]Status{"spec.networkNamespace": Mapped, "spec.capabilities": Mapped, "spec.metaPlugins": Mapped, "spec.logLevel": Changed}),
+			want: with(map[string]Status{"spec.networkNamespace": Mapped, "spec.capabilities": Changed, "spec.metaPlugins": Mapped, "spec.logLevel": Changed}),
 			detail: map[string]string{
-				"spec.capabilities": "sluice-cni refuses the attachment",
+				"spec.capabilities": "sluice-cni refuses its attachment",
 				"spec.logLevel":     "sriov-cni logged at info",
 			},
 			wantSpec: `{resourceName: intelnics, networkNamespace: a, capabilities: '{"ips":true,"mac":false}', metaPlugins: '[{"type": "tuning", "mtu": 1400}]', logLevel: info}`,
