@@ -30,6 +30,7 @@ func operatorCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	pullPolicy := fs.String("node-image-pull-policy", "", "pull policy of the node image: Always, IfNotPresent or Never (default: Kubernetes')")
 	nodeSelector := fs.String("node-selector", "", "nodes the agent runs on, as key=value[,key=value]; empty: every node")
 	fs.IntVar(&o.NodeDaemonSet.MaxUnavailable, "max-unavailable", 1, fmt.Sprintf("nodes that may drain for a VF change at once, cluster-wide: the operator creates this many drain slot Leases and passes the number to every agent (at most %d, the slots the agent's Role grants)", drainslot.Max))
+	fs.BoolVar(&o.NodeDaemonSet.DRA, "node-dra", false, "the node agent also runs the DRA kubelet plugin, publishing the VFs of pools whose policy asks for allocation DRA in ResourceSlices (Kubernetes 1.34+; claims are not prepared yet, see docs/dra.md)")
 	fs.BoolVar(&o.NodeDaemonSet.CDI, "node-cdi", false, "the node agent's device plugin hands devices out as CDI device names (specs in /var/run/cdi) instead of device specs; needs a runtime with CDI (containerd 2.x, CRI-O 1.28+). Soft-RoCE pools use CDI either way")
 	fs.StringVar(&o.NodeDaemonSet.ServiceAccount, "node-service-account", controllers.DefaultServiceAccount, "service account of the node agent")
 	fs.IntVar(&o.NodeStateWorkers, "node-state-workers", 4, "concurrent NodeNetworkState renders")
