@@ -3,12 +3,14 @@ package envtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
@@ -191,4 +193,61 @@ func TestOperatorDeviceClassRenamedPool(t *testing.T) {
 	if selectorOf(cur) != "true" || len(cur.OwnerReferences) != 0 || cur.Labels[controllers.DRAPoolLabel] != "" {
 		t.Errorf("foreign DeviceClass was changed: %+v", cur)
 	}
+}
+
+// TestOperatorRendersDRAPoolsApart: on a node, a DRA policy's pool is in
+// the NodeNetworkState's draPools, a device-plugin policy's in pools; and
+// a device-plugin policy for the same resourceName conflicts.
+func TestOperatorRendersDRAPoolsApart(t *testing.T) {
+	startOperator(t)
+	label := uniqueName(t, "l")
+	node := uniqueName(t, "n")
+	createNode(t, node, map[string]string{"sluice.dev/test": label})
+	agentReports(t, node, twoPFs())
+	dp := testPolicy(uniqueName(t, "a"), label, 10, "ens1f0#0-3")
+	draP := testPolicy(uniqueName(t, "b"), label, 10, "ens1f0#4-7", "ens1f1")
+	draP.Spec.Allocation = sluicev1.AllocationDRA
+	draP.Spec.ResourceName = uniqueName(t, "rail")
+	createPolicy(t, dp)
+	createPolicy(t, draP)
+
+	eventually(t, "NodeNetworkState "+node+" rendered", func() error {
+		nns, err := getNNS(node)
+		if err != nil {
+			return err
+		}
+		if len(nns.Spec.Pools) != 1 || nns.Spec.Pools[0].ResourceName != dp.Spec.ResourceName {
+			return errorf("pools = %+v, want only %s", nns.Spec.Pools, dp.Spec.ResourceName)
+		}
+		if len(nns.Spec.DRAPools) != 1 || nns.Spec.DRAPools[0].ResourceName != draP.Spec.ResourceName ||
+			!slices.Equal(nns.Spec.DRAPools[0].Selectors.PFNames, []string{"ens1f0#4-7", "ens1f1#0-7"}) {
+			return errorf("draPools = %+v, want %s over ens1f0#4-7 and ens1f1#0-7", nns.Spec.DRAPools, draP.Spec.ResourceName)
+		}
+		for _, in := range nns.Spec.Interfaces {
+			for _, g := range in.VFGroups {
+				if g.DRA != (g.Policy == draP.Name) {
+					return errorf("%s group of %s: dra = %t", in.Name, g.Policy, g.DRA)
+				}
+			}
+		}
+		return nil
+	})
+
+	// A lower-priority device-plugin policy feeding the DRA pool conflicts.
+	late := testPolicy(uniqueName(t, "c"), label, 20, "ens1f1")
+	late.Spec.ResourceName = draP.Spec.ResourceName
+	late.Spec.NumVfs = 16
+	late.Spec.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#8-9"}
+	createPolicy(t, late)
+	eventually(t, "policy "+late.Name+" reports the allocation conflict", func() error {
+		p, err := getPolicy(late.Name)
+		if err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(p.Status.Conditions, sluicev1.ConditionConflict)
+		if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "allocation DRA") {
+			return errorf("Conflict condition = %+v", c)
+		}
+		return nil
+	})
 }
