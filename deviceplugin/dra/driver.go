@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
@@ -48,6 +50,9 @@ func (o *Options) validate() error {
 	var errs []error
 	if o.DriverName == "" {
 		errs = append(errs, errors.New("DRA driver name is empty: set it to the resource prefix (sluice.dev)"))
+	} else if msgs := validation.IsDNS1123Subdomain(o.DriverName); len(msgs) > 0 || len(o.DriverName) > resourceapi.DriverNameMaxLength {
+		errs = append(errs, fmt.Errorf("DRA driver name %q (the resource prefix) must be a DNS subdomain of at most %d characters (%s): use a shorter --resource-prefix",
+			o.DriverName, resourceapi.DriverNameMaxLength, strings.Join(msgs, "; ")))
 	}
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("DRA driver node name is empty: set --node-name (or NODE_NAME) to the node the agent runs on"))

@@ -2,13 +2,18 @@ package dra
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/utils/ptr"
 
@@ -240,4 +245,38 @@ func dump1(a resourceapi.DeviceAttribute) string {
 		return fmt.Sprint(*a.BoolValue)
 	}
 	return "<none>"
+}
+
+func TestStartRejectsBadOptions(t *testing.T) {
+	long := strings.Repeat("a", 60) + ".example.com"
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{NodeName: "n", KubeClient: fake.NewClientset()}, "driver name is empty"},
+		{Options{DriverName: long, NodeName: "n", KubeClient: fake.NewClientset()}, "use a shorter --resource-prefix"},
+		{Options{DriverName: "Sluice_Dev", NodeName: "n", KubeClient: fake.NewClientset()}, "must be a DNS subdomain"},
+		{Options{DriverName: "sluice.dev", KubeClient: fake.NewClientset()}, "node name is empty"},
+		{Options{DriverName: "sluice.dev", NodeName: "n"}, "no Kubernetes client"},
+	} {
+		_, err := Start(context.Background(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want it to say %q", tc.o, err, tc.want)
+		}
+	}
+}
+
+// TestPrepareNotImplemented: every claim gets the not-implemented error,
+// by UID, so the kubelet reports it on the pod.
+func TestPrepareNotImplemented(t *testing.T) {
+	d := &Driver{}
+	claims := []*resourceapi.ResourceClaim{{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "c", UID: "u1"}}}
+	res, err := d.PrepareResourceClaims(context.Background(), claims)
+	if err != nil || !errors.Is(res["u1"].Err, ErrPrepareNotImplemented) || !strings.Contains(res["u1"].Err.Error(), "ns/c") {
+		t.Errorf("Prepare = %+v, %v", res, err)
+	}
+	un, err := d.UnprepareResourceClaims(context.Background(), []kubeletplugin.NamespacedObject{{UID: "u1"}})
+	if err != nil || !errors.Is(un["u1"], ErrPrepareNotImplemented) {
+		t.Errorf("Unprepare = %+v, %v", un, err)
+	}
 }
