@@ -220,7 +220,7 @@ func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	res.Spec.Interfaces = applied.interfaces
 	res.Spec.RDMAMode = applied.rdmaMode
 	if render {
-		res.Spec.Pools = renderPools(applied.interfaces)
+		res.Spec.Pools, res.Spec.DRAPools = renderPools(applied.interfaces)
 	}
 	res.Findings = applied.findings
 
@@ -269,21 +269,28 @@ type pool struct {
 	rdma       string // rdmaKind
 	// excludeTopology and needVhostNet are pool-wide in the device plugin.
 	excludeTopology, needVhostNet bool
-	owner                         *compiledPolicy
+	// dra: the pool is served by the DRA driver, not the device plugin;
+	// one pool is served by exactly one of them.
+	dra   bool
+	owner *compiledPolicy
 }
 
 func (p *compiledPolicy) pool() pool {
 	s := &p.policy.Spec
-	return pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), excludeTopology: s.ExcludeTopology, needVhostNet: s.NeedVhostNet, owner: p}
+	return pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), excludeTopology: s.ExcludeTopology, needVhostNet: s.NeedVhostNet, dra: s.DRA(), owner: p}
 }
 
 // sameKind reports whether two policies' pools can be one pool.
 func (a pool) sameKind(b pool) bool {
-	return a.deviceType == b.deviceType && a.rdma == b.rdma && a.excludeTopology == b.excludeTopology && a.needVhostNet == b.needVhostNet
+	return a.deviceType == b.deviceType && a.rdma == b.rdma && a.excludeTopology == b.excludeTopology && a.needVhostNet == b.needVhostNet && a.dra == b.dra
 }
 
 func (a pool) String() string {
-	return fmt.Sprintf("deviceType %s with RDMA %s, excludeTopology %t, needVhostNet %t", a.deviceType, a.rdma, a.excludeTopology, a.needVhostNet)
+	alloc := sluicev1.AllocationDevicePlugin
+	if a.dra {
+		alloc = sluicev1.AllocationDRA
+	}
+	return fmt.Sprintf("deviceType %s with RDMA %s, excludeTopology %t, needVhostNet %t, allocation %s", a.deviceType, a.rdma, a.excludeTopology, a.needVhostNet, alloc)
 }
 
 // mergePass gives each policy, in precedence order, the VF ranges it asks
@@ -409,6 +416,7 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 			SoftRoCE:         c.policy.softRoCE(),
 			ExcludeTopology:  ps.ExcludeTopology,
 			NeedVhostNet:     ps.NeedVhostNet,
+			DRA:              ps.DRA(),
 		}
 		if ps.VFConfig != nil {
 			g.Trust = copyBool(ps.VFConfig.Trust)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/sluice-net/sluice/api/v1alpha1"
@@ -59,6 +60,9 @@ type Pool struct {
 	NeedVhostNet bool
 	// ExcludeTopology leaves NUMA affinity out of the advertised devices.
 	ExcludeTopology bool
+	// DRA pools are scanned like the others but not registered with the
+	// kubelet: the DRA driver publishes their devices in ResourceSlices.
+	DRA bool
 	// AdditionalInfo is extra device information for the INFO variable,
 	// keyed by device ID or "*" for every device (sriov-network-device-plugin's
 	// additionalInfo).
@@ -196,6 +200,11 @@ func (c *Config) poolField(i int) string {
 		return fmt.Sprintf("resourceList[%d]", i)
 	case FormatRDMAShared:
 		return fmt.Sprintf("configList[%d]", i)
+	}
+	if c.Pools[i].DRA {
+		// The native format lists DRA pools after the others.
+		first := slices.IndexFunc(c.Pools, func(p Pool) bool { return p.DRA })
+		return fmt.Sprintf("draPools[%d]", i-first)
 	}
 	return fmt.Sprintf("pools[%d]", i)
 }

@@ -19,6 +19,9 @@ type NativeFile struct {
 	// default (sluice.dev).
 	ResourcePrefix string                      `json:"resourcePrefix,omitempty"`
 	Pools          []v1alpha1.DevicePluginPool `json:"pools"`
+	// DRAPools are scanned like Pools but not served to the kubelet as
+	// device-plugin resources: the DRA driver publishes them.
+	DRAPools []v1alpha1.DevicePluginPool `json:"draPools,omitempty"`
 }
 
 // nativeTop is NativeFile with the pools left raw, so each is decoded with
@@ -26,6 +29,7 @@ type NativeFile struct {
 type nativeTop struct {
 	ResourcePrefix string            `json:"resourcePrefix,omitempty"`
 	Pools          []json.RawMessage `json:"pools"`
+	DRAPools       []json.RawMessage `json:"draPools,omitempty"`
 }
 
 func parseNative(data []byte, defaultPrefix string) (*Config, error) {
@@ -40,17 +44,29 @@ func parseNative(data []byte, defaultPrefix string) (*Config, error) {
 		defaultPrefix = top.ResourcePrefix
 	}
 	c := &Config{Format: FormatNative}
-	for i, raw := range top.Pools {
-		path := fmt.Sprintf("pools[%d]", i)
-		var dp v1alpha1.DevicePluginPool
-		if err := decodeStrict(path, raw, &dp); err != nil {
-			return nil, err
+	for _, list := range []struct {
+		key  string
+		raws []json.RawMessage
+		dra  bool
+	}{{"pools", top.Pools, false}, {"draPools", top.DRAPools, true}} {
+		for i, raw := range list.raws {
+			path := fmt.Sprintf("%s[%d]", list.key, i)
+			var dp v1alpha1.DevicePluginPool
+			if err := decodeStrict(path, raw, &dp); err != nil {
+				return nil, err
+			}
+			p, err := nativePool(path, dp, defaultPrefix)
+			if err != nil {
+				return nil, err
+			}
+			if list.dra {
+				if p.Shared() {
+					return nil, fmt.Errorf("%s.rdmaHcaMax: a DRA pool publishes one device per VF and cannot share RDMA devices: remove rdmaHcaMax or move the pool to pools", path)
+				}
+				p.DRA = true
+			}
+			c.Pools = append(c.Pools, p)
 		}
-		p, err := nativePool(path, dp, defaultPrefix)
-		if err != nil {
-			return nil, err
-		}
-		c.Pools = append(c.Pools, p)
 	}
 	return c, nil
 }

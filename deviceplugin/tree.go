@@ -55,6 +55,14 @@ type Device struct {
 	Netdev     string
 	Driver     string
 	IOMMUGroup string
+	// PCIeRoot is the PCIe root complex ("pci0000:3a"), empty if unknown.
+	PCIeRoot string
+	// Vendor and DeviceID are the function's PCI IDs ("15b3", "101e").
+	Vendor, DeviceID string
+	// LinkType is the PF's link type (eth, ib), MTU the netdev's (the
+	// VF's, or the PF's when the VF has none here), 0 when unknown.
+	LinkType string
+	MTU      int
 	// RDMA is the RDMA device handed out with the device, nil for none.
 	RDMA *RDMAInfo
 	// Group is what preferred allocation spreads over: the PF of a VF, the
@@ -73,7 +81,8 @@ func (d *Device) equal(o *Device) bool {
 	if d.ID != o.ID || d.Healthy != o.Healthy || d.Reason != o.Reason || d.NUMANode != o.NUMANode ||
 		d.PCIAddress != o.PCIAddress || d.PFAddress != o.PFAddress || d.PFName != o.PFName ||
 		d.VFIndex != o.VFIndex || d.Netdev != o.Netdev || d.Driver != o.Driver ||
-		d.IOMMUGroup != o.IOMMUGroup || d.Group != o.Group {
+		d.IOMMUGroup != o.IOMMUGroup || d.Group != o.Group || d.PCIeRoot != o.PCIeRoot ||
+		d.Vendor != o.Vendor || d.DeviceID != o.DeviceID || d.LinkType != o.LinkType || d.MTU != o.MTU {
 		return false
 	}
 	if (d.RDMA == nil) != (o.RDMA == nil) {
@@ -154,6 +163,13 @@ type scanInput struct {
 	prev *Tree
 }
 
+// NewTree builds the tree of a discovery with every PF ready and no VF
+// attached: a scan without the node agent's readiness gate or the CNI's
+// registry (tools, and tests of what is built from a tree).
+func NewTree(snap *host.Snapshot, cfg *Config) *Tree {
+	return buildTree(scanInput{snap: snap, cfg: cfg})
+}
+
 // buildTree builds the device tree of a scan. It only computes: all reads
 // happened before.
 func buildTree(in scanInput) *Tree {
@@ -216,6 +232,10 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 				ID: vf.PCIAddress, NUMANode: vf.NUMANode, PCIAddress: vf.PCIAddress,
 				PFAddress: pf.PCIAddress, PFName: pf.Name, VFIndex: vf.Index, Netdev: vf.Netdev,
 				Driver: vf.Driver, IOMMUGroup: vf.IOMMUGroup, Group: pf.PCIAddress,
+				PCIeRoot: vf.PCIeRoot, Vendor: vf.Vendor, DeviceID: vf.Device, LinkType: pf.LinkType, MTU: vf.MTU,
+			}
+			if d.MTU == 0 {
+				d.MTU = pf.MTU
 			}
 			if p.RDMA {
 				d.RDMA = rdmaInfo(vf.RDMA)
@@ -267,9 +287,14 @@ func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 		base := Device{
 			NUMANode: c.pf.NUMANode, PCIAddress: c.address(), PFAddress: c.pf.PCIAddress, PFName: c.pf.Name,
 			VFIndex: -1, Netdev: c.netdev(), Driver: c.pf.Driver, RDMA: r, Group: r.Name,
+			PCIeRoot: c.pf.PCIeRoot, Vendor: c.pf.Vendor, DeviceID: c.pf.Device, LinkType: c.pf.LinkType, MTU: c.pf.MTU,
 		}
 		if c.vf != nil {
 			base.VFIndex, base.Driver, base.IOMMUGroup = c.vf.Index, c.vf.Driver, c.vf.IOMMUGroup
+			base.Vendor, base.DeviceID = c.vf.Vendor, c.vf.Device
+			if c.vf.MTU != 0 {
+				base.MTU = c.vf.MTU
+			}
 		}
 		reasons := sharedHealth(c, old)
 		base.Healthy, base.Reason = len(reasons) == 0, strings.Join(reasons, "; ")

@@ -33,6 +33,7 @@ func (h *Host) VF(addr string) (*VF, error) {
 		PFName: firstEntry(filepath.Join(pfDir, "net")),
 		Vendor: id.vendor, Device: id.device, Driver: id.driver, IOMMUGroup: id.iommuGroup,
 		NUMANode: readInt(filepath.Join(pfDir, "numa_node"), -1),
+		PCIeRoot: pcieRoot(pfDir),
 		Netdev:   firstEntry(filepath.Join(dir, "net")),
 	}
 	if vf.PFName != "" {

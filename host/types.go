@@ -21,6 +21,9 @@ type PF struct {
 	Driver                 string
 	// NUMANode is -1 when the platform does not say.
 	NUMANode int
+	// PCIeRoot is the PCIe root complex the PF sits under ("pci0000:3a"),
+	// empty when unknown.
+	PCIeRoot string
 	Link
 	TotalVFs int
 	NumVFs   int
@@ -54,6 +57,8 @@ type VF struct {
 	Vendor, Device string
 	Driver         string
 	NUMANode       int
+	// PCIeRoot is its PF's PCIe root complex.
+	PCIeRoot string
 	// IOMMUGroup is the VF's IOMMU group number, empty without an IOMMU.
 	IOMMUGroup string
 	// Netdev is the VF's netdev in this namespace: empty when it has none

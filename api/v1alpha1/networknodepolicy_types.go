@@ -87,6 +87,20 @@ type RDMASpec struct {
 	Provider RDMAProvider `json:"provider,omitempty"`
 }
 
+// Allocation is how a policy's pool is handed to pods.
+// +kubebuilder:validation:Enum=DevicePlugin;DRA
+type Allocation string
+
+const (
+	// AllocationDevicePlugin: pods request sluice.dev/<resourceName> and the
+	// kubelet device plugin allocates the VFs.
+	AllocationDevicePlugin Allocation = "DevicePlugin"
+	// AllocationDRA: the node's DRA driver publishes the VFs in
+	// ResourceSlices and pods claim them through a ResourceClaim of the
+	// pool's DeviceClass.
+	AllocationDRA Allocation = "DRA"
+)
+
 // VFConfigDefaults are the per-VF settings applied when VFs are created;
 // a VFNetwork's own settings win when a pod attaches.
 type VFConfigDefaults struct {
@@ -101,6 +115,10 @@ type VFConfigDefaults struct {
 // NetworkNodePolicySpec is what a platform team asks of the matching nodes.
 // +kubebuilder:validation:XValidation:rule="!(((has(self.rdma) && self.rdma.enabled) || (has(self.isRdma) && self.isRdma)) && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
 // +kubebuilder:validation:XValidation:rule="!(has(self.isRdma) && has(self.rdma) && self.isRdma != self.rdma.enabled)",fieldPath=".isRdma",message="isRdma and rdma.enabled disagree: isRdma is sriov-network-operator's spelling of rdma.enabled; set only one of them, or both to the same value"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || self.resourceName.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",fieldPath=".resourceName",message="allocation DRA names the pool's DeviceClass after resourceName, so it must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit; rename the pool or use allocation DevicePlugin"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || !has(self.excludeTopology) || !self.excludeTopology",fieldPath=".excludeTopology",message="excludeTopology only affects the device plugin's Topology Manager hints; a DRA pool publishes the NUMA node as a device attribute that claims may ignore: remove excludeTopology or use allocation DevicePlugin"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || !has(self.needVhostNet) || !self.needVhostNet",fieldPath=".needVhostNet",message="needVhostNet is not supported with allocation DRA yet: remove needVhostNet or use allocation DevicePlugin"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || !has(self.rdma) || !has(self.rdma.provider) || self.rdma.provider != 'soft-roce'",fieldPath=".rdma.provider",message="rdma.provider soft-roce is not supported with allocation DRA yet (its devices are created by sluice-cni): use provider hardware or allocation DevicePlugin"
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
 type NetworkNodePolicySpec struct {
 	// NodeSelector chooses the nodes by label; empty selects every node.
@@ -177,6 +195,16 @@ type NetworkNodePolicySpec struct {
 	// VFConfig are the VF settings applied at creation.
 	// +optional
 	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`
+	// Allocation is how the pool is handed to pods. DevicePlugin (the
+	// default): pods request sluice.dev/<resourceName> and the kubelet
+	// device plugin allocates the VFs. DRA: the node's DRA driver publishes
+	// the pool's VFs in ResourceSlices, the operator renders a DeviceClass
+	// named <resourceName>, and pods claim VFs through ResourceClaims. A
+	// pool is served by exactly one of the two: every policy feeding one
+	// resourceName on a node must agree on it.
+	// +optional
+	// +kubebuilder:default=DevicePlugin
+	Allocation Allocation `json:"allocation,omitempty"`
 	// DryRun computes, on every matched node, whether applying this policy
 	// would drain the node and which pods would be evicted, and reports it in
 	// status.dryRun, without applying anything.
@@ -189,6 +217,9 @@ type NetworkNodePolicySpec struct {
 func (s *NetworkNodePolicySpec) RDMAEnabled() bool {
 	return s.IsRdma || (s.RDMA != nil && s.RDMA.Enabled)
 }
+
+// DRA reports whether the policy's pool is allocated through DRA.
+func (s *NetworkNodePolicySpec) DRA() bool { return s.Allocation == AllocationDRA }
 
 // DryRunNode is what applying a dry-run policy would do to one node.
 type DryRunNode struct {

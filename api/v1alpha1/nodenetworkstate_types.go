@@ -45,6 +45,10 @@ type VFGroup struct {
 	// NeedVhostNet adds /dev/vhost-net and /dev/net/tun to allocations.
 	// +optional
 	NeedVhostNet bool `json:"needVhostNet,omitempty"`
+	// DRA: the group's pool is allocated by the DRA driver, not the device
+	// plugin.
+	// +optional
+	DRA bool `json:"dra,omitempty"`
 }
 
 // InterfaceSpec is the desired state of one PF.
@@ -157,10 +161,17 @@ type NodeNetworkStateSpec struct {
 	// RDMAMode is the desired kernel RDMA netns mode; empty leaves it as found.
 	// +optional
 	RDMAMode RDMAMode `json:"rdmaMode,omitempty"`
-	// Pools is the device-plugin configuration rendered for this node.
+	// Pools is the device-plugin configuration rendered for this node: the
+	// pools the kubelet device plugin serves. DRA pools are not among them.
 	// +optional
 	// +listType=atomic
 	Pools []DevicePluginPool `json:"pools,omitempty"`
+	// DRAPools are the pools whose policies ask for DRA allocation, in the
+	// same form: the node's DRA driver publishes their devices in
+	// ResourceSlices. A resourceName is in Pools or DRAPools, never both.
+	// +optional
+	// +listType=atomic
+	DRAPools []DevicePluginPool `json:"draPools,omitempty"`
 	// DryRun is the state dry-run policies would produce; the agent only
 	// reports what applying it would do.
 	// +optional

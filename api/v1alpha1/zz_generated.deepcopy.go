@@ -404,6 +404,13 @@ func (in *NodeNetworkStateSpec) DeepCopyInto(out *NodeNetworkStateSpec) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.DRAPools != nil {
+		in, out := &in.DRAPools, &out.DRAPools
+		*out = make([]DevicePluginPool, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	if in.DryRun != nil {
 		in, out := &in.DryRun, &out.DryRun
 		*out = new(DryRunSpec)
