@@ -102,6 +102,8 @@ type VFConfigDefaults struct {
 // +kubebuilder:validation:XValidation:rule="!(((has(self.rdma) && self.rdma.enabled) || (has(self.isRdma) && self.isRdma)) && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
 // +kubebuilder:validation:XValidation:rule="!(has(self.isRdma) && has(self.rdma) && self.isRdma != self.rdma.enabled)",fieldPath=".isRdma",message="isRdma and rdma.enabled disagree: isRdma is sriov-network-operator's spelling of rdma.enabled; set only one of them, or both to the same value"
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
+// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (self.numVfs == 0 && !has(self.nicSelector.vendor) && !has(self.nicSelector.deviceID) && !has(self.nicSelector.pfNames) && !has(self.nicSelector.rootDevices) && !has(self.nicSelector.netFilter))",fieldPath=".sharedRdma",message="sharedRdma shares existing RDMA devices and creates no VFs: set numVfs 0 and leave nicSelector empty ({}); choose the devices with sharedRdma's vendors, deviceIDs, drivers, ifNames and linkTypes"
+// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (!has(self.rdma) && !(has(self.isRdma) && self.isRdma) && !has(self.mtu) && !has(self.vfConfig) && !(has(self.externallyManaged) && self.externallyManaged) && !(has(self.needVhostNet) && self.needVhostNet) && !(has(self.dryRun) && self.dryRun) && (!has(self.deviceType) || self.deviceType == 'netdevice'))",fieldPath=".sharedRdma",message="sharedRdma is a pool of shared RDMA devices, not of VFs: remove rdma, isRdma, mtu, vfConfig, externallyManaged, needVhostNet and dryRun, and keep deviceType netdevice"
 type NetworkNodePolicySpec struct {
 	// NodeSelector chooses the nodes by label; empty selects every node.
 	// +optional
@@ -177,6 +179,15 @@ type NetworkNodePolicySpec struct {
 	// VFConfig are the VF settings applied at creation.
 	// +optional
 	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`
+	// SharedRDMA makes the policy a shared RDMA pool (what a
+	// k8s-rdma-shared-dev-plugin configList entry describes) instead of a
+	// VF pool: pods request <prefix>/<resourceName> and each gets every RDMA
+	// device the selectors choose. Such a policy creates and configures no
+	// VFs, so numVfs must be 0, nicSelector empty, and rdma, isRdma, mtu,
+	// vfConfig, externallyManaged, needVhostNet, dryRun unset and
+	// deviceType netdevice.
+	// +optional
+	SharedRDMA *SharedRDMASpec `json:"sharedRdma,omitempty"`
 	// DryRun computes, on every matched node, whether applying this policy
 	// would drain the node and which pods would be evicted, and reports it in
 	// status.dryRun, without applying anything.
