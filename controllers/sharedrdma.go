@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -63,4 +64,17 @@ func sharedRDMAPool(name string, s *sluicev1.SharedRDMASpec) sluicev1.DevicePlug
 			IsRdma:    true,
 		},
 	}
+}
+
+// carriesSharedRDMA reports whether a node's spec has the shared RDMA pool
+// of the policy's current spec (no generation is recorded in a pool, so the
+// pool itself is compared).
+func carriesSharedRDMA(nns *sluicev1.NodeNetworkState, p *sluicev1.NetworkNodePolicy) bool {
+	want := sharedRDMAPool(p.Spec.ResourceName, p.Spec.SharedRDMA)
+	for i := range nns.Spec.Pools {
+		if reflect.DeepEqual(nns.Spec.Pools[i], want) {
+			return true
+		}
+	}
+	return false
 }

@@ -31,8 +31,8 @@ type PolicyLinkType string
 func (l PolicyLinkType) Normalized() LinkType { return LinkType(strings.ToLower(string(l))) }
 
 // NicSelector chooses the PFs a policy configures. Every field that is set
-// must match; at least one must be set.
-// +kubebuilder:validation:XValidation:rule="has(self.vendor) || has(self.deviceID) || (has(self.pfNames) && size(self.pfNames) > 0) || (has(self.rootDevices) && size(self.rootDevices) > 0)",message="nicSelector must set at least one of vendor, deviceID, pfNames or rootDevices"
+// must match; at least one must be set, except in a sharedRdma policy,
+// which leaves it empty ({}).
 type NicSelector struct {
 	// Vendor is the PF's PCI vendor ID, e.g. 15b3 (NVIDIA/Mellanox), 8086 (Intel).
 	// +optional
@@ -102,6 +102,7 @@ type VFConfigDefaults struct {
 // +kubebuilder:validation:XValidation:rule="!(((has(self.rdma) && self.rdma.enabled) || (has(self.isRdma) && self.isRdma)) && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
 // +kubebuilder:validation:XValidation:rule="!(has(self.isRdma) && has(self.rdma) && self.isRdma != self.rdma.enabled)",fieldPath=".isRdma",message="isRdma and rdma.enabled disagree: isRdma is sriov-network-operator's spelling of rdma.enabled; set only one of them, or both to the same value"
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
+// +kubebuilder:validation:XValidation:rule="has(self.sharedRdma) || has(self.nicSelector.vendor) || has(self.nicSelector.deviceID) || (has(self.nicSelector.pfNames) && size(self.nicSelector.pfNames) > 0) || (has(self.nicSelector.rootDevices) && size(self.nicSelector.rootDevices) > 0)",fieldPath=".nicSelector",message="nicSelector must set at least one of vendor, deviceID, pfNames or rootDevices (only a sharedRdma policy leaves it empty)"
 // +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (self.numVfs == 0 && !has(self.nicSelector.vendor) && !has(self.nicSelector.deviceID) && !has(self.nicSelector.pfNames) && !has(self.nicSelector.rootDevices) && !has(self.nicSelector.netFilter))",fieldPath=".sharedRdma",message="sharedRdma shares existing RDMA devices and creates no VFs: set numVfs 0 and leave nicSelector empty ({}); choose the devices with sharedRdma's vendors, deviceIDs, drivers, ifNames and linkTypes"
 // +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (!has(self.rdma) && !(has(self.isRdma) && self.isRdma) && !has(self.mtu) && !has(self.vfConfig) && !(has(self.externallyManaged) && self.externallyManaged) && !(has(self.needVhostNet) && self.needVhostNet) && !(has(self.dryRun) && self.dryRun) && (!has(self.deviceType) || self.deviceType == 'netdevice'))",fieldPath=".sharedRdma",message="sharedRdma is a pool of shared RDMA devices, not of VFs: remove rdma, isRdma, mtu, vfConfig, externallyManaged, needVhostNet and dryRun, and keep deviceType netdevice"
 type NetworkNodePolicySpec struct {
