@@ -38,7 +38,7 @@ func renderSharedRDMA(node string, policies, vfPolicies []*compiledPolicy, pools
 			findings = append(findings, Finding{
 				Kind: FindingResourceConflict, Policy: p.name(), Winner: who.name(), Node: node,
 				EqualPriority: who.priority() == p.priority(),
-				Message: fmt.Sprintf("resourceName %s is already %s on this node: give this shared RDMA pool another resourceName", res, what),
+				Message:       fmt.Sprintf("resourceName %s is already %s on this node: give this shared RDMA pool another resourceName", res, what),
 			})
 			continue
 		}
