@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sluice-net/sluice/deviceplugin/kubelettest"
 	"github.com/sluice-net/sluice/host/hosttest"
@@ -118,4 +119,60 @@ func TestAllocatePerDeviceRDMA(t *testing.T) {
 	if len(r.Devices) != len(charDevices(t, n, cx0)) {
 		t.Errorf("specs for two shares of one device = %v", specs(r))
 	}
+}
+
+// The set follows the node: an HCA that vanishes leaves every unit's
+// allocation, a port going DOWN changes nothing (k8s-rdma-shared-dev-plugin
+// reports every unit Healthy), and with no HCA left the resource
+// advertises nothing.
+func TestWholeSetFollowsDevices(t *testing.T) {
+	n := twoNICNode(t, 1)
+	e := newEnv(t, n, map[string]any{"configList": []any{
+		map[string]any{"resourceName": "hca", "rdmaHcaMax": 2, "selectors": map[string]any{"vendors": []string{"15b3"}, "deviceIDs": []string{"101d"}}},
+	}})
+	const res = "sluice.dev/hca"
+	e.kubelet.Wait(res, wait, "2 units", allHealthy(2))
+	devicesOf := func() []string {
+		r, err := e.kubelet.Allocate(context.Background(), res, "0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for p := range specs(r) {
+			out = append(out, p)
+		}
+		slices.Sort(out)
+		return out
+	}
+	only0 := slices.Clone(charDevices(t, n, cx0))
+	slices.Sort(only0)
+
+	n.RemoveRDMA(pfRDMA(t, n, cx1))
+	deadline := time.Now().Add(wait)
+	for got := devicesOf(); !slices.Equal(got, only0); got = devicesOf() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s's RDMA device vanished, a unit still hands out %v, want %v", cx1, got, only0)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := e.kubelet.Plugin(res); len(s.IDs()) != 2 || s.Healthy() != 2 {
+		t.Errorf("with one HCA left: %v, want 2 Healthy units", s)
+	}
+
+	state := filepath.Join(n.Root, "sys/class/infiniband", pfRDMA(t, n, cx0), "ports/1/state")
+	writeFile(t, state, "1: DOWN\n")
+	before := e.m.scans.Load()
+	e.m.Rescan()
+	for e.m.scans.Load() <= before {
+		if time.Now().After(deadline.Add(wait)) {
+			t.Fatal("no rescan")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := e.kubelet.Plugin(res); s.Healthy() != 2 {
+		t.Errorf("port DOWN: %v, want both units still Healthy", s)
+	}
+
+	n.RemoveRDMA(pfRDMA(t, n, cx0))
+	e.kubelet.Wait(res, wait, "no units without an HCA", func(s kubelettest.Snapshot) bool { return len(s.IDs()) == 0 })
 }
