@@ -78,7 +78,7 @@ func TestAllocateWholeSetRDMA(t *testing.T) {
 func TestWholeSetNoDeviceNoUnits(t *testing.T) {
 	n := twoNICNode(t, 1)
 	e := newEnv(t, n, map[string]any{"configList": []any{
-		map[string]any{"resourceName": "hca", "rdmaHcaMax": 2, "selectors": map[string]any{"ifNames": []string{"ib9"}}},
+		map[string]any{"resourceName": "hca", "rdmaHcaMax": 2, "selectors": map[string]any{"ifNames": []string{"ens2f0"}}},
 	}})
 	const res = "sluice.dev/hca"
 	e.kubelet.Wait(res, wait, "no units", func(s kubelettest.Snapshot) bool { return len(s.IDs()) == 0 })
@@ -86,6 +86,9 @@ func TestWholeSetNoDeviceNoUnits(t *testing.T) {
 	if _, err := e.kubelet.Allocate(context.Background(), res, "0"); err == nil {
 		t.Error("allocating unit 0 of an empty whole-set pool succeeded")
 	}
+	// An RDMA device appearing on the E810's PF brings the units.
+	n.AddRxe("rxe_e810", "ens2f0")
+	e.kubelet.Wait(res, wait, "2 units once ens2f0 has an RDMA device", allHealthy(2))
 }
 
 // The per-device sharing of the native format is unchanged: rdmaHcaMax
