@@ -336,19 +336,21 @@ func (t *Tree) watchRDMA(snap *host.Snapshot, pd *PoolDevices) {
 			}
 		}
 	}
-	for _, d := range slices.Concat(pd.Devices, pd.Members) {
-		r := d.RDMA
-		if r == nil {
-			continue
-		}
-		var states []string
-		d := present[r.Name]
-		if d != nil {
-			for _, p := range d.Ports {
-				states = append(states, p.State)
+	for _, devs := range [][]Device{pd.Devices, pd.Members} {
+		for i := range devs {
+			r := devs[i].RDMA
+			if r == nil {
+				continue
 			}
+			var states []string
+			d := present[r.Name]
+			if d != nil {
+				for _, p := range d.Ports {
+					states = append(states, p.State)
+				}
+			}
+			t.rdma[r.Name] = rdmaState(d != nil, states)
 		}
-		t.rdma[r.Name] = rdmaState(d != nil, states)
 	}
 }
 
