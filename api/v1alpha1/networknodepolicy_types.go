@@ -104,7 +104,7 @@ type VFConfigDefaults struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
 // +kubebuilder:validation:XValidation:rule="has(self.sharedRdma) || has(self.nicSelector.vendor) || has(self.nicSelector.deviceID) || (has(self.nicSelector.pfNames) && size(self.nicSelector.pfNames) > 0) || (has(self.nicSelector.rootDevices) && size(self.nicSelector.rootDevices) > 0)",fieldPath=".nicSelector",message="nicSelector must set at least one of vendor, deviceID, pfNames or rootDevices (only a sharedRdma policy leaves it empty)"
 // +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (self.numVfs == 0 && !has(self.nicSelector.vendor) && !has(self.nicSelector.deviceID) && !has(self.nicSelector.pfNames) && !has(self.nicSelector.rootDevices) && !has(self.nicSelector.netFilter))",fieldPath=".sharedRdma",message="sharedRdma shares existing RDMA devices and creates no VFs: set numVfs 0 and leave nicSelector empty ({}); choose the devices with sharedRdma's vendors, deviceIDs, drivers, ifNames and linkTypes"
-// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (!has(self.rdma) && !(has(self.isRdma) && self.isRdma) && !has(self.mtu) && !has(self.vfConfig) && !(has(self.externallyManaged) && self.externallyManaged) && !(has(self.needVhostNet) && self.needVhostNet) && !(has(self.dryRun) && self.dryRun) && (!has(self.deviceType) || self.deviceType == 'netdevice'))",fieldPath=".sharedRdma",message="sharedRdma is a pool of shared RDMA devices, not of VFs: remove rdma, isRdma, mtu, vfConfig, externallyManaged, needVhostNet and dryRun, and keep deviceType netdevice"
+// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (!has(self.rdma) && !(has(self.isRdma) && self.isRdma) && !has(self.mtu) && !has(self.vfConfig) && !(has(self.externallyManaged) && self.externallyManaged) && !(has(self.needVhostNet) && self.needVhostNet) && !(has(self.dryRun) && self.dryRun) && !has(self.linkType) && (!has(self.deviceType) || self.deviceType == 'netdevice'))",fieldPath=".sharedRdma",message="sharedRdma is a pool of shared RDMA devices, not of VFs: remove rdma, isRdma, mtu, vfConfig, externallyManaged, needVhostNet, dryRun and linkType (use sharedRdma.linkTypes), and keep deviceType netdevice"
 type NetworkNodePolicySpec struct {
 	// NodeSelector chooses the nodes by label; empty selects every node.
 	// +optional
@@ -185,7 +185,7 @@ type NetworkNodePolicySpec struct {
 	// VF pool: pods request <prefix>/<resourceName> and each gets every RDMA
 	// device the selectors choose. Such a policy creates and configures no
 	// VFs, so numVfs must be 0, nicSelector empty, and rdma, isRdma, mtu,
-	// vfConfig, externallyManaged, needVhostNet, dryRun unset and
+	// vfConfig, externallyManaged, needVhostNet, dryRun, linkType unset and
 	// deviceType netdevice.
 	// +optional
 	SharedRDMA *SharedRDMASpec `json:"sharedRdma,omitempty"`

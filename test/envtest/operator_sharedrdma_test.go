@@ -49,6 +49,7 @@ func TestSharedRDMAPolicyValidation(t *testing.T) {
 		{"RDMA on VFs too", func(s *sluicev1.NetworkNodePolicySpec) { s.IsRdma = true }, "spec.sharedRdma", "remove rdma, isRdma"},
 		{"vfio-pci", func(s *sluicev1.NetworkNodePolicySpec) { s.DeviceType = sluicev1.DeviceTypeVfioPci }, "spec.sharedRdma", "keep deviceType netdevice"},
 		{"MTU", func(s *sluicev1.NetworkNodePolicySpec) { s.MTU = 9000 }, "spec.sharedRdma", "mtu"},
+		{"PF linkType", func(s *sluicev1.NetworkNodePolicySpec) { s.LinkType = "ib" }, "spec.sharedRdma", "use sharedRdma.linkTypes"},
 		{"no selector", func(s *sluicev1.NetworkNodePolicySpec) {
 			s.SharedRDMA = &sluicev1.SharedRDMASpec{MaxPods: 10}
 		}, "spec.sharedRdma", "set at least one of vendors, deviceIDs, drivers, ifNames or linkTypes"},
