@@ -193,10 +193,14 @@ func (m *Merger) Node(node NodeInput) MergeResult { return m.node(node, true) }
 func (m *Merger) Evaluate(node NodeInput) MergeResult { return m.node(node, false) }
 
 func (m *Merger) node(node NodeInput, render bool) MergeResult {
-	var real, all []*compiledPolicy
+	var real, all, shared []*compiledPolicy
 	hasDryRun := false
 	for _, p := range m.policies {
 		if !matchesNode(p.policy.Spec.NodeSelector, node.Labels) {
+			continue
+		}
+		if p.isSharedRDMA() {
+			shared = append(shared, p)
 			continue
 		}
 		all = append(all, p)
@@ -208,6 +212,12 @@ func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	}
 	res := MergeResult{Selected: map[string]bool{}}
 	if len(all) == 0 {
+		if len(shared) > 0 {
+			res.Spec.Pools, res.Findings = renderSharedRDMA(node.Name, shared, nil, nil, res.Selected)
+			if !render {
+				res.Spec.Pools = nil
+			}
+		}
 		return res
 	}
 	pfs := make([]*sluicev1.InterfaceStatus, len(node.Interfaces))
@@ -219,10 +229,16 @@ func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	applied := mergePass(node.Name, pfs, real, res.Selected, render)
 	res.Spec.Interfaces = applied.interfaces
 	res.Spec.RDMAMode = applied.rdmaMode
-	if render {
-		res.Spec.Pools, res.Spec.DRAPools = renderPools(applied.interfaces)
-	}
 	res.Findings = applied.findings
+	vfPools, draPools := renderPools(applied.interfaces)
+	pools, sharedFindings := renderSharedRDMA(node.Name, shared, real, vfPools, res.Selected)
+	if render {
+		res.Spec.Pools, res.Spec.DRAPools = pools, draPools
+		if len(pools) == 0 {
+			res.Spec.Pools = nil
+		}
+	}
+	res.Findings = append(res.Findings, sharedFindings...)
 
 	if hasDryRun {
 		dry := mergePass(node.Name, pfs, all, res.Selected, render)

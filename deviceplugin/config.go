@@ -45,9 +45,16 @@ type Pool struct {
 	// Selectors choose the pool's devices: a device belongs to the pool when
 	// it matches any of them.
 	Selectors []Selector
-	// SharedMax above zero makes a shared RDMA pool: each selected RDMA
-	// device is advertised SharedMax times.
+	// SharedMax above zero makes a shared RDMA pool. Per device (WholeSet
+	// false), each selected RDMA device is advertised SharedMax times and a
+	// unit hands out that one device.
 	SharedMax int
+	// WholeSet, with SharedMax, shares the selected RDMA devices as one set,
+	// as k8s-rdma-shared-dev-plugin does: the pool advertises SharedMax
+	// units in total ("0" to SharedMax-1; none while no RDMA device is
+	// selected) and every unit hands out the char devices of every selected
+	// RDMA device, with no environment variable.
+	WholeSet bool
 	// RDMA hands out the RDMA char devices of the pool's VFs.
 	RDMA bool
 	// SoftRoCE names every allocated VF as a CDI device (Prefix/Name=<PCI

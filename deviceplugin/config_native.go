@@ -86,6 +86,19 @@ func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string)
 		return Pool{}, fmt.Errorf("%s.rdmaHcaMax %d: use 0 for a VF pool or 1 to %d for a shared RDMA pool", path, dp.RDMAHcaMax, maxShared)
 	}
 	p.SharedMax = int(dp.RDMAHcaMax)
+	switch dp.RDMASharing {
+	case "", v1alpha1.RDMASharingPerDevice:
+	case v1alpha1.RDMASharingWholeSet:
+		p.WholeSet = true
+	default:
+		return Pool{}, fmt.Errorf("%s.rdmaSharing %q: use %q (rdmaHcaMax units per RDMA device) or %q (rdmaHcaMax units, each with every device)", path, dp.RDMASharing, v1alpha1.RDMASharingPerDevice, v1alpha1.RDMASharingWholeSet)
+	}
+	if dp.RDMASharing != "" && !p.Shared() {
+		return Pool{}, fmt.Errorf("%s.rdmaSharing %q: only a shared RDMA pool shares: set rdmaHcaMax above 0 or remove rdmaSharing", path, dp.RDMASharing)
+	}
+	if len(dp.Selectors.IfNames) > 0 && !p.Shared() {
+		return Pool{}, fmt.Errorf("%s.selectors.ifNames: only a shared RDMA pool (rdmaHcaMax > 0) selects by netdev name: use pfNames for a VF pool", path)
+	}
 	if p.Shared() {
 		if dp.DeviceType == v1alpha1.DeviceTypeVfioPci {
 			return Pool{}, fmt.Errorf("%s.deviceType vfio-pci: a shared RDMA pool (rdmaHcaMax > 0) hands out RDMA devices, not VFs: remove deviceType or rdmaHcaMax", path)
@@ -107,7 +120,7 @@ func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string)
 	s := dp.Selectors
 	sel, err := selectorOf(path+".selectors", rawSelector{
 		Vendors: s.Vendors, Devices: s.Devices, Drivers: s.Drivers, PFNames: s.PFNames,
-		RootDevices: s.RootDevices, LinkTypes: s.LinkTypes, IsRdma: s.IsRdma || p.Shared(),
+		RootDevices: s.RootDevices, LinkTypes: s.LinkTypes, IfNames: s.IfNames, IsRdma: s.IsRdma || p.Shared(),
 	})
 	if err != nil {
 		return Pool{}, err

@@ -31,6 +31,9 @@ type Tree struct {
 type PoolDevices struct {
 	Pool    Pool
 	Devices []Device
+	// Members are, for a whole-set shared pool, the selected RDMA devices
+	// every unit hands out (one per RDMA device, in the scan's order).
+	Members []Device
 
 	index     map[string]int
 	protoOnce sync.Once
@@ -141,8 +144,13 @@ func (pd *PoolDevices) apiDevices() []*pluginapi.Device {
 
 // sameAs reports whether two scans of a pool advertise the same thing.
 func (pd *PoolDevices) sameAs(o *PoolDevices) bool {
-	if !poolEqual(&pd.Pool, &o.Pool) || len(pd.Devices) != len(o.Devices) {
+	if !poolEqual(&pd.Pool, &o.Pool) || len(pd.Devices) != len(o.Devices) || len(pd.Members) != len(o.Members) {
 		return false
+	}
+	for i := range pd.Members {
+		if !pd.Members[i].equal(&o.Members[i]) {
+			return false
+		}
 	}
 	for i := range pd.Devices {
 		if !pd.Devices[i].equal(&o.Devices[i]) {
@@ -183,13 +191,18 @@ func buildTree(in scanInput) *Tree {
 		if in.prev != nil {
 			prev = in.prev.Pools[p.Resource()]
 		}
-		var devs []Device
-		if p.Shared() {
+		var devs, members []Device
+		switch {
+		case p.Shared() && p.WholeSet:
+			members = sharedBases(in, p, nil)
+			devs = wholeSetUnits(p, members)
+		case p.Shared():
 			devs = sharedDevices(in, p, prev)
-		} else {
+		default:
 			devs = vfDevices(in, p, prev)
 		}
 		pd := newPoolDevices(*p, devs)
+		pd.Members = members
 		t.Pools[p.Resource()] = pd
 		if p.RDMA {
 			t.watchRDMA(in.snap, pd)
@@ -270,7 +283,21 @@ func (p *Pool) matchesShared(c candidate, inPool bool) bool {
 }
 
 func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
-	before := prevByAddress(prev)
+	var devs []Device
+	for _, base := range sharedBases(in, p, prevByAddress(prev)) {
+		for k := range p.SharedMax {
+			d := base
+			d.ID = base.RDMA.Name + "-" + strconv.Itoa(k)
+			devs = append(devs, d)
+		}
+	}
+	return devs
+}
+
+// sharedBases lists the functions whose RDMA device a shared pool selects,
+// one device each (without ID). before is the previous scan's devices by
+// PCI address, nil to forget devices that vanished.
+func sharedBases(in scanInput, p *Pool, before map[string]*Device) []Device {
 	var devs []Device
 	add := func(c candidate) {
 		old := before[c.address()]
@@ -298,11 +325,7 @@ func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 		}
 		reasons := sharedHealth(c, old)
 		base.Healthy, base.Reason = len(reasons) == 0, strings.Join(reasons, "; ")
-		for k := range p.SharedMax {
-			d := base
-			d.ID = r.Name + "-" + strconv.Itoa(k)
-			devs = append(devs, d)
-		}
+		devs = append(devs, base)
 	}
 	for i := range in.snap.PFs {
 		pf := &in.snap.PFs[i]
@@ -338,19 +361,21 @@ func (t *Tree) watchRDMA(snap *host.Snapshot, pd *PoolDevices) {
 			}
 		}
 	}
-	for i := range pd.Devices {
-		r := pd.Devices[i].RDMA
-		if r == nil {
-			continue
-		}
-		var states []string
-		d := present[r.Name]
-		if d != nil {
-			for _, p := range d.Ports {
-				states = append(states, p.State)
+	for _, devs := range [][]Device{pd.Devices, pd.Members} {
+		for i := range devs {
+			r := devs[i].RDMA
+			if r == nil {
+				continue
 			}
+			var states []string
+			d := present[r.Name]
+			if d != nil {
+				for _, p := range d.Ports {
+					states = append(states, p.State)
+				}
+			}
+			t.rdma[r.Name] = rdmaState(d != nil, states)
 		}
-		t.rdma[r.Name] = rdmaState(d != nil, states)
 	}
 }
 

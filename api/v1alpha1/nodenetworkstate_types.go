@@ -111,6 +111,12 @@ type PoolSelectors struct {
 	// devices with them.
 	// +optional
 	IsRdma bool `json:"isRdma,omitempty"`
+	// IfNames are the netdev names (PF or VF) of the functions whose RDMA
+	// devices a shared RDMA pool (rdmaHcaMax > 0) shares; a VF pool refuses
+	// them.
+	// +optional
+	// +listType=atomic
+	IfNames []string `json:"ifNames,omitempty"`
 }
 
 // DevicePluginPool is one extended resource the device plugin advertises.
@@ -125,12 +131,18 @@ type DevicePluginPool struct {
 	DeviceType DeviceType `json:"deviceType,omitempty"`
 	// Selectors choose the pool's devices.
 	Selectors PoolSelectors `json:"selectors"`
-	// RDMAHcaMax, when above zero, makes this a shared RDMA pool: every
-	// selected RDMA device is advertised this many times and each pod gets
-	// its char devices (k8s-rdma-shared-dev-plugin's rdmaHcaMax).
+	// RDMAHcaMax, when above zero, makes this a shared RDMA pool, shared as
+	// rdmaSharing says.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	RDMAHcaMax int32 `json:"rdmaHcaMax,omitempty"`
+	// RDMASharing is how a shared RDMA pool shares: PerDevice (the default)
+	// advertises rdmaHcaMax units per selected RDMA device and gives one
+	// device per unit; WholeSet advertises rdmaHcaMax units in total and
+	// gives every selected device with each unit, as
+	// k8s-rdma-shared-dev-plugin does. Only with rdmaHcaMax > 0.
+	// +optional
+	RDMASharing RDMASharing `json:"rdmaSharing,omitempty"`
 	// SoftRoCE makes each allocation name the device as a CDI device
 	// (<prefix>/<resourceName>=<PCI address>) whose spec sluice-cni writes
 	// when it creates the pod's soft-RoCE device; the runtime resolves it
