@@ -58,6 +58,7 @@ func TestSharedRDMAPolicyValidation(t *testing.T) {
 		{"vendor not hex", func(s *sluicev1.NetworkNodePolicySpec) { s.SharedRDMA.Vendors = []string{"mlnx"} }, "spec.sharedRdma.vendors[0]", "should match"},
 		{"link type", func(s *sluicev1.NetworkNodePolicySpec) { s.SharedRDMA.LinkTypes = []string{"fc"} }, "spec.sharedRdma.linkTypes[0]", "supported values"},
 		{"ifName with slash", func(s *sluicev1.NetworkNodePolicySpec) { s.SharedRDMA.IfNames = []string{"ib/0"} }, "spec.sharedRdma.ifNames[0]", "should match"},
+		{"allocation DRA", func(s *sluicev1.NetworkNodePolicySpec) { s.Allocation = sluicev1.AllocationDRA }, "spec.allocation", "served by the device plugin only"},
 		{"no sharedRdma, empty nicSelector", func(s *sluicev1.NetworkNodePolicySpec) { s.SharedRDMA = nil; s.NumVfs = 1 }, "spec.nicSelector", "at least one of vendor, deviceID, pfNames or rootDevices"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
