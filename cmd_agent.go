@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sluice-net/sluice/controllers/agent"
 	"github.com/sluice-net/sluice/deviceplugin"
+	"github.com/sluice-net/sluice/deviceplugin/dra"
 )
 
 // agentCommand binds the flags of 'sluice agent'.
@@ -43,6 +45,10 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.BoolVar(&dp.CDI, "cdi", false, "hand devices out as CDI device names and write their CDI specs to --cdi-dir")
 	fs.StringVar(&dp.CDIDir, "cdi-dir", deviceplugin.DefaultCDIDir, "where CDI specs are written when --cdi is set")
 	fs.StringVar(&dp.DeviceInfoDir, "device-info-dir", deviceplugin.DefaultDeviceInfoDir, "where the device plugin writes each allocated VF's device-info file (Network Plumbing Working Group spec) for Multus")
+	serveDRA := fs.Bool("dra", false, "also run the DRA kubelet plugin, publishing the VFs of pools whose policy asks for allocation DRA in ResourceSlices (needs resource.k8s.io/v1 and the kubelet's plugins and plugins_registry directories; claims are not prepared yet)")
+	var draOpts dra.Options
+	fs.StringVar(&draOpts.PluginDir, "dra-plugin-dir", "", `the DRA driver's socket directory; "" is /var/lib/kubelet/plugins/<driver>`)
+	fs.StringVar(&draOpts.RegistryDir, "dra-registry-dir", "", `the kubelet's plugin registration directory; "" is /var/lib/kubelet/plugins_registry`)
 	newLogger := logFlag(fs)
 
 	return func(ctx context.Context) error {
@@ -57,6 +63,11 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 		if *servePlugin {
 			dp.DevRoot, dp.SysRoot = o.DevRoot, o.SysRoot
 			o.DevicePlugin = &dp
+			if *serveDRA {
+				o.DRA = &draOpts
+			}
+		} else if *serveDRA {
+			return errors.New("--dra publishes the device plugin's scans: it needs --device-plugin=true")
 		}
 		return agent.Run(ctx, o)
 	}

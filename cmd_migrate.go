@@ -50,7 +50,7 @@ func migrateCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config or the in-cluster config)")
 	fs.StringVar(&o.snoNamespace, "sno-namespace", migrate.DefaultSNONamespace, "namespace sriov-network-operator runs in (openshift-sriov-network-operator on OpenShift); also the namespace of input objects that have none")
 	fs.StringVar(&o.configMaps, "configmaps", "kube-system/sriovdp-config,kube-system/rdma-devices", "with --from-cluster: namespace/name of the sriov-network-device-plugin and k8s-rdma-shared-dev-plugin ConfigMaps to check, comma-separated (absent ones are skipped)")
-	fs.StringVar(&o.conv.Namespace, "namespace", migrate.DefaultNamespace, "sluice's operator namespace: the VFNetworks are created there")
+	fs.StringVar(&o.conv.Namespace, "namespace", migrate.DefaultNamespace, "the namespace sluice's operator runs in: the VFNetworks are created there as platform VFNetworks (in any other namespace the admission policy refuses those that set vlan, trust, metaPlugins, logFile or another platform-only field)")
 	fs.StringVar(&o.conv.ResourcePrefix, "resource-prefix", migrate.DefaultResourcePrefix, "sluice's resource prefix (the operator's --resource-prefix)")
 	fs.StringVar(&o.conv.SNOResourcePrefix, "sno-resource-prefix", migrate.DefaultSNOResourcePrefix, "SNO's resource prefix (its RESOURCE_PREFIX)")
 	fs.StringVar(&o.outDir, "o", "", "write each sluice object (and rewritten NetworkAttachmentDefinition) to a file in this directory instead of stdout")

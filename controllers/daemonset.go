@@ -62,6 +62,9 @@ type NodeDaemonSetOptions struct {
 	// --sriov-alias), so NetworkAttachmentDefinitions written for sriov-cni
 	// run sluice-cni; off, such an alias is removed.
 	SriovCNIAlias bool
+	// DRA runs the agent's DRA kubelet plugin (--dra), with the kubelet's
+	// plugins and plugins_registry directories mounted.
+	DRA bool
 }
 
 // nodeDaemonSetLabels select the agent's pods.
@@ -110,7 +113,14 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 
 	var volumes []*corev1ac.VolumeApplyConfiguration
 	var mounts []*corev1ac.VolumeMountApplyConfiguration
-	for _, m := range agentMounts() {
+	hostMounts := agentMounts()
+	if o.DRA {
+		hostMounts = append(hostMounts,
+			// The DRA plugin's socket, and its registration with the kubelet.
+			hostMount{"kubelet-plugins", "/var/lib/kubelet/plugins", "/var/lib/kubelet/plugins", corev1.HostPathDirectoryOrCreate},
+			hostMount{"kubelet-plugins-registry", "/var/lib/kubelet/plugins_registry", "/var/lib/kubelet/plugins_registry", corev1.HostPathDirectoryOrCreate})
+	}
+	for _, m := range hostMounts {
 		volumes = append(volumes, hostPathVolume(m.volume, m.hostPath, m.pathType))
 		mounts = append(mounts, corev1ac.VolumeMount().WithName(m.volume).WithMountPath(m.mountPath))
 	}
@@ -125,6 +135,9 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 	}
 	if o.CDI {
 		args = append(args, "--cdi", "--cdi-dir=/var/run/cdi")
+	}
+	if o.DRA {
+		args = append(args, "--dra")
 	}
 	agent := corev1ac.Container().
 		WithName(AgentContainer).

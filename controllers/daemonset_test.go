@@ -24,6 +24,27 @@ func TestNodeDaemonSetCDI(t *testing.T) {
 	}
 }
 
+// --node-dra runs the agent's DRA kubelet plugin, with the kubelet's
+// plugin directories mounted only then.
+func TestNodeDaemonSetDRA(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		ds := nodeDaemonSet(NodeDaemonSetOptions{Namespace: "ns", Image: "img", MaxUnavailable: 1, ServiceAccount: "sa", DRA: on})
+		agent := ds.Spec.Template.Spec.Containers[0]
+		if got := slices.Contains(agent.Args, "--dra"); got != on {
+			t.Errorf("DRA %t: agent args %v", on, agent.Args)
+		}
+		var mounted []string
+		for _, m := range agent.VolumeMounts {
+			if *m.MountPath == "/var/lib/kubelet/plugins" || *m.MountPath == "/var/lib/kubelet/plugins_registry" {
+				mounted = append(mounted, *m.MountPath)
+			}
+		}
+		if (len(mounted) == 2) != on || (!on && len(mounted) != 0) {
+			t.Errorf("DRA %t: kubelet plugin directories mounted: %v", on, mounted)
+		}
+	}
+}
+
 // TestNodeDaemonSetAsANodeComponent: the agent is what the node's pods get
 // their VFs from, so it is scheduled, kept and probed as a node component,
 // and reaches no more of the host than it uses.

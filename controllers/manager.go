@@ -9,6 +9,8 @@ import (
 	"github.com/go-logr/logr"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -153,6 +155,8 @@ func NewManager(o Options) (manager.Manager, error) {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only the node DaemonSet, which the Role allows to read.
 			&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+			// Only the DeviceClasses sluice renders.
+			&resourcev1.DeviceClass{}: {Label: labels.SelectorFromSet(labels.Set{managedByLabel: managedByValue})},
 		}},
 		Controller: config.Controller{SkipNameValidation: &o.SkipControllerNameValidation},
 	})
@@ -201,6 +205,17 @@ func NewManager(o Options) (manager.Manager, error) {
 		{"node-daemonset", func() error { return (&NodeDaemonSetReconciler{Client: c, Options: dsOpts}).SetupWithManager(mgr) }},
 		{"drain-slots", func() error {
 			return (&DrainSlotsReconciler{Client: c, Namespace: o.Namespace, Slots: dsOpts.MaxUnavailable}).SetupWithManager(mgr)
+		}},
+		{"deviceclass", func() error {
+			// Without resource.k8s.io/v1 (DRA is GA and on by default since
+			// Kubernetes 1.34) there is nothing to render into: DRA pools
+			// then have no DeviceClass, and the log says why.
+			dcGVK := resourcev1.SchemeGroupVersion.WithKind("DeviceClass")
+			if _, err := mgr.GetRESTMapper().RESTMapping(dcGVK.GroupKind(), dcGVK.Version); err != nil {
+				o.Logger.Error(err, "resource.k8s.io/v1 is not served: DRA pools get no DeviceClass; enable the resource.k8s.io/v1 API (Kubernetes 1.34 or later)")
+				return nil
+			}
+			return (&DeviceClassReconciler{Client: c, ResourcePrefix: o.ResourcePrefix}).SetupWithManager(mgr)
 		}},
 	}
 	for _, s := range steps {

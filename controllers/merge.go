@@ -193,10 +193,14 @@ func (m *Merger) Node(node NodeInput) MergeResult { return m.node(node, true) }
 func (m *Merger) Evaluate(node NodeInput) MergeResult { return m.node(node, false) }
 
 func (m *Merger) node(node NodeInput, render bool) MergeResult {
-	var real, all []*compiledPolicy
+	var real, all, shared []*compiledPolicy
 	hasDryRun := false
 	for _, p := range m.policies {
 		if !matchesNode(p.policy.Spec.NodeSelector, node.Labels) {
+			continue
+		}
+		if p.isSharedRDMA() {
+			shared = append(shared, p)
 			continue
 		}
 		all = append(all, p)
@@ -208,6 +212,12 @@ func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	}
 	res := MergeResult{Selected: map[string]bool{}}
 	if len(all) == 0 {
+		if len(shared) > 0 {
+			res.Spec.Pools, res.Findings = renderSharedRDMA(node.Name, shared, nil, nil, res.Selected)
+			if !render {
+				res.Spec.Pools = nil
+			}
+		}
 		return res
 	}
 	pfs := make([]*sluicev1.InterfaceStatus, len(node.Interfaces))
@@ -219,10 +229,16 @@ func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	applied := mergePass(node.Name, pfs, real, res.Selected, render)
 	res.Spec.Interfaces = applied.interfaces
 	res.Spec.RDMAMode = applied.rdmaMode
-	if render {
-		res.Spec.Pools = renderPools(applied.interfaces)
-	}
 	res.Findings = applied.findings
+	vfPools, draPools := renderPools(applied.interfaces)
+	pools, sharedFindings := renderSharedRDMA(node.Name, shared, real, vfPools, res.Selected)
+	if render {
+		res.Spec.Pools, res.Spec.DRAPools = pools, draPools
+		if len(pools) == 0 {
+			res.Spec.Pools = nil
+		}
+	}
+	res.Findings = append(res.Findings, sharedFindings...)
 
 	if hasDryRun {
 		dry := mergePass(node.Name, pfs, all, res.Selected, render)
@@ -269,21 +285,28 @@ type pool struct {
 	rdma       string // rdmaKind
 	// excludeTopology and needVhostNet are pool-wide in the device plugin.
 	excludeTopology, needVhostNet bool
-	owner                         *compiledPolicy
+	// dra: the pool is served by the DRA driver, not the device plugin;
+	// one pool is served by exactly one of them.
+	dra   bool
+	owner *compiledPolicy
 }
 
 func (p *compiledPolicy) pool() pool {
 	s := &p.policy.Spec
-	return pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), excludeTopology: s.ExcludeTopology, needVhostNet: s.NeedVhostNet, owner: p}
+	return pool{deviceType: p.deviceType(), rdma: p.rdmaKind(), excludeTopology: s.ExcludeTopology, needVhostNet: s.NeedVhostNet, dra: s.DRA(), owner: p}
 }
 
 // sameKind reports whether two policies' pools can be one pool.
 func (a pool) sameKind(b pool) bool {
-	return a.deviceType == b.deviceType && a.rdma == b.rdma && a.excludeTopology == b.excludeTopology && a.needVhostNet == b.needVhostNet
+	return a.deviceType == b.deviceType && a.rdma == b.rdma && a.excludeTopology == b.excludeTopology && a.needVhostNet == b.needVhostNet && a.dra == b.dra
 }
 
 func (a pool) String() string {
-	return fmt.Sprintf("deviceType %s with RDMA %s, excludeTopology %t, needVhostNet %t", a.deviceType, a.rdma, a.excludeTopology, a.needVhostNet)
+	alloc := sluicev1.AllocationDevicePlugin
+	if a.dra {
+		alloc = sluicev1.AllocationDRA
+	}
+	return fmt.Sprintf("deviceType %s with RDMA %s, excludeTopology %t, needVhostNet %t, allocation %s", a.deviceType, a.rdma, a.excludeTopology, a.needVhostNet, alloc)
 }
 
 // mergePass gives each policy, in precedence order, the VF ranges it asks
@@ -409,6 +432,7 @@ func interfaceSpec(pf *sluicev1.InterfaceStatus, claims []claim) sluicev1.Interf
 			SoftRoCE:         c.policy.softRoCE(),
 			ExcludeTopology:  ps.ExcludeTopology,
 			NeedVhostNet:     ps.NeedVhostNet,
+			DRA:              ps.DRA(),
 		}
 		if ps.VFConfig != nil {
 			g.Trust = copyBool(ps.VFConfig.Trust)

@@ -575,3 +575,56 @@ func TestMergeLinkTypeRenderedLowerCase(t *testing.T) {
 		t.Errorf("interfaces = %+v", r.Spec.Interfaces)
 	}
 }
+
+// TestMergeDRAPoolsRenderedApart: a DRA policy's pool goes to draPools, not
+// to the device-plugin pools, and its VF group says so.
+func TestMergeDRAPoolsRenderedApart(t *testing.T) {
+	dp := testPolicy("dp", 10, 0, pfNames("ens1f0#0-3"))
+	dra := testPolicy("dra", 10, 1, func(s *sluicev1.NetworkNodePolicySpec) {
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#4-7", "ens1f1"}
+		s.Allocation = sluicev1.AllocationDRA
+		s.ResourceName = "rail"
+	})
+	r := merge(testNode(nil), dp, dra)
+	if len(r.Findings) != 0 {
+		t.Fatalf("findings = %+v", r.Findings)
+	}
+	if len(r.Spec.Pools) != 1 || r.Spec.Pools[0].ResourceName != "res-dp" {
+		t.Errorf("device-plugin pools = %+v, want only res-dp", r.Spec.Pools)
+	}
+	if len(r.Spec.DRAPools) != 1 || r.Spec.DRAPools[0].ResourceName != "rail" ||
+		!slices.Equal(r.Spec.DRAPools[0].Selectors.PFNames, []string{"ens1f0#4-7", "ens1f1#0-7"}) {
+		t.Errorf("DRA pools = %+v, want rail over ens1f0#4-7 and ens1f1#0-7", r.Spec.DRAPools)
+	}
+	for _, in := range r.Spec.Interfaces {
+		for _, g := range in.VFGroups {
+			if g.DRA != (g.Policy == "dra") {
+				t.Errorf("%s group of %s: DRA = %t", in.Name, g.Policy, g.DRA)
+			}
+		}
+	}
+}
+
+// TestMergeAllocationConflict: one pool is served by the device plugin or
+// by the DRA driver, so two policies feeding one resourceName with
+// different allocations conflict and the later one gets nothing.
+func TestMergeAllocationConflict(t *testing.T) {
+	a := testPolicy("a", 10, 0, func(s *sluicev1.NetworkNodePolicySpec) {
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#0-3"}
+		s.ResourceName = "shared"
+	})
+	b := testPolicy("b", 20, 0, func(s *sluicev1.NetworkNodePolicySpec) {
+		s.NicSelector.PFNames = []sluicev1.PFName{"ens1f0#4-7"}
+		s.ResourceName = "shared"
+		s.Allocation = sluicev1.AllocationDRA
+	})
+	r := merge(testNode(nil), a, b)
+	f := findingsOf(r, FindingResourceConflict)
+	if got := groups(r.Spec.Interfaces); !slices.Equal(got, []string{"0000:3b:00.0:a:0-3"}) || len(f) != 1 || f[0].Policy != "b" {
+		t.Fatalf("groups = %v findings = %+v", got, r.Findings)
+	}
+	assertContainsAll(t, "message", f[0].Message, "allocation DRA", "allocation DevicePlugin")
+	if len(r.Spec.DRAPools) != 0 || len(r.Spec.Pools) != 1 {
+		t.Errorf("pools = %+v, DRA pools = %+v", r.Spec.Pools, r.Spec.DRAPools)
+	}
+}

@@ -99,8 +99,12 @@ func evaluatePolicy(p *sluicev1.NetworkNodePolicy, m *Merger, eval evaluator, no
 // carriesPolicy reports whether a node's spec has the policy's current
 // generation: at least one VF group of it, all rendered from that
 // generation (in spec.dryRun for a dry-run policy); for a numVfs 0 policy,
-// which renders no group, no group of it.
+// which renders no group, no group of it; for a shared RDMA policy, its
+// pool as the current generation renders it.
 func carriesPolicy(nns *sluicev1.NodeNetworkState, p *sluicev1.NetworkNodePolicy) bool {
+	if p.Spec.SharedRDMA != nil {
+		return carriesSharedRDMA(nns, p)
+	}
 	ifaces := nns.Spec.Interfaces
 	if p.Spec.DryRun {
 		if nns.Spec.DryRun == nil || !slices.Contains(nns.Spec.DryRun.Policies, p.Name) {

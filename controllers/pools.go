@@ -17,9 +17,14 @@ import (
 // narrow a pool that pfNames with ranges already pins down exactly; and a
 // rootDevices list would select whole PFs, VFs of other groups included.
 //
+// Groups of DRA policies make the second list, in the same form: the device
+// plugin serves the first, the DRA driver the second, and the merge keeps a
+// resourceName in one of them (policies that disagree on allocation conflict).
+//
 // The output is sorted so that a repeated merge renders the same spec.
-func renderPools(ifaces []sluicev1.InterfaceSpec) []sluicev1.DevicePluginPool {
+func renderPools(ifaces []sluicev1.InterfaceSpec) (devicePlugin, dra []sluicev1.DevicePluginPool) {
 	byName := map[string]*sluicev1.DevicePluginPool{}
+	isDRA := map[string]bool{}
 	for _, in := range ifaces {
 		for _, g := range in.VFGroups {
 			p := byName[g.ResourceName]
@@ -35,18 +40,21 @@ func renderPools(ifaces []sluicev1.InterfaceSpec) []sluicev1.DevicePluginPool {
 					NeedVhostNet:    g.NeedVhostNet,
 				}
 				byName[g.ResourceName] = p
+				isDRA[g.ResourceName] = g.DRA
 			}
 			p.Selectors.PFNames = append(p.Selectors.PFNames, in.Name+"#"+string(g.VFRange))
 		}
 	}
-	pools := make([]sluicev1.DevicePluginPool, 0, len(byName))
-	for _, p := range byName {
+	for name, p := range byName {
 		slices.Sort(p.Selectors.PFNames)
-		pools = append(pools, *p)
+		if isDRA[name] {
+			dra = append(dra, *p)
+		} else {
+			devicePlugin = append(devicePlugin, *p)
+		}
 	}
-	slices.SortFunc(pools, func(a, b sluicev1.DevicePluginPool) int { return strings.Compare(a.ResourceName, b.ResourceName) })
-	if len(pools) == 0 {
-		return nil
-	}
-	return pools
+	byResource := func(a, b sluicev1.DevicePluginPool) int { return strings.Compare(a.ResourceName, b.ResourceName) }
+	slices.SortFunc(devicePlugin, byResource)
+	slices.SortFunc(dra, byResource)
+	return devicePlugin, dra
 }

@@ -82,7 +82,7 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 			// CDI spec in the pod's sandbox, before the containers.
 			resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: cdiName(p, d.PCIAddress)})
 		}
-		nodes := deviceNodes(p, d)
+		nodes := pd.nodesOf(d)
 		if a.cdi {
 			if len(nodes) > 0 {
 				resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: cdiName(p, d.ID)})
@@ -98,6 +98,11 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 		}
 	}
 	sort.Slice(resp.Devices, func(i, j int) bool { return resp.Devices[i].ContainerPath < resp.Devices[j].ContainerPath })
+	if p.WholeSet {
+		// k8s-rdma-shared-dev-plugin sets no variable: a unit stands for
+		// the whole set, and the pod finds its devices in /dev/infiniband.
+		return resp, nil
+	}
 	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode device info: %v", err)

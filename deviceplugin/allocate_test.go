@@ -145,41 +145,6 @@ func TestAllocateRDMA(t *testing.T) {
 	}
 }
 
-func TestAllocateSharedRDMA(t *testing.T) {
-	n := twoNICNode(t, 1)
-	e := newEnv(t, n, map[string]any{"configList": []any{
-		map[string]any{"resourceName": "hca", "rdmaHcaMax": 3, "selectors": map[string]any{"ifNames": []string{"ens1f0"}}},
-	}}, func(o *Options) { o.ResourcePrefix = "rdma" })
-	const res = "rdma/hca"
-	rdma := pfRDMA(t, n, cx0)
-	s := e.kubelet.Wait(res, wait, "3 shares", allHealthy(3))
-	if want := []string{rdma + "-0", rdma + "-1", rdma + "-2"}; !slices.Equal(s.IDs(), want) {
-		t.Fatalf("IDs = %v, want %v", s.IDs(), want)
-	}
-	// Two pods, the same device.
-	for _, id := range []string{rdma + "-0", rdma + "-2"} {
-		r, err := e.kubelet.Allocate(context.Background(), res, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := specs(r)
-		if _, ok := got["/dev/infiniband/rdma_cm"]; !ok || len(got) != 2 {
-			t.Errorf("%s specs = %v, want uverbs and rdma_cm of %s", id, got, rdma)
-		}
-		if r.Envs["PCIDEVICE_RDMA_HCA"] != cx0 {
-			t.Errorf("PCIDEVICE_RDMA_HCA = %q, want the PF %s", r.Envs["PCIDEVICE_RDMA_HCA"], cx0)
-		}
-	}
-	// Two shares of one device in one container: its char devices once.
-	r, err := e.kubelet.Allocate(context.Background(), res, rdma+"-0", rdma+"-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Devices) != 2 {
-		t.Errorf("specs for two shares of one device = %v", specs(r))
-	}
-}
-
 // pfRDMA is the RDMA device of a PF, read through discovery.
 func pfRDMA(t *testing.T, n *hosttest.Node, pf string) string {
 	t.Helper()

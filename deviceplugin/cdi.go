@@ -53,7 +53,7 @@ func (w *cdiWriter) spec(pd *PoolDevices) ([]byte, error) {
 	s := cdispec.Spec{Version: cdiVersion, Kind: cdiKind(&pd.Pool)}
 	for i := range pd.Devices {
 		d := &pd.Devices[i]
-		nodes := deviceNodes(&pd.Pool, d)
+		nodes := pd.nodesOf(d)
 		if len(nodes) == 0 {
 			continue
 		}

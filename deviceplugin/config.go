@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/sluice-net/sluice/api/v1alpha1"
@@ -44,9 +45,16 @@ type Pool struct {
 	// Selectors choose the pool's devices: a device belongs to the pool when
 	// it matches any of them.
 	Selectors []Selector
-	// SharedMax above zero makes a shared RDMA pool: each selected RDMA
-	// device is advertised SharedMax times.
+	// SharedMax above zero makes a shared RDMA pool. Per device (WholeSet
+	// false), each selected RDMA device is advertised SharedMax times and a
+	// unit hands out that one device.
 	SharedMax int
+	// WholeSet, with SharedMax, shares the selected RDMA devices as one set,
+	// as k8s-rdma-shared-dev-plugin does: the pool advertises SharedMax
+	// units in total ("0" to SharedMax-1; none while no RDMA device is
+	// selected) and every unit hands out the char devices of every selected
+	// RDMA device, with no environment variable.
+	WholeSet bool
 	// RDMA hands out the RDMA char devices of the pool's VFs.
 	RDMA bool
 	// SoftRoCE names every allocated VF as a CDI device (Prefix/Name=<PCI
@@ -59,6 +67,9 @@ type Pool struct {
 	NeedVhostNet bool
 	// ExcludeTopology leaves NUMA affinity out of the advertised devices.
 	ExcludeTopology bool
+	// DRA pools are scanned like the others but not registered with the
+	// kubelet: the DRA driver publishes their devices in ResourceSlices.
+	DRA bool
 	// AdditionalInfo is extra device information for the INFO variable,
 	// keyed by device ID or "*" for every device (sriov-network-device-plugin's
 	// additionalInfo).
@@ -196,6 +207,11 @@ func (c *Config) poolField(i int) string {
 		return fmt.Sprintf("resourceList[%d]", i)
 	case FormatRDMAShared:
 		return fmt.Sprintf("configList[%d]", i)
+	}
+	if c.Pools[i].DRA {
+		// The native format lists DRA pools after the others.
+		first := slices.IndexFunc(c.Pools, func(p Pool) bool { return p.DRA })
+		return fmt.Sprintf("draPools[%d]", i-first)
 	}
 	return fmt.Sprintf("pools[%d]", i)
 }

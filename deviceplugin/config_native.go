@@ -19,6 +19,9 @@ type NativeFile struct {
 	// default (sluice.dev).
 	ResourcePrefix string                      `json:"resourcePrefix,omitempty"`
 	Pools          []v1alpha1.DevicePluginPool `json:"pools"`
+	// DRAPools are scanned like Pools but not served to the kubelet as
+	// device-plugin resources: the DRA driver publishes them.
+	DRAPools []v1alpha1.DevicePluginPool `json:"draPools,omitempty"`
 }
 
 // nativeTop is NativeFile with the pools left raw, so each is decoded with
@@ -26,6 +29,7 @@ type NativeFile struct {
 type nativeTop struct {
 	ResourcePrefix string            `json:"resourcePrefix,omitempty"`
 	Pools          []json.RawMessage `json:"pools"`
+	DRAPools       []json.RawMessage `json:"draPools,omitempty"`
 }
 
 func parseNative(data []byte, defaultPrefix string) (*Config, error) {
@@ -40,17 +44,29 @@ func parseNative(data []byte, defaultPrefix string) (*Config, error) {
 		defaultPrefix = top.ResourcePrefix
 	}
 	c := &Config{Format: FormatNative}
-	for i, raw := range top.Pools {
-		path := fmt.Sprintf("pools[%d]", i)
-		var dp v1alpha1.DevicePluginPool
-		if err := decodeStrict(path, raw, &dp); err != nil {
-			return nil, err
+	for _, list := range []struct {
+		key  string
+		raws []json.RawMessage
+		dra  bool
+	}{{"pools", top.Pools, false}, {"draPools", top.DRAPools, true}} {
+		for i, raw := range list.raws {
+			path := fmt.Sprintf("%s[%d]", list.key, i)
+			var dp v1alpha1.DevicePluginPool
+			if err := decodeStrict(path, raw, &dp); err != nil {
+				return nil, err
+			}
+			p, err := nativePool(path, dp, defaultPrefix)
+			if err != nil {
+				return nil, err
+			}
+			if list.dra {
+				if p.Shared() {
+					return nil, fmt.Errorf("%s.rdmaHcaMax: a DRA pool publishes one device per VF and cannot share RDMA devices: remove rdmaHcaMax or move the pool to pools", path)
+				}
+				p.DRA = true
+			}
+			c.Pools = append(c.Pools, p)
 		}
-		p, err := nativePool(path, dp, defaultPrefix)
-		if err != nil {
-			return nil, err
-		}
-		c.Pools = append(c.Pools, p)
 	}
 	return c, nil
 }
@@ -70,6 +86,19 @@ func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string)
 		return Pool{}, fmt.Errorf("%s.rdmaHcaMax %d: use 0 for a VF pool or 1 to %d for a shared RDMA pool", path, dp.RDMAHcaMax, maxShared)
 	}
 	p.SharedMax = int(dp.RDMAHcaMax)
+	switch dp.RDMASharing {
+	case "", v1alpha1.RDMASharingPerDevice:
+	case v1alpha1.RDMASharingWholeSet:
+		p.WholeSet = true
+	default:
+		return Pool{}, fmt.Errorf("%s.rdmaSharing %q: use %q (rdmaHcaMax units per RDMA device) or %q (rdmaHcaMax units, each with every device)", path, dp.RDMASharing, v1alpha1.RDMASharingPerDevice, v1alpha1.RDMASharingWholeSet)
+	}
+	if dp.RDMASharing != "" && !p.Shared() {
+		return Pool{}, fmt.Errorf("%s.rdmaSharing %q: only a shared RDMA pool shares: set rdmaHcaMax above 0 or remove rdmaSharing", path, dp.RDMASharing)
+	}
+	if len(dp.Selectors.IfNames) > 0 && !p.Shared() {
+		return Pool{}, fmt.Errorf("%s.selectors.ifNames: only a shared RDMA pool (rdmaHcaMax > 0) selects by netdev name: use pfNames for a VF pool", path)
+	}
 	if p.Shared() {
 		if dp.DeviceType == v1alpha1.DeviceTypeVfioPci {
 			return Pool{}, fmt.Errorf("%s.deviceType vfio-pci: a shared RDMA pool (rdmaHcaMax > 0) hands out RDMA devices, not VFs: remove deviceType or rdmaHcaMax", path)
@@ -91,7 +120,7 @@ func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string)
 	s := dp.Selectors
 	sel, err := selectorOf(path+".selectors", rawSelector{
 		Vendors: s.Vendors, Devices: s.Devices, Drivers: s.Drivers, PFNames: s.PFNames,
-		RootDevices: s.RootDevices, LinkTypes: s.LinkTypes, IsRdma: s.IsRdma || p.Shared(),
+		RootDevices: s.RootDevices, LinkTypes: s.LinkTypes, IfNames: s.IfNames, IsRdma: s.IsRdma || p.Shared(),
 	})
 	if err != nil {
 		return Pool{}, err

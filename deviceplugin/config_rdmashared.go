@@ -14,8 +14,9 @@ import (
 //	  "resourcePrefix": "...", "rdmaHcaMax": 1000, "devices": ["ib0"],
 //	  "selectors": {"vendors", "deviceIDs", "drivers", "ifNames", "linkTypes"}}]}
 //
-// Every selected RDMA device is advertised rdmaHcaMax times and each pod
-// gets its char devices.
+// As that plugin does, the resource advertises rdmaHcaMax units in total
+// and each unit hands out the char devices of every selected RDMA device
+// (Pool.WholeSet).
 
 type rdmaSharedFile struct {
 	// PeriodicUpdateInterval is the plugin's rescan period in seconds;
@@ -63,9 +64,9 @@ func parseRDMAShared(data []byte, defaultPrefix string) (*Config, error) {
 			return nil, valueError(path, err)
 		}
 		if r.RdmaHcaMax < 1 || r.RdmaHcaMax > maxShared {
-			return nil, fmt.Errorf("%s.rdmaHcaMax %d: set how many pods may share each RDMA device, 1 to %d", path, r.RdmaHcaMax, maxShared)
+			return nil, fmt.Errorf("%s.rdmaHcaMax %d: set how many pods may share the selected RDMA devices, 1 to %d", path, r.RdmaHcaMax, maxShared)
 		}
-		p := Pool{Prefix: r.ResourcePrefix, Name: r.ResourceName, SharedMax: r.RdmaHcaMax, RDMA: true}
+		p := Pool{Prefix: r.ResourcePrefix, Name: r.ResourceName, SharedMax: r.RdmaHcaMax, WholeSet: true, RDMA: true}
 		if p.Prefix == "" {
 			p.Prefix = defaultPrefix
 		}

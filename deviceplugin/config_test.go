@@ -137,11 +137,11 @@ func TestParseRDMAShared(t *testing.T) {
 		t.Fatalf("config = %+v", c)
 	}
 	a, b := c.Pools[0], c.Pools[1]
-	if a.Resource() != "rdma/hca_shared_devices_a" || a.SharedMax != 1000 || !reflect.DeepEqual(a.Selectors[0].IfNames, []string{"ib0", "ib1"}) {
+	if a.Resource() != "rdma/hca_shared_devices_a" || a.SharedMax != 1000 || !a.WholeSet || !reflect.DeepEqual(a.Selectors[0].IfNames, []string{"ib0", "ib1"}) {
 		t.Errorf("pool a = %+v", a)
 	}
 	s := b.Selectors[0]
-	if b.Resource() != "nvidia.com/hca_shared_devices_b" || b.SharedMax != 500 || !b.Shared() ||
+	if b.Resource() != "nvidia.com/hca_shared_devices_b" || b.SharedMax != 500 || !b.Shared() || !b.WholeSet ||
 		!reflect.DeepEqual(s.Devices, []string{"1017"}) || !reflect.DeepEqual(s.LinkTypes, []string{"ib"}) || !s.RDMA {
 		t.Errorf("pool b = %+v", b)
 	}
@@ -203,6 +203,12 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 			[]string{"resourceList[0].excludeTopology", "true or false"}},
 		{"rdma shared no max", `{"configList":[{"resourceName":"a","selectors":{"ifNames":["ib0"]}}]}`,
 			[]string{"configList[0].rdmaHcaMax 0", "1 to 10000"}},
+		{"rdmaSharing unknown", `{"pools":[{"resourceName":"a","rdmaHcaMax":2,"rdmaSharing":"All","selectors":{"pfNames":["ib0"]}}]}`,
+			[]string{"pools[0].rdmaSharing", `"PerDevice"`, `"WholeSet"`}},
+		{"rdmaSharing on a VF pool", `{"pools":[{"resourceName":"a","rdmaSharing":"WholeSet","selectors":{"pfNames":["ib0"]}}]}`,
+			[]string{"pools[0].rdmaSharing", "set rdmaHcaMax above 0"}},
+		{"ifNames on a VF pool", `{"pools":[{"resourceName":"a","selectors":{"ifNames":["ib0"]}}]}`,
+			[]string{"pools[0].selectors.ifNames", "use pfNames"}},
 		{"rdma shared devices typo", `{"configList":[{"resourceName":"a","rdmaHcaMax":1,"selectors":{"devices":["1017"]}}]}`,
 			[]string{"configList[0].selectors.devices", `did you mean "deviceIDs"`}},
 		{"rdma shared bad device ID", `{"configList":[{"resourceName":"a","rdmaHcaMax":1,"selectors":{"deviceIDs":["cx6"]}}]}`,

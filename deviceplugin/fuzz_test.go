@@ -21,7 +21,7 @@ import (
 // FuzzParseConfigNative: {"resourcePrefix", "pools"}, what the node agent
 // writes from its NodeNetworkState.
 func FuzzParseConfigNative(f *testing.F) {
-	f.Add([]byte(`{"resourcePrefix":"sluice.dev","pools":[{"resourceName":"rdma_a","deviceType":"netdevice","selectors":{"pfNames":["ens1f0#0-3","ens1f1"],"linkTypes":["ether"],"isRdma":true}},{"resourceName":"hca","rdmaHcaMax":100,"selectors":{"pfNames":["ens1f0"]}}]}`), "")
+	f.Add([]byte(`{"resourcePrefix":"sluice.dev","pools":[{"resourceName":"rdma_a","deviceType":"netdevice","selectors":{"pfNames":["ens1f0#0-3","ens1f1"],"linkTypes":["ether"],"isRdma":true}},{"resourceName":"hca","rdmaHcaMax":100,"selectors":{"pfNames":["ens1f0"]}},{"resourceName":"all","rdmaHcaMax":8,"rdmaSharing":"WholeSet","selectors":{"ifNames":["ib0"],"linkTypes":["infiniband"]}}]}`), "")
 	f.Add([]byte(`{"pools":[{"resourceName":"igb-roce","deviceType":"netdevice","softRoCE":true,"selectors":{"vendors":["8086"],"devices":["10ca"],"rootDevices":["0000:00:04.0"]}}]}`), "example.com")
 	f.Fuzz(checkParse)
 }
@@ -228,12 +228,16 @@ func encodeConfig(c *Config) ([]byte, error) {
 		f := NativeFile{Pools: []v1alpha1.DevicePluginPool{}}
 		for _, p := range c.Pools {
 			s := p.Selectors[0]
+			var sharing v1alpha1.RDMASharing
+			if p.WholeSet {
+				sharing = v1alpha1.RDMASharingWholeSet
+			}
 			f.Pools = append(f.Pools, v1alpha1.DevicePluginPool{
 				ResourceName: p.Name, ResourcePrefix: p.Prefix, DeviceType: p.Driver,
-				RDMAHcaMax: int32(p.SharedMax), SoftRoCE: p.SoftRoCE,
+				RDMAHcaMax: int32(p.SharedMax), RDMASharing: sharing, SoftRoCE: p.SoftRoCE,
 				Selectors: v1alpha1.PoolSelectors{
 					Vendors: s.Vendors, Devices: s.Devices, Drivers: s.Drivers, PFNames: encodePFNames(s.PFNames),
-					RootDevices: s.RootDevices, LinkTypes: encodeLinkTypes(s.LinkTypes), IsRdma: s.RDMA,
+					RootDevices: s.RootDevices, LinkTypes: encodeLinkTypes(s.LinkTypes), IfNames: s.IfNames, IsRdma: s.RDMA,
 				},
 			})
 		}

@@ -262,6 +262,9 @@ func (m *Manager) scan(ctx context.Context) error {
 	m.mu.Unlock()
 	m.apply(ctx, prev, t)
 	m.devInfo.reconcile(t, start)
+	if m.opts.OnScan != nil {
+		m.opts.OnScan(t)
+	}
 	m.scans.Add(1)
 	return nil
 }
@@ -281,6 +284,9 @@ func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
 			old = prev.Pools[res]
 		}
 		m.logHealth(old, pd)
+		if pd.Pool.DRA {
+			continue // the DRA driver publishes it
+		}
 		srv := m.servers[res]
 		if srv == nil {
 			srv = newPoolServer(pd, m.opts.KubeletDir, m.alloc, m.log)
@@ -300,7 +306,7 @@ func (m *Manager) apply(ctx context.Context, prev, t *Tree) {
 		}
 	}
 	for res, srv := range m.servers {
-		if t.Pools[res] == nil {
+		if pd := t.Pools[res]; pd == nil || pd.Pool.DRA {
 			srv.stop()
 			delete(m.servers, res)
 			m.log.Info("stopped pool", "resource", res)

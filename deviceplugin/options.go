@@ -57,6 +57,10 @@ type Options struct {
 	Host *host.Host
 	// LinkEvents, when set, replaces the netlink link subscription.
 	LinkEvents LinkEvents
+	// OnScan, when set, is called with each scan's tree once the pools are
+	// applied, from the scanning goroutine (it must not block long): the
+	// DRA driver publishes its pools' devices from it.
+	OnScan func(*Tree)
 	// Trigger asks for an immediate rescan each time it receives.
 	Trigger <-chan struct{}
 	// RDMACheck is the period of the light RDMA health check (500 ms).

@@ -31,6 +31,9 @@ type Tree struct {
 type PoolDevices struct {
 	Pool    Pool
 	Devices []Device
+	// Members are, for a whole-set shared pool, the selected RDMA devices
+	// every unit hands out (one per RDMA device, in the scan's order).
+	Members []Device
 
 	index     map[string]int
 	protoOnce sync.Once
@@ -60,6 +63,14 @@ type Device struct {
 	UIO string
 	// NoIOMMU: the vfio group is vfio's no-IOMMU /dev/vfio/noiommu-N.
 	NoIOMMU bool
+	// PCIeRoot is the PCIe root complex ("pci0000:3a"), empty if unknown.
+	PCIeRoot string
+	// Vendor and DeviceID are the function's PCI IDs ("15b3", "101e").
+	Vendor, DeviceID string
+	// LinkType is the PF's link type (eth, ib), MTU the netdev's (the
+	// VF's, or the PF's when the VF has none here), 0 when unknown.
+	LinkType string
+	MTU      int
 	// RDMA is the RDMA device handed out with the device, nil for none.
 	RDMA *RDMAInfo
 	// Group is what preferred allocation spreads over: the PF of a VF, the
@@ -78,7 +89,8 @@ func (d *Device) equal(o *Device) bool {
 	if d.ID != o.ID || d.Healthy != o.Healthy || d.Reason != o.Reason || d.NUMANode != o.NUMANode ||
 		d.PCIAddress != o.PCIAddress || d.PFAddress != o.PFAddress || d.PFName != o.PFName ||
 		d.VFIndex != o.VFIndex || d.Netdev != o.Netdev || d.Driver != o.Driver ||
-		d.IOMMUGroup != o.IOMMUGroup || d.UIO != o.UIO || d.NoIOMMU != o.NoIOMMU || d.Group != o.Group {
+		d.IOMMUGroup != o.IOMMUGroup || d.UIO != o.UIO || d.NoIOMMU != o.NoIOMMU || d.Group != o.Group || d.PCIeRoot != o.PCIeRoot ||
+		d.Vendor != o.Vendor || d.DeviceID != o.DeviceID || d.LinkType != o.LinkType || d.MTU != o.MTU {
 		return false
 	}
 	if (d.RDMA == nil) != (o.RDMA == nil) {
@@ -137,8 +149,13 @@ func (pd *PoolDevices) apiDevices() []*pluginapi.Device {
 
 // sameAs reports whether two scans of a pool advertise the same thing.
 func (pd *PoolDevices) sameAs(o *PoolDevices) bool {
-	if !poolEqual(&pd.Pool, &o.Pool) || len(pd.Devices) != len(o.Devices) {
+	if !poolEqual(&pd.Pool, &o.Pool) || len(pd.Devices) != len(o.Devices) || len(pd.Members) != len(o.Members) {
 		return false
+	}
+	for i := range pd.Members {
+		if !pd.Members[i].equal(&o.Members[i]) {
+			return false
+		}
 	}
 	for i := range pd.Devices {
 		if !pd.Devices[i].equal(&o.Devices[i]) {
@@ -159,6 +176,13 @@ type scanInput struct {
 	prev *Tree
 }
 
+// NewTree builds the tree of a discovery with every PF ready and no VF
+// attached: a scan without the node agent's readiness gate or the CNI's
+// registry (tools, and tests of what is built from a tree).
+func NewTree(snap *host.Snapshot, cfg *Config) *Tree {
+	return buildTree(scanInput{snap: snap, cfg: cfg})
+}
+
 // buildTree builds the device tree of a scan. It only computes: all reads
 // happened before.
 func buildTree(in scanInput) *Tree {
@@ -172,13 +196,18 @@ func buildTree(in scanInput) *Tree {
 		if in.prev != nil {
 			prev = in.prev.Pools[p.Resource()]
 		}
-		var devs []Device
-		if p.Shared() {
+		var devs, members []Device
+		switch {
+		case p.Shared() && p.WholeSet:
+			members = sharedBases(in, p, nil)
+			devs = wholeSetUnits(p, members)
+		case p.Shared():
 			devs = sharedDevices(in, p, prev)
-		} else {
+		default:
 			devs = vfDevices(in, p, prev)
 		}
 		pd := newPoolDevices(*p, devs)
+		pd.Members = members
 		t.Pools[p.Resource()] = pd
 		if p.RDMA {
 			t.watchRDMA(in.snap, pd)
@@ -221,6 +250,10 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 				ID: vf.PCIAddress, NUMANode: vf.NUMANode, PCIAddress: vf.PCIAddress,
 				PFAddress: pf.PCIAddress, PFName: pf.Name, VFIndex: vf.Index, Netdev: vf.Netdev,
 				Driver: vf.Driver, IOMMUGroup: vf.IOMMUGroup, UIO: vf.UIO, NoIOMMU: vf.NoIOMMU, Group: pf.PCIAddress,
+				PCIeRoot: vf.PCIeRoot, Vendor: vf.Vendor, DeviceID: vf.Device, LinkType: pf.LinkType, MTU: vf.MTU,
+			}
+			if d.MTU == 0 {
+				d.MTU = pf.MTU
 			}
 			if p.RDMA {
 				d.RDMA = rdmaInfo(vf.RDMA)
@@ -255,7 +288,21 @@ func (p *Pool) matchesShared(c candidate, inPool bool) bool {
 }
 
 func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
-	before := prevByAddress(prev)
+	var devs []Device
+	for _, base := range sharedBases(in, p, prevByAddress(prev)) {
+		for k := range p.SharedMax {
+			d := base
+			d.ID = base.RDMA.Name + "-" + strconv.Itoa(k)
+			devs = append(devs, d)
+		}
+	}
+	return devs
+}
+
+// sharedBases lists the functions whose RDMA device a shared pool selects,
+// one device each (without ID). before is the previous scan's devices by
+// PCI address, nil to forget devices that vanished.
+func sharedBases(in scanInput, p *Pool, before map[string]*Device) []Device {
 	var devs []Device
 	add := func(c candidate) {
 		old := before[c.address()]
@@ -272,17 +319,18 @@ func sharedDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 		base := Device{
 			NUMANode: c.pf.NUMANode, PCIAddress: c.address(), PFAddress: c.pf.PCIAddress, PFName: c.pf.Name,
 			VFIndex: -1, Netdev: c.netdev(), Driver: c.pf.Driver, RDMA: r, Group: r.Name,
+			PCIeRoot: c.pf.PCIeRoot, Vendor: c.pf.Vendor, DeviceID: c.pf.Device, LinkType: c.pf.LinkType, MTU: c.pf.MTU,
 		}
 		if c.vf != nil {
 			base.VFIndex, base.Driver, base.IOMMUGroup = c.vf.Index, c.vf.Driver, c.vf.IOMMUGroup
+			base.Vendor, base.DeviceID = c.vf.Vendor, c.vf.Device
+			if c.vf.MTU != 0 {
+				base.MTU = c.vf.MTU
+			}
 		}
 		reasons := sharedHealth(c, old)
 		base.Healthy, base.Reason = len(reasons) == 0, strings.Join(reasons, "; ")
-		for k := range p.SharedMax {
-			d := base
-			d.ID = r.Name + "-" + strconv.Itoa(k)
-			devs = append(devs, d)
-		}
+		devs = append(devs, base)
 	}
 	for i := range in.snap.PFs {
 		pf := &in.snap.PFs[i]
@@ -322,19 +370,21 @@ func (t *Tree) watchRDMA(snap *host.Snapshot, pd *PoolDevices) {
 		}
 	}
 	presentRDMA(snap, present)
-	for i := range pd.Devices {
-		r := pd.Devices[i].RDMA
-		if r == nil {
-			continue
-		}
-		var states []string
-		d := present[r.Name]
-		if d != nil {
-			for _, p := range d.Ports {
-				states = append(states, p.State)
+	for _, devs := range [][]Device{pd.Devices, pd.Members} {
+		for i := range devs {
+			r := devs[i].RDMA
+			if r == nil {
+				continue
 			}
+			var states []string
+			d := present[r.Name]
+			if d != nil {
+				for _, p := range d.Ports {
+					states = append(states, p.State)
+				}
+			}
+			t.rdma[r.Name] = rdmaState(d != nil, states)
 		}
-		t.rdma[r.Name] = rdmaState(d != nil, states)
 	}
 }
 

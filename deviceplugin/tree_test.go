@@ -57,12 +57,17 @@ func TestSharedPoolSelection(t *testing.T) {
 		{"rootDevices: the PF's device",
 			`{"pools":[{"resourceName":"s","rdmaHcaMax":1,"selectors":{"rootDevices":["` + cx0 + `"]}}]}`,
 			[]string{pfRDMA + "-0"}},
+		// k8s-rdma-shared-dev-plugin's format shares the whole set: its
+		// units are "0".."rdmaHcaMax-1" and the set is the pool's members.
 		{"k8s-rdma-shared-dev-plugin ifNames: that netdev's device",
 			`{"configList":[{"resourceName":"s","rdmaHcaMax":1,"selectors":{"ifNames":["ens1f0v0"]}}]}`,
-			[]string{vfRDMA(0) + "-0"}},
+			[]string{"member " + vfRDMA(0)}},
 		{"vendor and device IDs: PFs only (VFs have another device ID)",
 			`{"configList":[{"resourceName":"s","rdmaHcaMax":1,"selectors":{"vendors":["15b3"],"deviceIDs":["101d"]}}]}`,
-			[]string{pfRDMA + "-0", snap.PFByAddress(cx1).RDMA.Name + "-0"}},
+			[]string{"member " + pfRDMA, "member " + snap.PFByAddress(cx1).RDMA.Name}},
+		{"native whole-set sharing: the same set",
+			`{"pools":[{"resourceName":"s","rdmaHcaMax":1,"rdmaSharing":"WholeSet","selectors":{"vendors":["15b3"],"devices":["101d"]}}]}`,
+			[]string{"member " + pfRDMA, "member " + snap.PFByAddress(cx1).RDMA.Name}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tree := buildTree(scanInput{snap: snap, cfg: mustParse(t, tc.cfg)})
@@ -72,7 +77,18 @@ func TestSharedPoolSelection(t *testing.T) {
 			}
 			want := slices.Clone(tc.want)
 			slices.Sort(want)
-			if got := devIDs(pd); !slices.Equal(got, want) {
+			got := devIDs(pd)
+			if pd != nil && pd.Pool.WholeSet {
+				if !slices.Equal(got, []string{"0"}) {
+					t.Errorf("whole-set units = %v, want [0] (rdmaHcaMax 1)", got)
+				}
+				got = nil
+				for _, m := range pd.Members {
+					got = append(got, "member "+m.RDMA.Name)
+				}
+				slices.Sort(got)
+			}
+			if !slices.Equal(got, want) {
 				t.Errorf("IDs = %v, want %v", got, want)
 			}
 		})
@@ -85,11 +101,11 @@ func TestGateHidesVFsNotSharedPFs(t *testing.T) {
 	cfg := mustParse(t, `{"configList":[{"resourceName":"s","rdmaHcaMax":1,"selectors":{"vendors":["15b3"]}}]}`)
 	closed := buildTree(scanInput{snap: snap, cfg: cfg, gate: &nodefiles.GateState{}})
 	open := buildTree(scanInput{snap: snap, cfg: cfg, gate: &nodefiles.GateState{Ready: []string{cx0, cx1}}})
-	if got := len(closed.Pools["sluice.dev/s"].Devices); got != 2 {
-		t.Errorf("closed gate: %d shares, want the 2 PFs' only", got)
+	if got := len(closed.Pools["sluice.dev/s"].Members); got != 2 {
+		t.Errorf("closed gate: %d RDMA devices shared, want the 2 PFs' only", got)
 	}
-	if got := len(open.Pools["sluice.dev/s"].Devices); got != 6 {
-		t.Errorf("open gate: %d shares, want 2 PFs + 4 VFs", got)
+	if got := len(open.Pools["sluice.dev/s"].Members); got != 6 {
+		t.Errorf("open gate: %d RDMA devices shared, want 2 PFs + 4 VFs", got)
 	}
 }
 

@@ -80,6 +80,7 @@ func wholeDevices(in scanInput, p *Pool, before map[string]*Device) []Device {
 		d := Device{
 			ID: f.PCIAddress, NUMANode: f.NUMANode, PCIAddress: f.PCIAddress, VFIndex: -1, Netdev: f.Name,
 			Driver: f.Driver, IOMMUGroup: f.IOMMUGroup, UIO: f.UIO, NoIOMMU: f.NoIOMMU, Group: f.PCIAddress,
+			PCIeRoot: f.PCIeRoot, Vendor: f.Vendor, DeviceID: f.Device, LinkType: f.LinkType, MTU: f.MTU,
 		}
 		if p.RDMA {
 			d.RDMA = rdmaInfo(f.RDMA)

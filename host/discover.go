@@ -85,6 +85,7 @@ func (h *Host) readPF(addr, root string, links map[string]netlink.Link) PF {
 		TotalVFs: readInt(filepath.Join(dir, "sriov_totalvfs"), 0),
 		NumVFs:   readInt(filepath.Join(dir, "sriov_numvfs"), 0),
 		Name:     firstEntry(filepath.Join(dir, "net")),
+		PCIeRoot: pcieRoot(dir),
 	}
 	var vfInfo []netlink.VfInfo
 	if l, ok := links[pf.Name]; ok && pf.Name != "" {
@@ -114,8 +115,9 @@ func (h *Host) readVF(pf *PF, idx int, addr, dir string, links map[string]netlin
 		Index: idx, PCIAddress: addr, PFAddress: pf.PCIAddress, PFName: pf.Name,
 		Vendor: id.vendor, Device: id.device, Driver: id.driver, IOMMUGroup: id.iommuGroup,
 		Userspace: id.userspace,
-		// A VF sits on its PF's NUMA node.
+		// A VF sits on its PF's NUMA node, under its PCIe root.
 		NUMANode: pf.NUMANode,
+		PCIeRoot: pf.PCIeRoot,
 		Netdev:   firstEntry(filepath.Join(dir, "net")),
 	}
 	if l, ok := links[vf.Netdev]; ok && vf.Netdev != "" {

@@ -319,3 +319,32 @@ func TestLookupVFIndex(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoverPCIeRoot: a PF and its VFs report the root complex the PF's
+// sysfs path runs through.
+func TestDiscoverPCIeRoot(t *testing.T) {
+	n := hosttest.New(t)
+	n.AddPF(hosttest.ConnectX6("0000:3b:00.0", "ens1f0", 0))
+	n.AddPF(hosttest.ConnectX6("0000:d8:00.0", "ens9f0", 1))
+	n.SetNumVFs("0000:3b:00.0", 2)
+	n.SetNumVFs("0000:d8:00.0", 1)
+	n.SetPCIeRoot("0000:d8:00.0", "pci0000:d7")
+	snap, err := n.Host().Discover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"0000:3b:00.0": "pci0000:00", "0000:d8:00.0": "pci0000:d7"}
+	for _, pf := range snap.PFs {
+		if pf.PCIeRoot != want[pf.PCIAddress] {
+			t.Errorf("PF %s pcieRoot = %q, want %q", pf.PCIAddress, pf.PCIeRoot, want[pf.PCIAddress])
+		}
+		if len(pf.VFs) == 0 || pf.VFs[0].Driver == "" {
+			t.Errorf("PF %s: VFs not read through the moved link: %+v", pf.PCIAddress, pf.VFs)
+		}
+		for _, vf := range pf.VFs {
+			if vf.PCIeRoot != pf.PCIeRoot {
+				t.Errorf("VF %s pcieRoot = %q, want its PF's %q", vf.PCIAddress, vf.PCIeRoot, pf.PCIeRoot)
+			}
+		}
+	}
+}

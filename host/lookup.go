@@ -34,6 +34,7 @@ func (h *Host) VF(addr string) (*VF, error) {
 		Vendor: id.vendor, Device: id.device, Driver: id.driver, IOMMUGroup: id.iommuGroup,
 		Userspace: id.userspace,
 		NUMANode:  readInt(filepath.Join(pfDir, "numa_node"), -1),
+		PCIeRoot:  pcieRoot(pfDir),
 		Netdev:    firstEntry(filepath.Join(dir, "net")),
 	}
 	if vf.PFName != "" {

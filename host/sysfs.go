@@ -107,3 +107,20 @@ func exists(path string) bool {
 func (h *Host) pciDevDir(addr string) string {
 	return filepath.Join(h.paths.Sys, "bus", "pci", "devices", addr)
 }
+
+// pcieRoot is the PCIe root complex ("pci0000:3a") a PCI device sits
+// under: the element of its /sys/devices path that its bus link
+// (/sys/bus/pci/devices/<address>) resolves through; empty when the link
+// does not resolve into a root complex.
+func pcieRoot(busLink string) string {
+	t, err := os.Readlink(busLink)
+	if err != nil {
+		return ""
+	}
+	for _, e := range strings.Split(filepath.ToSlash(t), "/") {
+		if strings.HasPrefix(e, "pci") && strings.Contains(e, ":") {
+			return e
+		}
+	}
+	return ""
+}

@@ -31,6 +31,9 @@ type PF struct {
 	Userspace
 	// NUMANode is -1 when the platform does not say.
 	NUMANode int
+	// PCIeRoot is the PCIe root complex the PF sits under ("pci0000:3a"),
+	// empty when unknown.
+	PCIeRoot string
 	Link
 	// DefaultRoute is set when the function's netdev carries a default
 	// route of the main routing table: it is the node's own uplink. It is
@@ -69,6 +72,8 @@ type VF struct {
 	Vendor, Device string
 	Driver         string
 	NUMANode       int
+	// PCIeRoot is its PF's PCIe root complex.
+	PCIeRoot string
 	// IOMMUGroup is the VF's IOMMU group number, empty without an IOMMU.
 	IOMMUGroup string
 	Userspace

@@ -31,8 +31,8 @@ type PolicyLinkType string
 func (l PolicyLinkType) Normalized() LinkType { return LinkType(strings.ToLower(string(l))) }
 
 // NicSelector chooses the PFs a policy configures. Every field that is set
-// must match; at least one must be set.
-// +kubebuilder:validation:XValidation:rule="has(self.vendor) || has(self.deviceID) || (has(self.pfNames) && size(self.pfNames) > 0) || (has(self.rootDevices) && size(self.rootDevices) > 0)",message="nicSelector must set at least one of vendor, deviceID, pfNames or rootDevices"
+// must match; at least one must be set, except in a sharedRdma policy,
+// which leaves it empty ({}).
 type NicSelector struct {
 	// Vendor is the PF's PCI vendor ID, e.g. 15b3 (NVIDIA/Mellanox), 8086 (Intel).
 	// +optional
@@ -87,6 +87,20 @@ type RDMASpec struct {
 	Provider RDMAProvider `json:"provider,omitempty"`
 }
 
+// Allocation is how a policy's pool is handed to pods.
+// +kubebuilder:validation:Enum=DevicePlugin;DRA
+type Allocation string
+
+const (
+	// AllocationDevicePlugin: pods request sluice.dev/<resourceName> and the
+	// kubelet device plugin allocates the VFs.
+	AllocationDevicePlugin Allocation = "DevicePlugin"
+	// AllocationDRA: the node's DRA driver publishes the VFs in
+	// ResourceSlices and pods claim them through a ResourceClaim of the
+	// pool's DeviceClass.
+	AllocationDRA Allocation = "DRA"
+)
+
 // VFConfigDefaults are the per-VF settings applied when VFs are created;
 // a VFNetwork's own settings win when a pod attaches.
 type VFConfigDefaults struct {
@@ -101,7 +115,15 @@ type VFConfigDefaults struct {
 // NetworkNodePolicySpec is what a platform team asks of the matching nodes.
 // +kubebuilder:validation:XValidation:rule="!(((has(self.rdma) && self.rdma.enabled) || (has(self.isRdma) && self.isRdma)) && self.deviceType == 'vfio-pci')",fieldPath=".rdma",message="rdma.enabled (or isRdma) cannot be combined with deviceType vfio-pci: a VF bound to vfio-pci has no kernel RDMA device; use deviceType netdevice or disable rdma"
 // +kubebuilder:validation:XValidation:rule="!(has(self.isRdma) && has(self.rdma) && self.isRdma != self.rdma.enabled)",fieldPath=".isRdma",message="isRdma and rdma.enabled disagree: isRdma is sriov-network-operator's spelling of rdma.enabled; set only one of them, or both to the same value"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || self.resourceName.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",fieldPath=".resourceName",message="allocation DRA names the pool's DeviceClass after resourceName, so it must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit; rename the pool or use allocation DevicePlugin"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || !has(self.excludeTopology) || !self.excludeTopology",fieldPath=".excludeTopology",message="excludeTopology only affects the device plugin's Topology Manager hints; a DRA pool publishes the NUMA node as a device attribute that claims may ignore: remove excludeTopology or use allocation DevicePlugin"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || !has(self.needVhostNet) || !self.needVhostNet",fieldPath=".needVhostNet",message="needVhostNet is not supported with allocation DRA yet: remove needVhostNet or use allocation DevicePlugin"
+// +kubebuilder:validation:XValidation:rule="!has(self.allocation) || self.allocation != 'DRA' || !has(self.rdma) || !has(self.rdma.provider) || self.rdma.provider != 'soft-roce'",fieldPath=".rdma.provider",message="rdma.provider soft-roce is not supported with allocation DRA yet (its devices are created by sluice-cni): use provider hardware or allocation DevicePlugin"
 // +kubebuilder:validation:XValidation:rule="!has(self.nicSelector.pfNames) || self.nicSelector.pfNames.all(p, !p.contains('#') || int(p.split('#')[1].split('-')[1]) < self.numVfs)",fieldPath=".nicSelector.pfNames",message="a VF range in nicSelector.pfNames ends at or beyond numVfs: VF indices run from 0 to numVfs-1"
+// +kubebuilder:validation:XValidation:rule="has(self.sharedRdma) || has(self.nicSelector.vendor) || has(self.nicSelector.deviceID) || (has(self.nicSelector.pfNames) && size(self.nicSelector.pfNames) > 0) || (has(self.nicSelector.rootDevices) && size(self.nicSelector.rootDevices) > 0)",fieldPath=".nicSelector",message="nicSelector must set at least one of vendor, deviceID, pfNames or rootDevices (only a sharedRdma policy leaves it empty)"
+// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (self.numVfs == 0 && !has(self.nicSelector.vendor) && !has(self.nicSelector.deviceID) && !has(self.nicSelector.pfNames) && !has(self.nicSelector.rootDevices) && !has(self.nicSelector.netFilter))",fieldPath=".sharedRdma",message="sharedRdma shares existing RDMA devices and creates no VFs: set numVfs 0 and leave nicSelector empty ({}); choose the devices with sharedRdma's vendors, deviceIDs, drivers, ifNames and linkTypes"
+// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || (!has(self.rdma) && !(has(self.isRdma) && self.isRdma) && !has(self.mtu) && !has(self.vfConfig) && !(has(self.externallyManaged) && self.externallyManaged) && !(has(self.needVhostNet) && self.needVhostNet) && !(has(self.dryRun) && self.dryRun) && !has(self.linkType) && (!has(self.deviceType) || self.deviceType == 'netdevice'))",fieldPath=".sharedRdma",message="sharedRdma is a pool of shared RDMA devices, not of VFs: remove rdma, isRdma, mtu, vfConfig, externallyManaged, needVhostNet, dryRun and linkType (use sharedRdma.linkTypes), and keep deviceType netdevice"
+// +kubebuilder:validation:XValidation:rule="!has(self.sharedRdma) || !has(self.allocation) || self.allocation != 'DRA'",fieldPath=".allocation",message="a sharedRdma pool is served by the device plugin only (DRA has no shared-device model in sluice yet): remove allocation or set it to DevicePlugin"
 type NetworkNodePolicySpec struct {
 	// NodeSelector chooses the nodes by label; empty selects every node.
 	// +optional
@@ -177,6 +199,26 @@ type NetworkNodePolicySpec struct {
 	// VFConfig are the VF settings applied at creation.
 	// +optional
 	VFConfig *VFConfigDefaults `json:"vfConfig,omitempty"`
+	// Allocation is how the pool is handed to pods. DevicePlugin (the
+	// default): pods request sluice.dev/<resourceName> and the kubelet
+	// device plugin allocates the VFs. DRA: the node's DRA driver publishes
+	// the pool's VFs in ResourceSlices, the operator renders a DeviceClass
+	// named <resourceName>, and pods claim VFs through ResourceClaims. A
+	// pool is served by exactly one of the two: every policy feeding one
+	// resourceName on a node must agree on it.
+	// +optional
+	// +kubebuilder:default=DevicePlugin
+	Allocation Allocation `json:"allocation,omitempty"`
+
+	// SharedRDMA makes the policy a shared RDMA pool (what a
+	// k8s-rdma-shared-dev-plugin configList entry describes) instead of a
+	// VF pool: pods request <prefix>/<resourceName> and each gets every RDMA
+	// device the selectors choose. Such a policy creates and configures no
+	// VFs, so numVfs must be 0, nicSelector empty, and rdma, isRdma, mtu,
+	// vfConfig, externallyManaged, needVhostNet, dryRun, linkType unset and
+	// deviceType netdevice.
+	// +optional
+	SharedRDMA *SharedRDMASpec `json:"sharedRdma,omitempty"`
 	// DryRun computes, on every matched node, whether applying this policy
 	// would drain the node and which pods would be evicted, and reports it in
 	// status.dryRun, without applying anything.
@@ -189,6 +231,9 @@ type NetworkNodePolicySpec struct {
 func (s *NetworkNodePolicySpec) RDMAEnabled() bool {
 	return s.IsRdma || (s.RDMA != nil && s.RDMA.Enabled)
 }
+
+// DRA reports whether the policy's pool is allocated through DRA.
+func (s *NetworkNodePolicySpec) DRA() bool { return s.Allocation == AllocationDRA }
 
 // DryRunNode is what applying a dry-run policy would do to one node.
 type DryRunNode struct {

@@ -45,6 +45,10 @@ type VFGroup struct {
 	// NeedVhostNet adds /dev/vhost-net and /dev/net/tun to allocations.
 	// +optional
 	NeedVhostNet bool `json:"needVhostNet,omitempty"`
+	// DRA: the group's pool is allocated by the DRA driver, not the device
+	// plugin.
+	// +optional
+	DRA bool `json:"dra,omitempty"`
 }
 
 // InterfaceSpec is the desired state of one PF.
@@ -107,6 +111,12 @@ type PoolSelectors struct {
 	// devices with them.
 	// +optional
 	IsRdma bool `json:"isRdma,omitempty"`
+	// IfNames are the netdev names (PF or VF) of the functions whose RDMA
+	// devices a shared RDMA pool (rdmaHcaMax > 0) shares; a VF pool refuses
+	// them.
+	// +optional
+	// +listType=atomic
+	IfNames []string `json:"ifNames,omitempty"`
 }
 
 // DevicePluginPool is one extended resource the device plugin advertises.
@@ -121,12 +131,18 @@ type DevicePluginPool struct {
 	DeviceType DeviceType `json:"deviceType,omitempty"`
 	// Selectors choose the pool's devices.
 	Selectors PoolSelectors `json:"selectors"`
-	// RDMAHcaMax, when above zero, makes this a shared RDMA pool: every
-	// selected RDMA device is advertised this many times and each pod gets
-	// its char devices (k8s-rdma-shared-dev-plugin's rdmaHcaMax).
+	// RDMAHcaMax, when above zero, makes this a shared RDMA pool, shared as
+	// rdmaSharing says.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	RDMAHcaMax int32 `json:"rdmaHcaMax,omitempty"`
+	// RDMASharing is how a shared RDMA pool shares: PerDevice (the default)
+	// advertises rdmaHcaMax units per selected RDMA device and gives one
+	// device per unit; WholeSet advertises rdmaHcaMax units in total and
+	// gives every selected device with each unit, as
+	// k8s-rdma-shared-dev-plugin does. Only with rdmaHcaMax > 0.
+	// +optional
+	RDMASharing RDMASharing `json:"rdmaSharing,omitempty"`
 	// SoftRoCE makes each allocation name the device as a CDI device
 	// (<prefix>/<resourceName>=<PCI address>) whose spec sluice-cni writes
 	// when it creates the pod's soft-RoCE device; the runtime resolves it
@@ -157,10 +173,17 @@ type NodeNetworkStateSpec struct {
 	// RDMAMode is the desired kernel RDMA netns mode; empty leaves it as found.
 	// +optional
 	RDMAMode RDMAMode `json:"rdmaMode,omitempty"`
-	// Pools is the device-plugin configuration rendered for this node.
+	// Pools is the device-plugin configuration rendered for this node: the
+	// pools the kubelet device plugin serves. DRA pools are not among them.
 	// +optional
 	// +listType=atomic
 	Pools []DevicePluginPool `json:"pools,omitempty"`
+	// DRAPools are the pools whose policies ask for DRA allocation, in the
+	// same form: the node's DRA driver publishes their devices in
+	// ResourceSlices. A resourceName is in Pools or DRAPools, never both.
+	// +optional
+	// +listType=atomic
+	DRAPools []DevicePluginPool `json:"draPools,omitempty"`
 	// DryRun is the state dry-run policies would produce; the agent only
 	// reports what applying it would do.
 	// +optional

@@ -77,6 +77,10 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	defer hostNS.Close()
 	p.mark("namespaces")
 
+	att := nodefiles.NewAttachments(conf.attachmentsDir())
+	if p.HolderWait > 0 {
+		p.waitForHolder(att, conf.PCI, args.ContainerID)
+	}
 	lock, err := lockVF(conf.lockDir(), conf.PCI, p.LockTimeout)
 	if err != nil {
 		return nil, nil, err
@@ -93,7 +97,6 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 	}
 	p.mark("VF lookup")
 	cch := cache{dir: conf.cacheDir()}
-	att := nodefiles.NewAttachments(conf.attachmentsDir())
 	var unreadable *nodefiles.UnreadableError
 	if rec, ok, err := att.Get(conf.PCI); errors.As(err, &unreadable) {
 		// Damaged: only the VF's own state tells whether it is in a pod.

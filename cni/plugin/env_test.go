@@ -205,6 +205,7 @@ func (e *env) plugin(stdout *bytes.Buffer) *plugin.Plugin {
 	p := plugin.New(e.node)
 	p.Stdout, p.Stderr = stdout, logWriter{e.t}
 	p.LockTimeout = 200 * time.Millisecond
+	p.HolderWait = 200 * time.Millisecond
 	return p
 }
 

@@ -84,6 +84,9 @@ type Plugin struct {
 	Stdout, Stderr io.Writer
 	// LockTimeout bounds the wait for another command on the same VF.
 	LockTimeout time.Duration
+	// HolderWait bounds how long ADD waits for the pod that still holds
+	// the VF to give it back (see waitForHolder).
+	HolderWait time.Duration
 	// Exec runs delegated (IPAM) plugins; nil runs them as processes.
 	Exec invoke.Exec
 	// Timings, when set, receives one line (a Timing) per command run
@@ -100,7 +103,7 @@ type Plugin struct {
 
 // New returns a plugin over node writing to the process's stdout/stderr.
 func New(node Node) *Plugin {
-	return &Plugin{Node: node, Stdout: os.Stdout, Stderr: os.Stderr, LockTimeout: 10 * time.Second}
+	return &Plugin{Node: node, Stdout: os.Stdout, Stderr: os.Stderr, LockTimeout: 10 * time.Second, HolderWait: 30 * time.Second}
 }
 
 // Funcs are the commands for skel.PluginMainFuncs; each outcome is counted

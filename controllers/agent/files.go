@@ -16,6 +16,8 @@ import (
 type devicePluginConfig struct {
 	ResourcePrefix string                      `json:"resourcePrefix"`
 	Pools          []sluicev1.DevicePluginPool `json:"pools"`
+	// DRAPools are scanned with the others but served by the DRA driver.
+	DRAPools []sluicev1.DevicePluginPool `json:"draPools,omitempty"`
 }
 
 // deviceFiles are the two files the agent hands the device plugin.
@@ -54,12 +56,14 @@ func (f deviceFiles) closeGate(pfs []string) (changed bool, err error) {
 	return f.writeGate(cur.Generation, keep)
 }
 
-// writePools replaces the pools file when its content changes.
-func (f deviceFiles) writePools(pools []sluicev1.DevicePluginPool) (changed bool, err error) {
+// writePools replaces the pools file when its content changes: the
+// device-plugin pools and the DRA pools, which the device plugin's scan
+// covers too but the DRA driver serves.
+func (f deviceFiles) writePools(pools, draPools []sluicev1.DevicePluginPool) (changed bool, err error) {
 	if pools == nil {
 		pools = []sluicev1.DevicePluginPool{}
 	}
-	b, err := json.MarshalIndent(devicePluginConfig{ResourcePrefix: f.prefix, Pools: pools}, "", "  ")
+	b, err := json.MarshalIndent(devicePluginConfig{ResourcePrefix: f.prefix, Pools: pools, DRAPools: draPools}, "", "  ")
 	if err != nil {
 		return false, fmt.Errorf("encode device plugin config: %w", err)
 	}

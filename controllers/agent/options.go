@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-net/sluice/api/drainslot"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin"
+	"github.com/sluice-net/sluice/deviceplugin/dra"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -101,6 +102,11 @@ type Options struct {
 	// registry and resource prefix (those fields of it are overridden), and
 	// rescans it after every sync that changed the gate or the pools.
 	DevicePlugin *deviceplugin.Options
+	// DRA, when set with DevicePlugin, runs the DRA kubelet plugin beside
+	// it, publishing the DRA pools' VFs of every device-plugin scan in
+	// ResourceSlices. Its DriverName, NodeName and KubeClient are the
+	// agent's (resource prefix, node, API server) when empty.
+	DRA *dra.Options
 	// WatchLinks subscribes to netlink link events in the agent's network
 	// namespace, so drift (VFs destroyed behind its back) is repaired in
 	// seconds instead of at the next resync. Only the events of SR-IOV PFs

@@ -7,13 +7,17 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/sluice-net/sluice/api/dradevice"
 	"github.com/sluice-net/sluice/api/nodefiles"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/deviceplugin"
+	"github.com/sluice-net/sluice/deviceplugin/dra"
 	"github.com/sluice-net/sluice/host"
 )
 
@@ -46,7 +50,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	var servePlugin func(ctx context.Context) error
 	if o.DevicePlugin != nil {
-		servePlugin = devicePluginAlongside(&o, h)
+		servePlugin = devicePluginAlongside(&o, h, cfg)
 	}
 	usage := o.Usage
 	if usage == nil {
@@ -109,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 
 // devicePluginAlongside prepares the in-process device plugin: it works on
 // the agent's host and files, and o.Rescan is chained to rescan it.
-func devicePluginAlongside(o *Options, h *host.Host) func(ctx context.Context) error {
+func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx context.Context) error {
 	dpo := *o.DevicePlugin
 	dpo.Host = h
 	dpo.ConfigFile = o.DevicePluginConfig
@@ -132,7 +136,40 @@ func devicePluginAlongside(o *Options, h *host.Host) func(ctx context.Context) e
 			next()
 		}
 	}
+	var draOpts *dra.Options
+	if o.DRA != nil {
+		d := *o.DRA
+		if d.DriverName == "" {
+			d.DriverName = dradevice.DriverName(o.ResourcePrefix)
+		}
+		if d.NodeName == "" {
+			d.NodeName = o.NodeName
+		}
+		if d.Log.GetSink() == nil {
+			d.Log = o.Logger.WithName("dra")
+		}
+		draOpts = &d
+	}
 	return func(ctx context.Context) error {
+		if draOpts != nil {
+			if draOpts.KubeClient == nil {
+				cs, err := kubernetes.NewForConfig(cfg)
+				if err != nil {
+					return fmt.Errorf("DRA driver: API client: %w", err)
+				}
+				draOpts.KubeClient = cs
+			}
+			drv, err := dra.Start(ctx, *draOpts)
+			if err != nil {
+				return err
+			}
+			defer drv.Stop()
+			dpo.OnScan = func(t *deviceplugin.Tree) {
+				if err := drv.Publish(ctx, t); err != nil {
+					draOpts.Log.Error(err, "cannot publish the DRA devices; retrying at the next scan")
+				}
+			}
+		}
 		if err := deviceplugin.Run(ctx, dpo); err != nil {
 			return fmt.Errorf("device plugin: %w", err)
 		}

@@ -292,7 +292,7 @@ func (s *syncRun) publish() error {
 		return err
 	}
 	s.r.metrics.configured(s.spec, ready)
-	poolsChanged, err := s.r.files.writePools(s.spec.Pools)
+	poolsChanged, err := s.r.files.writePools(s.spec.Pools, s.spec.DRAPools)
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,7 @@ func reportResourceFields(at string, r map[string]json.RawMessage, sharedMax int
 		case "selectors":
 			reportSelectors(f, r[k], c)
 		case "rdmaHcaMax":
-			c.add(f, Changed, "", fmt.Sprintf("%d: sluice advertises this many units per matched RDMA device and gives one device per unit, where k8s-rdma-shared-dev-plugin advertises %d units for the resource and gives every matched device with each: a pool matching several HCAs (multi-rail) hands a pod fewer of them", sharedMax, sharedMax))
+			c.add(f, Mapped, "", fmt.Sprintf("%d units for the resource, each with the char devices of every matched RDMA device, as k8s-rdma-shared-dev-plugin gives them", sharedMax))
 		case "devices":
 			c.add(f, Mapped, "", "the older spelling of selectors.ifNames")
 		case "additionalInfo":

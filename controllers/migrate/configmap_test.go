@@ -62,10 +62,10 @@ data:
     ]}
 `,
 			want: fieldsOf("data.config.json: ", map[string]Status{
-				"configList[hca_shared_devices_a]": Mapped, "configList[hca_shared_devices_a].resourceName": Mapped, "configList[hca_shared_devices_a].rdmaHcaMax": Changed,
+				"configList[hca_shared_devices_a]": Mapped, "configList[hca_shared_devices_a].resourceName": Mapped, "configList[hca_shared_devices_a].rdmaHcaMax": Mapped,
 				"configList[hca_shared_devices_a].selectors.vendors": Mapped, "configList[hca_shared_devices_a].selectors.deviceIDs": Mapped,
 				"configList[hca_shared_devices_a].selectors.ifNames": Mapped,
-				"configList[hca_shared_devices_b]":                   Mapped, "configList[hca_shared_devices_b].resourceName": Mapped, "configList[hca_shared_devices_b].rdmaHcaMax": Changed,
+				"configList[hca_shared_devices_b]":                   Mapped, "configList[hca_shared_devices_b].resourceName": Mapped, "configList[hca_shared_devices_b].rdmaHcaMax": Mapped,
 				"configList[hca_shared_devices_b].devices": Mapped, "periodicUpdateInterval": Changed,
 			}),
 			detail: map[string]string{"data.config.json: configList[hca_shared_devices_a]": "rdma/hca_shared_devices_a"},

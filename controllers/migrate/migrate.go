@@ -142,7 +142,7 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 			err = checkDevicePluginConfigMap(o, opts, c)
 		case o.U.GetKind() == "NetworkAttachmentDefinition":
 			if !rewriteNADs {
-				c.add("kind", Unsupported, "", "NetworkAttachmentDefinitions are rewritten only with --rewrite-nads")
+				c.add("kind", Unsupported, "", "NetworkAttachmentDefinitions are rewritten only with --rewrite-nads; to leave those of sriov-cni as they are, "+sriovAlias)
 				break
 			}
 			var rw *NADRewrite

@@ -137,6 +137,9 @@ func rewriteNAD(in *Object, opts Options, rendered map[string]string, c *conv) (
 	return rw, nil
 }
 
+// sriovAlias is the way to keep NADs of "type": "sriov" unchanged.
+const sriovAlias = `run the operator with --node-sriov-cni-alias instead, which installs sluice-cni as /opt/cni/bin/sriov on nodes without sriov-cni, and NADs of "type": "sriov" reach it unchanged (their resourceName annotation must still name a sluice pool)`
+
 // rewritePlugin turns one sriov-cni plugin configuration into sluice-cni's
 // in place, reporting each key under field.
 func rewritePlugin(p map[string]json.RawMessage, field string, c *conv) {
@@ -145,19 +148,78 @@ func rewritePlugin(p map[string]json.RawMessage, field string, c *conv) {
 		switch _, same := sriovCNIKeys[k]; {
 		case k == "type":
 			p[k] = json.RawMessage(`"` + SluiceCNIType + `"`)
-			c.add(at, Changed, at, `"sriov" becomes "`+SluiceCNIType+`", the binary sluice's node DaemonSet installs in /opt/cni/bin`)
+			c.add(at, Changed, at, `"sriov" becomes "`+SluiceCNIType+`", the binary sluice's node DaemonSet installs in /opt/cni/bin; to leave the NAD as it is, `+sriovAlias)
+		case k == "capabilities" && capabilityOn(p[k], "ips") && p["ipam"] == nil:
+			c.add(at, Changed, at, ipsWithoutIPAM)
 		case same:
 			c.add(at, Mapped, at, "")
 		case sluiceOnlyKeys[k] != "":
 			c.add(at, Changed, at, sluiceOnlyKeys[k])
-		case k == "logLevel" || k == "logFile":
-			delete(p, k)
-			c.add(at, Unsupported, "", "dropped: sluice-cni has no log settings; its errors are in its CNI result, which the container runtime logs")
+		case k == "logLevel":
+			rewriteLogLevel(p, at, c)
+		case k == "logFile":
+			rewriteLogFile(p, at, c)
 		default:
 			delete(p, k)
 			c.add(at, Unsupported, "", "dropped: neither sriov-cni's configuration nor sluice-cni's has this key")
 		}
 	}
+	if _, ok := p["logLevel"]; !ok {
+		at := field + ".logLevel"
+		p["logLevel"] = json.RawMessage(`"info"`)
+		c.add(at, Changed, at, `absent: written "info", the level sriov-cni logs at without one (sluice-cni's lines, in its own format, go where sriov-cni's went); without it sluice-cni would log only warnings and errors`)
+	}
+}
+
+// rewriteLogLevel keeps a level sluice-cni reads (any case, as sriov-cni)
+// and writes "info" for any other: sriov-cni logged at info then, and
+// sluice-cni refuses an unknown level.
+func rewriteLogLevel(p map[string]json.RawMessage, at string, c *conv) {
+	raw := p["logLevel"]
+	var v string
+	if json.Unmarshal(raw, &v) == nil && logLevels[strings.ToLower(v)] {
+		c.add(at, Mapped, at, "sluice-cni logs at this level as sriov-cni did (in its own line format)")
+		return
+	}
+	p["logLevel"] = json.RawMessage(`"info"`)
+	c.add(at, Changed, at, fmt.Sprintf(`%s is not a level: sriov-cni logged at info instead, sluice-cni refuses the attachment, so "info" is written (panic, error, warning, info or debug)`, shown(raw, v)))
+}
+
+// rewriteLogFile keeps an absolute path, which sluice-cni appends its lines
+// to as sriov-cni did, and drops any other: sluice-cni refuses a relative
+// one, which sriov-cni took relative to the runtime's working directory.
+func rewriteLogFile(p map[string]json.RawMessage, at string, c *conv) {
+	raw := p["logFile"]
+	var v string
+	isStr := json.Unmarshal(raw, &v) == nil
+	switch {
+	case isStr && v == "":
+		c.add(at, Mapped, at, "empty: no log file, for either plugin")
+	case isStr && strings.HasPrefix(v, "/"):
+		c.add(at, Mapped, at, "sluice-cni appends its lines there as sriov-cni did (in its own line format)")
+	case isStr:
+		delete(p, "logFile")
+		c.add(at, Unsupported, "", fmt.Sprintf(`%q is relative: sriov-cni took it relative to the container runtime's working directory, sluice-cni refuses the attachment; dropped, so the lines go to the runtime's log (stderr). Add an absolute "logFile" to keep a file`, v))
+	default:
+		delete(p, "logFile")
+		c.add(at, Unsupported, "", fmt.Sprintf("%s is not a path: dropped, so the lines go to the runtime's log (stderr)", string(raw)))
+	}
+}
+
+// capabilityOn reports whether a plugin's "capabilities" object turns name on.
+func capabilityOn(raw json.RawMessage, name string) bool {
+	var caps map[string]any
+	_ = json.Unmarshal(raw, &caps)
+	on, _ := caps[name].(bool)
+	return on
+}
+
+// shown quotes a string value, or shows the raw JSON of another.
+func shown(raw json.RawMessage, s string) string {
+	if s != "" || string(raw) == `""` {
+		return fmt.Sprintf("%q", s)
+	}
+	return string(raw)
 }
 
 func pluginType(p map[string]json.RawMessage) string {

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
+	"github.com/sluice-net/sluice/controllers"
 )
 
 // keepAsNAD is the way around what a VFNetwork cannot express.
@@ -113,16 +114,16 @@ func convertNetwork(in *Object, opts Options, c *conv, kind string) (*sluicev1.V
 	if v, ok, err := spec.str("capabilities"); err != nil {
 		return nil, bad(err)
 	} else if ok && strings.TrimSpace(v) != "" {
-		if on := capabilitiesOn(v); len(on) == 0 {
-			c.add("spec.capabilities", Mapped, "", "none enabled: nothing to carry over")
-		} else {
-			c.add("spec.capabilities", Unsupported, "", capabilitiesDetail(on))
+		if err := convertCapabilities(v, s, ib, opts, c); err != nil {
+			return nil, err
 		}
 	}
 	if v, ok, err := spec.str("metaPlugins"); err != nil {
 		return nil, bad(err)
 	} else if ok && strings.TrimSpace(v) != "" {
-		c.add("spec.metaPlugins", Unsupported, "", "a VFNetwork renders sluice-cni alone, with no plugins chained after it: these would not run. To keep them, "+keepAsNAD+" (a conflist keeps its other plugins)")
+		if err := convertMetaPlugins(v, s, kind, opts, c); err != nil {
+			return nil, err
+		}
 	}
 
 	if !ib {
@@ -131,7 +132,48 @@ func convertNetwork(in *Object, opts Options, c *conv, kind string) (*sluicev1.V
 		}
 	}
 	c.reportUnread(spec, kind)
+	if err := checkVFNetwork(n, opts, c); err != nil {
+		return nil, err
+	}
 	return n, nil
+}
+
+// checkVFNetwork checks the converted VFNetwork as the operator will (a
+// guard against this package and the operator drifting apart) and says,
+// on its metadata.namespace entry, which of its fields only a platform
+// VFNetwork may set: the operator must run in opts.Namespace.
+func checkVFNetwork(n *sluicev1.VFNetwork, opts Options, c *conv) error {
+	if err := controllers.CheckCNIConfig(n.Spec); err != nil {
+		field, _, _ := strings.Cut(err.Error(), " ")
+		if !strings.HasPrefix(field, "spec.") {
+			field = "spec"
+		}
+		return c.refuse(field, fmt.Sprintf("the converted VFNetwork would not render: %v", err))
+	}
+	refusals := controllers.TenantRefusals(n, "")
+	if len(refusals) == 0 {
+		return nil
+	}
+	note := fmt.Sprintf("a platform VFNetwork: %s must be the namespace the operator runs in (its --namespace), else the VFNetwork is a tenant's and is refused for %s", opts.Namespace, platformFields(refusals))
+	for i := range c.entries {
+		if c.entries[i].Field == "metadata.namespace" {
+			c.entries[i].Detail += "; " + note
+			return nil
+		}
+	}
+	c.add("metadata.namespace", Mapped, "metadata.namespace", note)
+	return nil
+}
+
+// platformFields is the fields named by tenant refusals ("spec.vlan 7:
+// ..."), joined.
+func platformFields(refusals []string) string {
+	fields := make([]string, 0, len(refusals))
+	for _, r := range refusals {
+		f, _, _ := strings.Cut(r, " ")
+		fields = append(fields, strings.TrimSuffix(f, ":"))
+	}
+	return strings.Join(fields, ", ")
 }
 
 // convertVFSettings converts SriovNetwork's VF settings and logging.
@@ -167,23 +209,18 @@ func convertVFSettings(spec *fields, s *sluicev1.VFNetworkSpec, c *conv) error {
 	if v, ok, err := spec.str("vlanProto"); err != nil {
 		return bad(err)
 	} else if ok && v != "" {
-		var proto string
+		// A VFNetwork takes either protocol in any case, as SNO does, and
+		// renders it 802.1Q or 802.1ad: the value is carried over as it is.
 		switch strings.ToLower(v) {
-		case "802.1q":
-			proto = "802.1Q"
-		case "802.1ad":
-			proto = "802.1ad"
+		case "802.1q", "802.1ad":
 		default:
-			return c.refuse("spec.vlanProto", fmt.Sprintf("%q: 802.1Q or 802.1ad", v))
+			return c.refuse("spec.vlanProto", fmt.Sprintf("%q: 802.1Q or 802.1ad (in any case)", v))
 		}
 		switch {
-		case vlan == 0 && proto == "802.1ad":
+		case vlan == 0 && strings.EqualFold(v, "802.1ad"):
 			c.add("spec.vlanProto", Changed, "", "left out: 802.1ad without a VLAN tags nothing (sluice refuses the pair); set a vlan to use it")
-		case proto != v:
-			s.VLANProto = proto
-			c.add("spec.vlanProto", Changed, "spec.vlanProto", fmt.Sprintf("written %s, the spelling VFNetwork takes", proto))
 		default:
-			s.VLANProto = proto
+			s.VLANProto = v
 			c.add("spec.vlanProto", Mapped, "spec.vlanProto", "")
 		}
 	}
@@ -226,19 +263,8 @@ func convertVFSettings(spec *fields, s *sluicev1.VFNetworkSpec, c *conv) error {
 	if rates[1] != 0 && rates[0] > rates[1] {
 		return c.refuse("spec.minTxRate", fmt.Sprintf("%d exceeds maxTxRate %d: lower it or raise maxTxRate", rates[0], rates[1]))
 	}
-	if v, ok, err := spec.str("logLevel"); err != nil {
-		return bad(err)
-	} else if ok && v != "" {
-		if v == "info" {
-			c.add("spec.logLevel", Changed, "", "info, sriov-cni's default: sluice-cni has no log level setting (it reports errors in its CNI result, which the runtime logs)")
-		} else {
-			c.add("spec.logLevel", Unsupported, "", fmt.Sprintf("%q: sluice-cni has no log level setting; its errors are in its CNI result, which the container runtime logs", v))
-		}
-	}
-	if v, ok, err := spec.str("logFile"); err != nil {
-		return bad(err)
-	} else if ok && v != "" {
-		c.add("spec.logFile", Unsupported, "", "sluice-cni writes no log file; its errors are in its CNI result, which the container runtime logs")
+	if err := convertLogging(spec, s, c); err != nil {
+		return err
 	}
 	return nil
 }
@@ -267,22 +293,134 @@ func convertIPAM(v string) (string, string, error) {
 	return string(out), "", nil
 }
 
-// capabilitiesOn lists the capabilities an SNO capabilities string turns
-// on; one that is not a JSON object of booleans counts as its text.
-func capabilitiesOn(v string) []string {
-	var caps map[string]bool
-	if err := json.Unmarshal([]byte(v), &caps); err != nil {
-		return []string{strings.TrimSpace(v)}
+// logLevels are sriov-cni's levels, the values VFNetwork's logLevel takes.
+var logLevels = map[string]bool{"panic": true, "error": true, "warning": true, "info": true, "debug": true}
+
+// convertLogging converts SriovNetwork's logLevel and logFile, which
+// sluice-cni reads as sriov-cni does. SNO's CRD defaults logLevel to info
+// and sriov-cni logs at info without one, where sluice-cni's unset level
+// writes warnings and errors only: info is written out when absent.
+func convertLogging(spec *fields, s *sluicev1.VFNetworkSpec, c *conv) error {
+	v, ok, err := spec.str("logLevel")
+	if err != nil {
+		return c.refuse("spec.logLevel", err.Error()+": write panic, error, warning, info or debug")
 	}
-	var on []string
-	for _, k := range sortedKeys(caps) {
-		if caps[k] {
-			on = append(on, k)
+	const quieter = "; remove spec.logLevel for that"
+	switch l := strings.ToLower(v); {
+	case !ok || v == "":
+		s.LogLevel = "info"
+		what := "absent"
+		if ok {
+			what = "empty"
 		}
+		c.add("spec.logLevel", Changed, "spec.logLevel", what+": SNO's CRD defaults it to info and sriov-cni logs at info without one, so every SNO NetworkAttachmentDefinition logged at info; written out as info because a VFNetwork without it logs only warnings and errors"+quieter)
+	case logLevels[l] && l == v:
+		s.LogLevel = l
+		detail := ""
+		if l == "info" {
+			detail = "SNO's default, kept: a VFNetwork without it logs only warnings and errors" + quieter
+		}
+		c.add("spec.logLevel", Mapped, "spec.logLevel", detail)
+	case logLevels[l]:
+		s.LogLevel = l
+		c.add("spec.logLevel", Changed, "spec.logLevel", fmt.Sprintf("written %s, the spelling VFNetwork takes", l))
+	default:
+		s.LogLevel = "info"
+		c.add("spec.logLevel", Changed, "spec.logLevel", fmt.Sprintf("%q is not a level: sriov-cni logged at info instead, and sluice-cni refuses it, so info is written (panic, error, warning, info or debug)", v))
 	}
-	return on
+
+	v, ok, err = spec.str("logFile")
+	switch {
+	case err != nil:
+		return c.refuse("spec.logFile", err.Error()+": write an absolute path on the node, e.g. /var/log/sriov-cni.log")
+	case !ok || v == "":
+	case !strings.HasPrefix(v, "/"):
+		c.add("spec.logFile", Unsupported, "", fmt.Sprintf("%q is relative: sriov-cni took it relative to the container runtime's working directory, a VFNetwork takes an absolute path only; left out, so sluice-cni's lines go to the runtime's log (its stderr). Set an absolute path on the VFNetwork to keep a file", v))
+	case len(v) > 1024:
+		c.add("spec.logFile", Unsupported, "", fmt.Sprintf("%d characters: a VFNetwork's logFile takes at most 1024; left out, so sluice-cni's lines go to the runtime's log. Set a shorter path on the VFNetwork", len(v)))
+	default:
+		s.LogFile = v
+		c.add("spec.logFile", Mapped, "spec.logFile", "sluice-cni appends its lines there as sriov-cni did (in its own line format)")
+	}
+	return nil
 }
 
-func capabilitiesDetail(on []string) string {
-	return fmt.Sprintf("%s: a VFNetwork declares no CNI capabilities, so the runtime would not pass the pods' requests for them (a static MAC or IP in the networks annotation, an InfiniBand GUID) and pods asking for them would start without. To keep them, %s (\"capabilities\" is kept)", strings.Join(on, ", "), keepAsNAD)
+// convertCapabilities converts SNO's capabilities, a JSON object of
+// switches. A VFNetwork takes "mac" and "ips", the capabilities sluice-cni
+// declares; any other is left out (sriov-cni did nothing with it either),
+// except an SriovIBNetwork's infinibandGUID, which ib-sriov-cni honoured
+// and sluice-cni does not.
+func convertCapabilities(v string, s *sluicev1.VFNetworkSpec, ib bool, opts Options, c *conv) error {
+	var caps map[string]bool
+	if err := json.Unmarshal([]byte(v), &caps); err != nil {
+		return c.refuse("spec.capabilities", fmt.Sprintf(`%q is not a JSON object of switches (%v): SNO copies it into the NetworkAttachmentDefinition unchecked; write it as '{"mac": true, "ips": true}'`, v, err))
+	}
+	kept := map[string]bool{}
+	var left []string
+	for _, k := range sortedKeys(caps) {
+		if k == "mac" || k == "ips" {
+			kept[k] = caps[k]
+			continue
+		}
+		left = append(left, k)
+		switch {
+		case !caps[k]:
+		case ib && k == "infinibandGUID":
+			c.add("spec.capabilities.infinibandGUID", Unsupported, "", "left out: sluice-cni assigns no InfiniBand GUID, so a GUID a pod asks for in its networks annotation is not set; the VF keeps the one the subnet manager or firmware gave it")
+		default:
+			c.add("spec.capabilities."+k, Changed, "", fmt.Sprintf("left out: SNO declares it on sriov-cni's plugin, which does nothing with it, and a VFNetwork declares only mac and ips; for a chained plugin to get it, declare %q in that plugin's \"capabilities\" in spec.metaPlugins", k))
+		}
+	}
+	if len(kept) == 0 {
+		if len(caps) == 0 {
+			c.add("spec.capabilities", Mapped, "", "none: nothing to carry over")
+		} else {
+			c.add("spec.capabilities", Changed, "", fmt.Sprintf("neither mac nor ips, the capabilities sluice-cni declares: left out (%s)", strings.Join(left, ", ")))
+		}
+		return nil
+	}
+	b, err := json.Marshal(kept)
+	if err != nil {
+		return fmt.Errorf("spec.capabilities: encode: %w", err)
+	}
+	s.Capabilities = string(b)
+	var notes []string
+	if kept["mac"] {
+		notes = append(notes, fmt.Sprintf(`a pod's requested "mac" becomes its VF's MAC; "mac": true is for platform VFNetworks only (this one, in %s)`, opts.Namespace))
+	}
+	st := Mapped
+	if kept["ips"] {
+		notes = append(notes, `a pod's requested "ips" go to the IPAM plugin`)
+		if s.IPAM == "" {
+			st = Changed
+			notes = append(notes, ipsWithoutIPAM)
+		}
+	}
+	if len(left) > 0 {
+		st = Changed
+		notes = append([]string{fmt.Sprintf("written %s: %s left out, a VFNetwork declares only mac and ips", b, strings.Join(left, ", "))}, notes...)
+	}
+	c.add("spec.capabilities", st, "spec.capabilities", strings.Join(notes, "; "))
+	return nil
+}
+
+// ipsWithoutIPAM is the difference "ips": true makes on a network without
+// ipam.
+const ipsWithoutIPAM = `there is no ipam: a pod that asks for IPs started without them under sriov-cni, and sluice-cni refuses its attachment; give the network an ipam such as {"type":"static"}`
+
+// metaPluginsMax is the longest spec.metaPlugins a VFNetwork takes.
+const metaPluginsMax = 16384
+
+// convertMetaPlugins carries SNO's metaPlugins over unchanged once the
+// operator's own check accepts it.
+func convertMetaPlugins(v string, s *sluicev1.VFNetworkSpec, kind string, opts Options, c *conv) error {
+	if len(v) > metaPluginsMax {
+		return c.refuse("spec.metaPlugins", fmt.Sprintf("%d characters: a VFNetwork takes at most %d; shorten it, or %s", len(v), metaPluginsMax, keepAsNAD))
+	}
+	if err := controllers.CheckCNIConfig(sluicev1.VFNetworkSpec{MetaPlugins: v}); err != nil {
+		return c.refuse("spec.metaPlugins", fmt.Sprintf("%v (SNO copies metaPlugins into the NetworkAttachmentDefinition unchecked): fix it on the %s", err, kind))
+	}
+	s.MetaPlugins = strings.TrimSpace(v)
+	c.add("spec.metaPlugins", Mapped, "spec.metaPlugins", fmt.Sprintf("chained after sluice-cni, in order, as SNO chains them after sriov-cni; platform VFNetworks only (this one, in %s)", opts.Namespace))
+	return nil
 }

@@ -561,3 +561,18 @@ func must(err error) {
 		panic("hosttest: " + err.Error())
 	}
 }
+
+// SetPCIeRoot places a device under another PCIe root complex (as
+// "pci0000:3a"): its /sys/bus/pci/devices link then resolves through
+// /sys/devices/<root>/<address>, as on a machine with several root
+// complexes. Every device starts under pci0000:00.
+func (n *Node) SetPCIeRoot(addr, root string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	dir := filepath.Join(n.Root, "sys/devices", root)
+	must(os.MkdirAll(dir, 0o755))
+	must(os.Symlink("../pci0000:00/"+addr, filepath.Join(dir, addr)))
+	bus := filepath.Join(n.Root, "sys/bus/pci/devices", addr)
+	must(os.Remove(bus))
+	must(os.Symlink("../../../devices/"+root+"/"+addr, bus))
+}

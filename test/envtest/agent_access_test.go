@@ -181,6 +181,13 @@ const agentPodName = "sluice-node-test"
 // ends.
 func installAgentAccess(t *testing.T) string {
 	t.Helper()
+	return installAgentObjects(t, func(*unstructured.Unstructured) bool { return true })
+}
+
+// installAgentObjects is installAgentAccess with only the admission
+// objects keep accepts.
+func installAgentObjects(t *testing.T, keep func(*unstructured.Unstructured) bool) string {
+	t.Helper()
 	ctx := context.Background()
 	var ns string
 	var objs []*unstructured.Unstructured
@@ -192,7 +199,7 @@ func installAgentAccess(t *testing.T) string {
 		case kind == "Namespace",
 			strings.HasSuffix(kind, "Role") && o.GetName() == agentAccount,
 			strings.HasSuffix(kind, "RoleBinding") && o.GetName() == agentAccount,
-			o.GroupVersionKind().Group == "admissionregistration.k8s.io":
+			o.GroupVersionKind().Group == "admissionregistration.k8s.io" && keep(o):
 		default:
 			continue
 		}

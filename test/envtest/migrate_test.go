@@ -45,7 +45,10 @@ func snoCRDs() []*apiextv1.CustomResourceDefinition {
 // TestMigrateFromCluster: without SNO's CRDs ReadCluster says so; with
 // them it reads SNO's objects, the device plugin ConfigMap and the NADs,
 // and Apply creates the sluice objects and rewrites the hand-made sriov
-// NAD by server-side apply, as sluice-migrate, twice without error.
+// NAD by server-side apply, as sluice-migrate, twice without error. The
+// VFNetwork, which sets fields only a platform VFNetwork may, passes the
+// CRD's schema and the tenant admission policy in the operator's
+// namespace, and would be refused in any other.
 func TestMigrateFromCluster(t *testing.T) {
 	ctx := context.Background()
 	fresh := func() client.Client {
@@ -55,7 +58,10 @@ func TestMigrateFromCluster(t *testing.T) {
 		}
 		return c
 	}
-	snoNS, sluiceNS, appNS := env.Namespace(t), env.Namespace(t), env.Namespace(t)
+	snoNS, appNS, elsewhere := env.Namespace(t), env.Namespace(t), env.Namespace(t)
+	sluiceNS := operatorNamespace
+	installTenantPolicy(t)
+	net := uniqueName(t, "net")
 
 	_, _, err := migrate.ReadCluster(ctx, fresh(), migrate.ClusterInput{SNONamespace: snoNS})
 	if err == nil || !strings.Contains(err.Error(), "none of sriov-network-operator's CRDs") {
@@ -79,8 +85,17 @@ spec: {resourceName: intelnics, numVfs: 4, isRdma: true, nodeSelector: {pool: rd
 ---
 apiVersion: sriovnetwork.openshift.io/v1
 kind: SriovNetwork
-metadata: {name: net1, namespace: %[2]s}
-spec: {resourceName: intelnics, networkNamespace: %[3]s, vlan: 7, vlanProto: 802.1q, ipam: '{"type": "host-local", "subnet": "10.1.0.0/24"}'}
+metadata: {name: %[4]s, namespace: %[2]s}
+spec:
+  resourceName: intelnics
+  networkNamespace: %[3]s
+  vlan: 7
+  vlanProto: 802.1q
+  ipam: '{"type": "host-local", "subnet": "10.1.0.0/24"}'
+  capabilities: '{"mac": true, "ips": true}'
+  metaPlugins: '{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}'
+  logLevel: debug
+  logFile: /var/log/sriov-cni.log
 ---
 apiVersion: sriovnetwork.openshift.io/v1
 kind: SriovNetworkPoolConfig
@@ -105,9 +120,9 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "handmade", "type": "sriov", "vl
 ---
 apiVersion: k8s.cni.cncf.io/v1
 kind: NetworkAttachmentDefinition
-metadata: {name: net1, namespace: %[3]s}
-spec: {config: '{"cniVersion": "0.4.0", "name": "net1", "type": "sriov"}'}
-`, policy, snoNS, appNS)
+metadata: {name: %[4]s, namespace: %[3]s}
+spec: {config: '{"cniVersion": "0.4.0", "name": "%[4]s", "type": "sriov"}'}
+`, policy, snoNS, appNS, net)
 	objs, err := migrate.DecodeBytes([]byte(docs), "t")
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +134,7 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "net1", "type": "sriov"}'}
 	}
 	t.Cleanup(func() {
 		_ = env.Client.Delete(ctx, &sluicev1.NetworkNodePolicy{ObjectMeta: metav1.ObjectMeta{Name: policy}})
+		_ = env.Client.Delete(ctx, &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: net, Namespace: sluiceNS}})
 	})
 
 	read, notes, err := migrate.ReadCluster(ctx, fresh(), migrate.ClusterInput{
@@ -177,22 +193,35 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "net1", "type": "sriov"}'}
 		t.Errorf("policy not applied by %s: %v", migrate.FieldManager, p.ManagedFields)
 	}
 	var n sluicev1.VFNetwork
-	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: sluiceNS, Name: "net1"}, &n); err != nil {
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: sluiceNS, Name: net}, &n); err != nil {
 		t.Fatal(err)
 	}
-	if n.Spec.NetworkNamespace != appNS || n.Spec.VLAN != 7 || n.Spec.VLANProto != "802.1Q" {
-		t.Errorf("VFNetwork spec %+v", n.Spec)
+	want := sluicev1.VFNetworkSpec{
+		ResourceName: "intelnics", NetworkNamespace: appNS, VLAN: 7, VLANProto: "802.1q",
+		IPAM: `{"subnet":"10.1.0.0/24","type":"host-local"}`, Capabilities: `{"ips":true,"mac":true}`,
+		MetaPlugins: `{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}`,
+		LogLevel:    "debug", LogFile: "/var/log/sriov-cni.log",
+	}
+	if n.Spec != want {
+		t.Errorf("VFNetwork spec\n%+v\nwant\n%+v", n.Spec, want)
+	}
+	// Written in another namespace than the operator's, the same VFNetwork
+	// is a tenant's, which the admission policy refuses: what the report's
+	// metadata.namespace entry warns of.
+	elsewhereN := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: net, Namespace: elsewhere}, Spec: n.Spec}
+	if err := env.Client.Create(ctx, elsewhereN, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "spec.metaPlugins") || !strings.Contains(err.Error(), "spec.logFile") {
+		t.Errorf("the converted VFNetwork outside %s: %v, want the tenant policy's refusal", sluiceNS, err)
 	}
 	var nad nadv1.NetworkAttachmentDefinition
 	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: appNS, Name: "handmade"}, &nad); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(nad.Spec.Config, `"type": "sluice-cni"`) || strings.Contains(nad.Spec.Config, "logLevel") || nad.Annotations[migrate.NADResourceAnnotation] != "sluice.dev/intelnics" {
+	if !strings.Contains(nad.Spec.Config, `"type": "sluice-cni"`) || !strings.Contains(nad.Spec.Config, `"logLevel": "debug"`) || nad.Annotations[migrate.NADResourceAnnotation] != "sluice.dev/intelnics" {
 		t.Errorf("rewritten NAD: %v %s", nad.Annotations, nad.Spec.Config)
 	}
-	// The NAD SNO renders for net1 is left to the VFNetwork.
+	// The NAD SNO renders for the network is left to the VFNetwork.
 	var sno nadv1.NetworkAttachmentDefinition
-	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: appNS, Name: "net1"}, &sno); err != nil {
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: appNS, Name: net}, &sno); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(sno.Spec.Config, `"type": "sriov"`) {

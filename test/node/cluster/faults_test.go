@@ -427,6 +427,7 @@ func (e *e2e) churn(t *testing.T) {
 	start := time.Now()
 	var mu sync.Mutex
 	var failures []string
+	var phases []churnPhases
 	next := 0
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -442,12 +443,16 @@ func (e *e2e) churn(t *testing.T) {
 				if i >= cycles || failed {
 					return
 				}
-				if err := e.churnOnce(fmt.Sprintf("churn-%d-%d", w, i)); err != nil {
+				ph, err := e.churnOnce(fmt.Sprintf("churn-%d-%d", w, i))
+				if err != nil {
 					mu.Lock()
 					failures = append(failures, err.Error())
 					mu.Unlock()
 					return
 				}
+				mu.Lock()
+				phases = append(phases, ph)
+				mu.Unlock()
 			}
 		}()
 	}
@@ -455,7 +460,7 @@ func (e *e2e) churn(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("churn: %s", strings.Join(failures, "; "))
 	}
-	t.Logf("%d pod create/delete cycles with a VF in %s (%d at a time)", cycles, time.Since(start).Round(time.Second), workers)
+	t.Logf("%d pod create/delete cycles with a VF in %s (%d at a time); medians: %s", cycles, time.Since(start).Round(time.Second), workers, medianPhases(phases))
 	// A pod object is gone once its containers stopped; the kubelet tears
 	// its sandbox (and so the CNI DEL) down a moment later.
 	eventually(t, 2*time.Minute, "every VF back on the host and no record or cache entry left", func() (bool, error) {
@@ -473,42 +478,82 @@ func (e *e2e) churn(t *testing.T) {
 	}
 }
 
+// churnPhases is where one churn cycle's time went, from the pod's own
+// timestamps where the API has them.
+type churnPhases struct {
+	// scheduled: creation to PodScheduled; sandbox: to PodReadyToStartContainers
+	// (the sandbox with its networks, Multus and sluice-cni included);
+	// running: to the phase Running seen; gone: deletion to the object gone.
+	scheduled, sandbox, running, gone time.Duration
+}
+
+func medianPhases(ps []churnPhases) string {
+	if len(ps) == 0 {
+		return "none"
+	}
+	med := func(f func(churnPhases) time.Duration) time.Duration {
+		v := make([]time.Duration, len(ps))
+		for i, p := range ps {
+			v[i] = f(p)
+		}
+		slices.Sort(v)
+		return v[len(v)/2].Round(100 * time.Millisecond)
+	}
+	return fmt.Sprintf("created to scheduled %s, to sandbox ready %s, to Running seen %s; deleted to gone %s",
+		med(func(p churnPhases) time.Duration { return p.scheduled }), med(func(p churnPhases) time.Duration { return p.sandbox }),
+		med(func(p churnPhases) time.Duration { return p.running }), med(func(p churnPhases) time.Duration { return p.gone }))
+}
+
 // churnOnce creates a pod with a VF, waits for it to run and deletes it.
-func (e *e2e) churnOnce(name string) error {
+func (e *e2e) churnOnce(name string) (churnPhases, error) {
+	var ph churnPhases
 	cs := e.c.CP.Client
 	d := workloadDeployment(name, 1, 1)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: demoNS, Annotations: d.Spec.Template.Annotations},
 		Spec: d.Spec.Template.Spec}
+	created := time.Now()
 	if _, err := cs.CoreV1().Pods(demoNS).Create(e.ctx, pod, metav1.CreateOptions{}); err != nil {
-		return err
+		return ph, err
 	}
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		p, err := cs.CoreV1().Pods(demoNS).Get(e.ctx, name, metav1.GetOptions{})
 		if err == nil && p.Status.Phase == corev1.PodRunning {
+			ph.running = time.Since(created)
+			for _, c := range p.Status.Conditions {
+				at := c.LastTransitionTime.Sub(p.CreationTimestamp.Time)
+				switch c.Type {
+				case corev1.PodScheduled:
+					ph.scheduled = at
+				case corev1.PodReadyToStartContainers:
+					ph.sandbox = at
+				}
+			}
 			break
 		}
 		if err == nil && p.Status.Phase == corev1.PodFailed {
-			return fmt.Errorf("pod %s failed: %s %s", name, p.Status.Reason, p.Status.Message)
+			return ph, fmt.Errorf("pod %s failed: %s %s", name, p.Status.Reason, p.Status.Message)
 		}
 		if time.Now().After(deadline) {
 			reason := ""
 			if p != nil {
 				reason = string(p.Status.Phase) + PodReason(p)
 			}
-			return fmt.Errorf("pod %s not Running after 4m: %s %v", name, reason, err)
+			return ph, fmt.Errorf("pod %s not Running after 4m: %s %v", name, reason, err)
 		}
 		time.Sleep(time.Second)
 	}
+	deleted := time.Now()
 	if err := cs.CoreV1().Pods(demoNS).Delete(e.ctx, name, metav1.DeleteOptions{}); err != nil {
-		return err
+		return ph, err
 	}
 	for {
 		if _, err := cs.CoreV1().Pods(demoNS).Get(e.ctx, name, metav1.GetOptions{}); err != nil {
-			return nil
+			ph.gone = time.Since(deleted)
+			return ph, nil
 		}
 		if time.Now().After(deadline.Add(2 * time.Minute)) {
-			return fmt.Errorf("pod %s not gone 2m after its deletion", name)
+			return ph, fmt.Errorf("pod %s not gone 2m after its deletion", name)
 		}
 		time.Sleep(time.Second)
 	}
