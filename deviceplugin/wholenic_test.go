@@ -274,3 +274,27 @@ func TestSharedPoolSharesNICsWithoutSRIOV(t *testing.T) {
 		t.Errorf("device specs = %v, want the RDMA char devices", got)
 	}
 }
+
+// A k8s-rdma-shared-dev-plugin config (whole-set sharing) finds the RDMA
+// device of a NIC without SR-IOV, selected by its netdev.
+func TestRSDPPoolSharesNICsWithoutSRIOV(t *testing.T) {
+	n := wholeNICNode(t)
+	e := newEnv(t, n, map[string]any{"configList": []any{map[string]any{
+		"resourceName": "hca", "rdmaHcaMax": 3, "selectors": map[string]any{"ifNames": []string{"ens5f0"}}}}},
+		func(o *Options) { o.ResourcePrefix = "rdma" })
+	e.kubelet.Wait("rdma/hca", wait, "3 units", allHealthy(3))
+	r, err := e.kubelet.Allocate(context.Background(), "rdma/hca", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := specs(r)
+	var uverbs int
+	for c := range got {
+		if len(c) > len("/dev/infiniband/uverbs") && c[:len("/dev/infiniband/uverbs")] == "/dev/infiniband/uverbs" {
+			uverbs++
+		}
+	}
+	if got["/dev/infiniband/rdma_cm"] == "" || uverbs != 1 {
+		t.Errorf("device specs = %v, want rdma_cm and the ConnectX-6's uverbs", got)
+	}
+}
