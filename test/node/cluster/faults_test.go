@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -485,6 +486,8 @@ type churnPhases struct {
 	// (the sandbox with its networks, Multus and sluice-cni included);
 	// running: to the phase Running seen; gone: deletion to the object gone.
 	scheduled, sandbox, running, gone time.Duration
+	// failures are the pod's warning events before it ran (reason: message).
+	failures []string
 }
 
 func medianPhases(ps []churnPhases) string {
@@ -499,9 +502,25 @@ func medianPhases(ps []churnPhases) string {
 		slices.Sort(v)
 		return v[len(v)/2].Round(100 * time.Millisecond)
 	}
-	return fmt.Sprintf("created to scheduled %s, to sandbox ready %s, to Running seen %s; deleted to gone %s",
+	// Warnings by reason, with the first message of each (cut short).
+	count, first := map[string]int{}, map[string]string{}
+	for _, p := range ps {
+		for _, f := range p.failures {
+			reason, msg, _ := strings.Cut(f, ": ")
+			count[reason]++
+			if _, ok := first[reason]; !ok {
+				first[reason] = msg[:min(len(msg), 240)]
+			}
+		}
+	}
+	var warnings []string
+	for _, r := range slices.Sorted(maps.Keys(count)) {
+		warnings = append(warnings, fmt.Sprintf("%d %s (first: %s)", count[r], r, first[r]))
+	}
+	return fmt.Sprintf("created to scheduled %s, to sandbox ready %s, to Running seen %s; deleted to gone %s; warnings before Running: %s",
 		med(func(p churnPhases) time.Duration { return p.scheduled }), med(func(p churnPhases) time.Duration { return p.sandbox }),
-		med(func(p churnPhases) time.Duration { return p.running }), med(func(p churnPhases) time.Duration { return p.gone }))
+		med(func(p churnPhases) time.Duration { return p.running }), med(func(p churnPhases) time.Duration { return p.gone }),
+		strings.Join(warnings, "; "))
 }
 
 // churnOnce creates a pod with a VF, waits for it to run and deletes it.
@@ -520,6 +539,15 @@ func (e *e2e) churnOnce(name string) (churnPhases, error) {
 		p, err := cs.CoreV1().Pods(demoNS).Get(e.ctx, name, metav1.GetOptions{})
 		if err == nil && p.Status.Phase == corev1.PodRunning {
 			ph.running = time.Since(created)
+			if evs, err := cs.CoreV1().Events(demoNS).List(e.ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name}); err == nil {
+				for _, ev := range evs.Items {
+					if ev.Type == corev1.EventTypeWarning {
+						for range max(ev.Count, 1) {
+							ph.failures = append(ph.failures, ev.Reason+": "+ev.Message)
+						}
+					}
+				}
+			}
 			for _, c := range p.Status.Conditions {
 				at := c.LastTransitionTime.Sub(p.CreationTimestamp.Time)
 				switch c.Type {
