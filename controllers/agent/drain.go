@@ -22,7 +22,12 @@ import (
 // run on this node: a record left behind by a pod that is gone holds no VF,
 // and a pod of the same name elsewhere (a StatefulSet's pod created again
 // on another node) or with another UID is not the one the record names.
-func liveUsers(ctx context.Context, pods podReader, src UsageSource, node string) (vfUsers, error) {
+// Except while its VF is still out of the host namespace (stillOut): the
+// pod object goes before the runtime tears the sandbox down (grace period
+// 0, force deletion), and changing a VF, or resetting its PF, while its
+// DEL is on its way races the driver (igbvf deadlocked under rtnl when its
+// PF's MTU changed during a DEL). Such a pod is kept, TearingDown.
+func liveUsers(ctx context.Context, pods podReader, src UsageSource, node string, stillOut func(vf string) bool) (vfUsers, error) {
 	raw, err := src.VFUsers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read which pods use VFs: %w", err)
@@ -45,7 +50,11 @@ func liveUsers(ctx context.Context, pods podReader, src UsageSource, node string
 				live = pod != nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 				alive[key] = live
 			}
-			if live {
+			switch {
+			case live:
+				out[vf] = appendPod(out[vf], p)
+			case stillOut != nil && stillOut(vf):
+				p.TearingDown = true
 				out[vf] = appendPod(out[vf], p)
 			}
 		}
@@ -98,7 +107,7 @@ func evict(ctx context.Context, reader podReader, ev evictor, pods []PodRef, nod
 	var res evictResult
 	var errs []error
 	for _, p := range pods {
-		if p.unknown() {
+		if p.noEviction() {
 			res.pending = append(res.pending, p) // no eviction reaches it
 			continue
 		}
@@ -168,11 +177,15 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 		s.rescan()
 	}
 	s.inProgress(ctx)
-	if !slices.ContainsFunc(pods, func(p PodRef) bool { return !p.unknown() }) {
+	if !slices.ContainsFunc(pods, func(p PodRef) bool { return !p.noEviction() }) {
 		// No eviction can free these VFs: do not take a drain slot
 		// another node could use.
+		hint := "their runtime has still to run the CNI DEL"
+		if slices.ContainsFunc(pods, PodRef.unknown) {
+			hint = "if no pod uses those VFs, delete the files"
+		}
 		st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainWaiting, Pods: names, Reason: fmt.Sprintf(
-			"%s; held by %s: if no pod uses those VFs, delete the files", why, podList(pods))}
+			"%s; held by %s: %s", why, podList(pods), hint)}
 		return false, nil
 	}
 

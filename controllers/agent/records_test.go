@@ -139,3 +139,47 @@ func TestUnreadableRecordOfAVFInAPodHoldsIt(t *testing.T) {
 		t.Errorf("pfA has %d VFs after the record went, want 6", got)
 	}
 }
+
+// TestDeletedPodsVFHeldUntilItsDEL: the pod object is gone (deleted with
+// grace period 0) but its VF is still in its namespace, its record there:
+// the runtime has not run the CNI DEL yet. A change to the VF's PF waits
+// for that DEL, with no eviction and no drain slot, and goes on after it.
+// (Changing the PF during the DEL deadlocked igbvf under rtnl.)
+func TestDeletedPodsVFHeldUntilItsDEL(t *testing.T) {
+	h, att := recordsHarness(t)
+	vf := h.node.VFAddress(pfA, 1)
+	netdev := h.node.Netdev(vf)
+	h.node.RemoveNetdev(netdev) // in the pod's namespace
+	if err := att.Put(nodefiles.Record{PCIAddress: vf, ContainerID: "c1", IfName: "net1", Netns: "/var/run/netns/gone",
+		PodNamespace: "default", PodName: "deleted-0", PodUID: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	gen := h.setSpec(func(s *sluicev1.NodeNetworkStateSpec) {
+		twoPFs(6, nil)(s)
+		s.Interfaces[1].NumVfs = 4
+		s.Interfaces[1].VFGroups[0].VFRange = "0-3"
+	})
+	n := h.waitFor("the change held for the DEL to come", func(n *sluicev1.NodeNetworkState) error {
+		d := n.Status.Drain
+		if n.Status.ObservedGeneration < gen || d == nil || d.State != sluicev1.DrainWaiting || !strings.Contains(d.Reason, "default/deleted-0") {
+			return fmt.Errorf("generation %d, drain %+v", n.Status.ObservedGeneration, d)
+		}
+		return nil
+	})
+	if !strings.Contains(n.Status.Drain.Reason, "CNI DEL") {
+		t.Errorf("drain reason %q does not say what it waits for", n.Status.Drain.Reason)
+	}
+	if got := h.numVFs(pfA); got != 4 {
+		t.Errorf("pfA has %d VFs: its VFs were destroyed under the VF still in a pod", got)
+	}
+	h.noSlotHeld() // no eviction can end this drain
+	// The DEL: the VF back on the host, the record gone.
+	h.node.RestoreNetdev(vf, netdev)
+	if err := att.Delete(vf); err != nil {
+		t.Fatal(err)
+	}
+	h.synced(sluicev1.SyncSucceeded, gen)
+	if got := h.numVFs(pfA); got != 6 {
+		t.Errorf("pfA has %d VFs after the DEL, want 6", got)
+	}
+}

@@ -57,7 +57,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 	}
 	s.rec = rec
 	s.sweepRecords()
-	if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node); err != nil {
+	if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node, s.vfStillOut); err != nil {
 		return s.fail(err)
 	}
 	s.replan()
@@ -97,7 +97,7 @@ func (s *syncRun) run(ctx context.Context) time.Duration {
 		if !gone {
 			break
 		}
-		if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node); err != nil {
+		if s.users, err = liveUsers(ctx, r.pods, r.usage, r.node, s.vfStillOut); err != nil {
 			return s.fail(err)
 		}
 		s.replan()
@@ -467,4 +467,15 @@ func (s *syncRun) result() string {
 		return "failed"
 	}
 	return "waiting"
+}
+
+// vfStillOut reports whether the last discovery saw VF vf bound to a
+// network driver with no netdev in the host namespace: moved into a pod's
+// namespace, and not given back yet.
+func (s *syncRun) vfStillOut(vf string) bool {
+	if s.snap == nil {
+		return false
+	}
+	_, v := s.snap.VFByAddress(vf)
+	return v != nil && v.Driver != "" && v.Driver != host.VfioPci && v.Netdev == ""
 }

@@ -19,15 +19,25 @@ type PodRef struct {
 	// record that cannot be parsed: its pod, if any, is unknown, cannot be
 	// evicted, and holds the VF until the record goes.
 	Record string
+	// TearingDown marks a pod gone from the API whose VF is still out of
+	// the host namespace: the runtime has not run its sandbox's CNI DEL
+	// yet. Nothing can be evicted; the VF is in use until the DEL.
+	TearingDown bool
 }
 
 // unknown is a holder the agent cannot name.
 func (p PodRef) unknown() bool { return p.Name == "" && p.Record != "" }
 
+// noEviction is a holder no eviction can free: unknown, or tearing down.
+func (p PodRef) noEviction() bool { return p.unknown() || p.TearingDown }
+
 // String is "namespace/name".
 func (p PodRef) String() string {
 	if p.unknown() {
 		return "an unknown pod (unreadable attachment record " + p.Record + ")"
+	}
+	if p.TearingDown {
+		return p.Namespace + "/" + p.Name + " (deleted; its sandbox's CNI DEL has not given the VF back yet)"
 	}
 	return p.Namespace + "/" + p.Name
 }

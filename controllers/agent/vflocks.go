@@ -57,7 +57,7 @@ func (s *syncRun) usersUnderLock(ctx context.Context, vfs []string) ([]PodRef, e
 	if len(vfs) == 0 {
 		return nil, nil
 	}
-	users, err := liveUsers(ctx, s.r.pods, s.r.usage, s.r.node)
+	users, err := liveUsers(ctx, s.r.pods, s.r.usage, s.r.node, s.vfStillOut)
 	if err != nil {
 		return nil, err
 	}
