@@ -34,7 +34,10 @@ import (
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -387,8 +390,33 @@ func (d *demo) dryRun(ctx context.Context, pods []corev1.Pod) error {
 }
 
 func (d *demo) metrics(ctx context.Context) error {
-	d.begin("The agent's Prometheus metrics (:9402 on the node)")
-	out, err := d.c.Node.Sh(ctx, "busybox wget -qO- http://127.0.0.1:9402/metrics | grep -E '^sluice_(deviceplugin_devices|deviceplugin_allocations_total|cni_operations_total|agent_vfs_configured)'")
+	d.begin("The agent's Prometheus metrics (:9402 on the node, HTTPS, for a reader bound to sluice-metrics-reader)")
+	// A scraper's identity, as Prometheus would have: a service account
+	// bound to the manifests' metrics-reader role, with a short-lived token.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "demo-metrics-scraper", Namespace: "sluice-system"}}
+	if err := d.k.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "demo-metrics-scraper"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "sluice-metrics-reader"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: sa.Namespace}}}
+	if err := d.k.Create(ctx, crb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	expiry := int64(600)
+	tok, err := d.c.CP.Client.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for the metrics scraper: %w", err)
+	}
+	// The agent's serving certificate is self-signed (-k), as with
+	// controller-runtime's default secure metrics.
+	var out string
+	err = retry(ctx, 30*time.Second, func() error {
+		var err error
+		out, err = d.c.Node.Sh(ctx, "curl -sfk -H 'Authorization: Bearer "+tok.Status.Token+"' https://127.0.0.1:9402/metrics | grep -E '^sluice_(deviceplugin_devices|deviceplugin_allocations_total|cni_operations_total|agent_vfs_configured)'")
+		return err // the binding may take a moment to reach the authorizer
+	})
 	if err != nil {
 		return err
 	}
@@ -508,4 +536,17 @@ func (d *demo) printSummary(err error) {
 		}
 	}
 	fmt.Fprintf(w, "─────────────────────────────────────────────────────────────────\n")
+}
+
+// retry runs f until it succeeds or timeout passes, returning its last
+// error.
+func retry(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
