@@ -181,18 +181,30 @@ func (n *Node) Wait() { n.pending.Wait() }
 func (n *Node) AddPF(s PFSpec) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if s.LinkType == "" {
-		s.LinkType = "eth"
-	}
-	if s.MTU == 0 {
-		s.MTU = 1500
-	}
+	s = s.withDefaults()
 	d := n.addDevice(s.Address, s.Vendor, s.Device, s.NUMANode, false)
 	must(os.WriteFile(filepath.Join(d.dir, "sriov_totalvfs"), []byte(strconv.Itoa(s.TotalVFs)+"\n"), 0o444))
 	must(os.WriteFile(filepath.Join(d.dir, "sriov_numvfs"), []byte("0\n"), 0o644))
 	must(os.WriteFile(filepath.Join(d.dir, "sriov_drivers_autoprobe"), []byte("1\n"), 0o644))
 	n.pfs[s.Address] = &fakePF{spec: s}
 	n.bind(d, s.Driver)
+	n.addFunctionDevices(d, s)
+}
+
+// withDefaults fills a spec's link type (eth) and MTU (1500).
+func (s PFSpec) withDefaults() PFSpec {
+	if s.LinkType == "" {
+		s.LinkType = "eth"
+	}
+	if s.MTU == 0 {
+		s.MTU = 1500
+	}
+	return s
+}
+
+// addFunctionDevices gives a PF or whole NIC its netdev (when the spec
+// names one) and its PCI RDMA device (RDMAPCI).
+func (n *Node) addFunctionDevices(d *fakeDev, s PFSpec) {
 	if s.Name != "" {
 		n.addNetdev(d, s.Name, s.MTU, s.LinkType, true)
 	}
@@ -323,10 +335,7 @@ func (n *Node) createVFs(pf *fakePF, k int) {
 		must(os.Symlink("../"+addr, filepath.Join(pd.dir, fmt.Sprintf("virtfn%d", i))))
 		must(os.Symlink("../"+s.Address, filepath.Join(d.dir, "physfn")))
 		if s.IOMMU {
-			n.nextIOMMU++
-			g := filepath.Join(n.Root, "sys/kernel/iommu_groups", strconv.Itoa(n.nextIOMMU))
-			must(os.MkdirAll(g, 0o755))
-			must(os.Symlink("../../../kernel/iommu_groups/"+strconv.Itoa(n.nextIOMMU), filepath.Join(d.dir, "iommu_group")))
+			n.addIOMMUGroup(d, "")
 		}
 		pf.vfs[i] = addr
 		pf.settings[i] = host.VFSettings{LinkState: "auto", SpoofChk: true, VLANProto: host.VLANProto8021Q}

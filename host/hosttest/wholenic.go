@@ -21,23 +21,13 @@ import (
 func (n *Node) AddNonSRIOVNIC(s PFSpec) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if s.LinkType == "" {
-		s.LinkType = "eth"
-	}
-	if s.MTU == 0 {
-		s.MTU = 1500
-	}
+	s = s.withDefaults()
 	d := n.addDevice(s.Address, s.Vendor, s.Device, s.NUMANode, false)
 	if s.IOMMU {
 		n.addIOMMUGroup(d, "")
 	}
 	n.bind(d, s.Driver)
-	if s.Name != "" {
-		n.addNetdev(d, s.Name, s.MTU, s.LinkType, true)
-	}
-	if s.RDMA == RDMAPCI {
-		n.addPCIRDMA(d, s.LinkType)
-	}
+	n.addFunctionDevices(d, s)
 }
 
 // addIOMMUGroup puts the function in a new IOMMU group, named name when
