@@ -48,8 +48,13 @@ func (n *Netns) Netdev(name string) (NetdevState, error) {
 	if err != nil {
 		return NetdevState{}, err
 	}
+	return stateOf(l), nil
+}
+
+// stateOf is a link's NetdevState.
+func stateOf(l netlink.Link) NetdevState {
 	a := l.Attrs()
-	return NetdevState{Name: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}, nil
+	return NetdevState{Name: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
 }
 
 // tempName is a random netdev name ("sl" and 10 hex digits) for a netdev

@@ -41,8 +41,7 @@ func AttachNetdev(from *Netns, name string, to *Netns, set NetdevSettings) (err 
 	if err != nil {
 		return err
 	}
-	a := link.Attrs()
-	orig := NetdevState{Name: name, MAC: a.HardwareAddr.String(), MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
+	a, orig := link.Attrs(), stateOf(link)
 
 	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
