@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
 
@@ -50,15 +48,7 @@ func TestDRAAllocationField(t *testing.T) {
 			p := validPolicy(fmt.Sprintf("dra-invalid-%d", i))
 			p.Spec.Allocation = sluicev1.AllocationDRA
 			tc.mutate(&p.Spec)
-			err := env.Client.Create(ctx, p)
-			if err == nil {
-				_ = env.Client.Delete(ctx, p)
-				t.Fatalf("accepted; want a rejection naming %s", tc.field)
-			}
-			if !apierrors.IsInvalid(err) {
-				t.Fatalf("want an Invalid error, got %v", err)
-			}
-			assertNames(t, err, tc.field, tc.msg)
+			assertRejected(t, ctx, p, tc.field, tc.msg)
 		})
 	}
 

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
@@ -64,15 +63,7 @@ func TestSharedRDMAPolicyValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := sharedRDMAPolicy(fmt.Sprintf("%s-%d", uniqueName(t, "bad"), i), "x")
 			tc.mutate(&p.Spec)
-			err := env.Client.Create(ctx, p)
-			if err == nil {
-				_ = env.Client.Delete(ctx, p)
-				t.Fatalf("accepted; want a rejection naming %s", tc.field)
-			}
-			if !apierrors.IsInvalid(err) {
-				t.Fatalf("want an Invalid error, got %v", err)
-			}
-			assertNames(t, err, tc.field, tc.msg)
+			assertRejected(t, ctx, p, tc.field, tc.msg)
 		})
 	}
 }

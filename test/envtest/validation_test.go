@@ -228,21 +228,28 @@ func TestInvalidPolicyRejected(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := validPolicy(fmt.Sprintf("invalid-%d", i))
 			tc.mutate(&p.Spec)
-			err := env.Client.Create(ctx, p)
-			if err == nil {
-				_ = env.Client.Delete(ctx, p)
-				t.Fatalf("accepted; want a rejection naming %s", tc.field)
-			}
-			if !apierrors.IsInvalid(err) {
-				t.Fatalf("want an Invalid error, got %v", err)
-			}
-			assertNames(t, err, tc.field, tc.msg)
+			assertRejected(t, ctx, p, tc.field, tc.msg)
 		})
 	}
 }
 
 // assertNames checks that the API server's rejection names the field and
 // says why, and that it is about that field and not another.
+// assertRejected creates obj and wants the API server to refuse it as
+// Invalid, naming field with msg (assertNames); one it accepts is deleted.
+func assertRejected(t *testing.T, ctx context.Context, obj client.Object, field, msg string) {
+	t.Helper()
+	err := env.Client.Create(ctx, obj)
+	if err == nil {
+		_ = env.Client.Delete(ctx, obj)
+		t.Fatalf("accepted; want a rejection naming %s", field)
+	}
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("want an Invalid error, got %v", err)
+	}
+	assertNames(t, err, field, msg)
+}
+
 func assertNames(t *testing.T, err error, field, msg string) {
 	t.Helper()
 	status, ok := err.(apierrors.APIStatus)
