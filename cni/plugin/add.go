@@ -27,6 +27,7 @@ func (p *Plugin) cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	p.mark("release")
 	if p.log.enabled(LogInfo) {
 		var ips []string
 		for _, ip := range res.IPs {
@@ -34,7 +35,9 @@ func (p *Plugin) cmdAdd(args *skel.CmdArgs) error {
 		}
 		p.infof("VF %s is %s in the pod (MAC %s, addresses %v)", conf.PCI, args.IfName, res.Interfaces[0].Mac, ips)
 	}
-	return printResult(p.Stdout, res, conf.CNIVersion)
+	err = printResult(p.Stdout, res, conf.CNIVersion)
+	p.mark("result")
+	return err
 }
 
 func printResult(w interface{ Write([]byte) (int, error) }, r types.Result, ver string) error {

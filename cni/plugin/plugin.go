@@ -134,8 +134,12 @@ func (p *Plugin) counted(command string, cmd func(*skel.CmdArgs) error) func(*sk
 			result = fmt.Sprintf("error-%d", code)
 		}
 		// The stats directory is named by the config; a config too broken to
-		// read counts in the default directory.
-		var conf BaseConf
+		// read counts in the default directory. Only that field is decoded:
+		// a decoder for the whole configuration is built on first use (by
+		// reflection), which costs more than the count itself.
+		var conf struct {
+			StatsDir string `json:"statsDir"`
+		}
 		_ = json.Unmarshal(args.StdinData, &conf)
 		if serr := nodefiles.NewStats(or(conf.StatsDir, nodefiles.DefaultStatsDir)).Add(nodefiles.StatsKey{Command: command, Result: result}); serr != nil {
 			p.logf("cannot count the %s outcome: %v", command, serr)

@@ -45,7 +45,7 @@ func TestTimingsNameEachStep(t *testing.T) {
 		t.Fatalf("want an ADD line and a DEL line, got %+v", got)
 	}
 	want := map[string][]string{
-		"ADD": {"config", "namespaces", "VF lock", "VF lookup", "records check", "RDMA mode", "save state", "configure VF", "move netdev", "IPAM", "stats file"},
+		"ADD": {"config", "namespaces", "VF lock", "VF lookup", "records check", "RDMA mode", "save state", "configure VF", "move netdev", "IPAM", "release", "result", "stats file"},
 		"DEL": {"config", "cache entry", "VF lock", "record", "namespaces", "soft-RoCE", "move netdev", "restore netdev", "restore VF", "IPAM", "remove state", "stats file"},
 	}
 	for _, tm := range got {
