@@ -40,18 +40,24 @@ type plugin struct {
 // for the given PFs, until the test ends.
 func start(t *testing.T, pools []map[string]any, ready ...string) *plugin {
 	t.Helper()
-	p := &plugin{kubelet: kubelettest.New(t), dir: t.TempDir()}
 	cfg, err := json.Marshal(map[string]any{"resourcePrefix": "sluice.dev", "pools": pools})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := dp.Options{
-		ConfigFile:     filepath.Join(p.dir, "device-plugin.json"),
-		ReadinessFile:  filepath.Join(p.dir, "readiness.json"),
-		KubeletDir:     p.kubelet.Dir,
-		AttachmentsDir: filepath.Join(p.dir, "attachments"),
-		Log:            testr.New(t),
-	}
+	return startConfig(t, cfg, dp.Options{}, ready...)
+}
+
+// startConfig runs the plugin with cfg as its config file, in any of its
+// formats, and opts' other fields, with the readiness gate open for the
+// given PFs.
+func startConfig(t *testing.T, cfg []byte, opts dp.Options, ready ...string) *plugin {
+	t.Helper()
+	p := &plugin{kubelet: kubelettest.New(t), dir: t.TempDir()}
+	opts.ConfigFile = filepath.Join(p.dir, "device-plugin.json")
+	opts.ReadinessFile = filepath.Join(p.dir, "readiness.json")
+	opts.KubeletDir = p.kubelet.Dir
+	opts.AttachmentsDir = filepath.Join(p.dir, "attachments")
+	opts.Log = testr.New(t)
 	if err := nodefiles.WriteFileAtomic(opts.ConfigFile, cfg); err != nil {
 		t.Fatal(err)
 	}
