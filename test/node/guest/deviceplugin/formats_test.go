@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,5 +196,56 @@ func TestRDMASharedFormat(t *testing.T) {
 				t.Errorf("unit %s has a device-info file: %+v, %v", id, di, err)
 			}
 		}
+	}
+}
+
+// TestUIO binds a VF to uio_pci_generic, as DPDK users of
+// sriov-network-device-plugin do, and serves it from a resourceList pool:
+// the container gets the VF's /dev/uio<N> and INFO its uio entry.
+func TestUIO(t *testing.T) {
+	nu.Require(t)
+	pf := nu.PFs(t)[0]
+	vf := nu.VFs(t, pf, 1)[0]
+	nu.Run(t, "modprobe", "uio_pci_generic")
+	nu.MustWrite(t, vf.Device()+"/driver_override", "uio_pci_generic")
+	t.Cleanup(func() {
+		_ = nu.Write(vf.Device()+"/driver_override", "\n")
+		if nu.Driver(vf.PCI) != "" {
+			_ = nu.Write(vf.Device()+"/driver/unbind", vf.PCI)
+		}
+		_ = nu.Write("/sys/bus/pci/drivers_probe", vf.PCI)
+	})
+	nu.MustWrite(t, vf.Device()+"/driver/unbind", vf.PCI)
+	if err := nu.Write("/sys/bus/pci/drivers_probe", vf.PCI); err != nil {
+		t.Logf("drivers_probe: %v", err)
+	}
+	nu.Poll(t, 10*time.Second, 50*time.Millisecond, "VF on uio_pci_generic", func() (bool, error) {
+		d := nu.Driver(vf.PCI)
+		return d == "uio_pci_generic", fmt.Errorf("driver %q", d)
+	})
+	uios, err := filepath.Glob(vf.Device() + "/uio/uio*")
+	if err != nil || len(uios) != 1 {
+		t.Fatalf("uio devices of %s: %v %v", vf.PCI, uios, err)
+	}
+	dev := "/dev/" + filepath.Base(uios[0])
+
+	cfg, err := json.Marshal(map[string]any{"resourceList": []map[string]any{
+		{"resourceName": "igb_uio", "selectors": map[string]any{"drivers": []string{"uio_pci_generic"}, "pfNames": []string{pf.Netdev}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startConfig(t, cfg, dp.Options{ResourcePrefix: "intel.com"}, pf.PCI)
+	p.kubelet.Wait("intel.com/igb_uio", 30*time.Second, "the uio VF", healthy(1))
+	t.Cleanup(func() { _ = nadutils.CleanDeviceInfoForDP("intel.com/igb_uio", vf.PCI) })
+	r, err := p.kubelet.Allocate(context.Background(), "intel.com/igb_uio", vf.PCI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deviceNodes(t, r.Devices); !slices.Equal(got, []string{dev}) {
+		t.Errorf("device nodes = %v, want %s", got, dev)
+	}
+	if got := info(t, r.Envs["PCIDEVICE_INTEL_COM_IGB_UIO_INFO"])[vf.PCI]["uio"]["mount"]; got != dev {
+		t.Errorf("INFO uio.mount = %q, want %s (INFO %s)", got, dev, r.Envs["PCIDEVICE_INTEL_COM_IGB_UIO_INFO"])
 	}
 }
