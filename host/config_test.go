@@ -332,3 +332,48 @@ func readFile(t *testing.T, p string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+func TestConfigureVFFrom(t *testing.T) {
+	n := hosttest.New(t)
+	n.AddPF(hosttest.ConnectX6(cx, "ens1f0", 0))
+	n.SetNumVFs(cx, 2)
+	h := n.Host()
+	vf, err := h.VF(n.VFAddress(cx, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vf.PFIndex == 0 {
+		t.Fatal("the look-up did not record the PF's ifindex")
+	}
+	// The PF is not read again: reading it fails from here on.
+	n.FailNetlink("LinkByName", syscall.EIO)
+	mac, vlan, on, off := "02:11:22:33:44:66", 7, true, false
+	cfg := host.VFConfig{MAC: &mac, VLAN: &vlan, Trust: &on, SpoofChk: &off}
+	if err := h.ConfigureVFFrom(vf, cfg); err != nil {
+		t.Fatal(err)
+	}
+	n.FailNetlink("LinkByName", nil)
+	got, err := h.VFSettingsOf("ens1f0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := vf.Settings
+	want.MAC, want.VLAN, want.VLANProto, want.Trust, want.SpoofChk = mac, 7, host.VLANProto8021Q, true, false
+	if got != want {
+		t.Errorf("settings = %+v, want %+v", got, want)
+	}
+
+	// A failing step puts back the settings as the look-up read them.
+	vf, err = h.VF(n.VFAddress(cx, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := vf.Settings
+	n.FailNetlink("LinkSetVfSpoofchk", syscall.EOPNOTSUPP)
+	if err := h.ConfigureVFFrom(vf, cfg); err == nil || !strings.Contains(err.Error(), "ens1f0 vf 0: set spoofchk off") {
+		t.Fatalf("err = %v, want the spoofchk step named", err)
+	}
+	if after, _ := h.VFSettingsOf("ens1f0", 0); after != before {
+		t.Errorf("settings after a failed configure = %+v, want %+v", after, before)
+	}
+}

@@ -126,6 +126,9 @@ func (h *Host) readVF(pf *PF, idx int, addr, dir string, links map[string]netlin
 	for _, i := range info {
 		if i.ID == idx {
 			vf.Settings = settingsOf(i)
+			if l, ok := links[pf.Name]; ok {
+				vf.PFIndex = l.Attrs().Index
+			}
 			break
 		}
 	}

@@ -40,7 +40,7 @@ func (h *Host) VF(addr string) (*VF, error) {
 	if vf.PFName != "" {
 		if link, err := h.nl.LinkByName(vf.PFName); err == nil {
 			if i, ok := vfInfo(link, idx); ok {
-				vf.Settings = settingsOf(i)
+				vf.Settings, vf.PFIndex = settingsOf(i), link.Attrs().Index
 			}
 		}
 	}

@@ -83,6 +83,9 @@ type VF struct {
 	Link
 	// Settings are the VF's settings as the PF reports them.
 	Settings VFSettings
+	// PFIndex is the PF netdev's ifindex when Settings were read from it
+	// (the look-up by PCI address sets it; 0 otherwise).
+	PFIndex int
 	// RDMA is the VF's RDMA device (PCI-parented, or soft-RoCE on its netdev).
 	RDMA *RDMADevice
 }

@@ -36,7 +36,7 @@ const (
 // ConfigureVF applies cfg to VF index vf of the PF with netdev pfName.
 // Settings already as asked are not touched. When a step fails, the steps
 // already applied are undone, so the VF keeps its previous settings.
-func (h *Host) ConfigureVF(pfName string, vf int, cfg VFConfig) (err error) {
+func (h *Host) ConfigureVF(pfName string, vf int, cfg VFConfig) error {
 	link, err := h.nl.LinkByName(pfName)
 	if err != nil {
 		return stepErr(pfName, "find PF link", err)
@@ -45,6 +45,57 @@ func (h *Host) ConfigureVF(pfName string, vf int, cfg VFConfig) (err error) {
 	if !ok {
 		return stepErr(pfName, "configure vf "+strconv.Itoa(vf), fmt.Errorf("%w: the PF reports %d VFs", ErrNotFound, len(link.Attrs().Vfs)))
 	}
+	return h.configureVF(link, vf, old, cfg)
+}
+
+// ConfigureVFFrom is ConfigureVF on a VF as its look-up (Host.VF) read it:
+// the PF and the VF's settings are not read again. The caller must have
+// held the VF since the look-up (sluice-cni holds its VF lock), so that
+// they are still as read. A VF whose settings the look-up could not read
+// is configured by ConfigureVF.
+func (h *Host) ConfigureVFFrom(vf *VF, cfg VFConfig) error {
+	if vf.PFIndex == 0 {
+		return h.ConfigureVF(vf.PFName, vf.Index, cfg)
+	}
+	old, err := vfInfoOf(vf.Index, vf.Settings)
+	if err != nil {
+		return stepErr(vf.PFName, "configure vf "+strconv.Itoa(vf.Index), err)
+	}
+	pf := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: vf.PFIndex, Name: vf.PFName}}
+	return h.configureVF(pf, vf.Index, old, cfg)
+}
+
+// vfInfoOf is the inverse of settingsOf.
+func vfInfoOf(vf int, s VFSettings) (netlink.VfInfo, error) {
+	i := netlink.VfInfo{
+		ID: vf, Vlan: s.VLAN, Qos: s.QoS, VlanProto: s.VLANProto, Spoofchk: s.SpoofChk,
+		MinTxRate: uint32(s.MinTxRate), MaxTxRate: uint32(s.MaxTxRate),
+	}
+	if s.Trust {
+		i.Trust = 1
+	}
+	if s.MAC != "" {
+		mac, err := net.ParseMAC(s.MAC)
+		if err != nil {
+			return i, fmt.Errorf("the look-up's MAC %q: %w", s.MAC, err)
+		}
+		i.Mac = mac
+	}
+	st, err := vfLinkState(s.LinkState)
+	if err != nil {
+		n, nerr := strconv.ParseUint(s.LinkState, 10, 32)
+		if nerr != nil {
+			return i, fmt.Errorf("the look-up's link state: %w", err)
+		}
+		st = uint32(n)
+	}
+	i.LinkState = st
+	return i, nil
+}
+
+// configureVF applies cfg to VF vf of link, whose settings are old.
+func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VFConfig) (err error) {
+	pfName := link.Attrs().Name
 	dev := fmt.Sprintf("%s vf %d", pfName, vf)
 	var undo []func()
 	defer func() {

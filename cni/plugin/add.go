@@ -223,7 +223,8 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		b, _ := json.Marshal(conf.VF)
 		p.debugf("VF %s is VF %d of %s, netdev %q, driver %s; applying %s", conf.PCI, vf.Index, vf.PFName, vf.Netdev, vf.Driver, b)
 	}
-	if err := p.Node.ConfigureVF(vf.PFName, vf.Index, conf.VF); err != nil {
+	// The VF as the look-up read it, under the VF's lock since.
+	if err := p.Node.ConfigureVFFrom(vf, conf.VF); err != nil {
 		return nil, nil, fmt.Errorf("configure VF %s: %w", conf.PCI, err)
 	}
 	p.mark("configure VF")

@@ -67,6 +67,9 @@ type Node interface {
 	VF(pciAddr string) (*host.VF, error)
 	// ConfigureVF applies PF-side settings, all or none.
 	ConfigureVF(pfName string, vf int, cfg host.VFConfig) error
+	// ConfigureVFFrom is ConfigureVF on a VF as VF returned it, held
+	// since: its PF is not read again.
+	ConfigureVFFrom(vf *host.VF, cfg host.VFConfig) error
 	// RDMANetnsMode is "shared" or "exclusive".
 	RDMANetnsMode() (string, error)
 	// MoveRDMADevice moves an RDMA device between namespaces.

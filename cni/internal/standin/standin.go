@@ -158,6 +158,11 @@ func (n *Node) VF(addr string) (*host.VF, error) {
 	return vf, nil
 }
 
+// ConfigureVFFrom is ConfigureVF: the stand-in has no PF to read.
+func (n *Node) ConfigureVFFrom(vf *host.VF, cfg host.VFConfig) error {
+	return n.ConfigureVF(vf.PFName, vf.Index, cfg)
+}
+
 // ConfigureVF applies cfg to the VF, all or nothing.
 func (n *Node) ConfigureVF(pfName string, idx int, cfg host.VFConfig) error {
 	return n.Update(func(s *State) error {
