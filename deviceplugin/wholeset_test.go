@@ -59,8 +59,9 @@ func TestAllocateWholeSetRDMA(t *testing.T) {
 		var paths []string
 		for p, h := range got {
 			paths = append(paths, p)
-			if h != filepath.Join(n.Root, p) {
-				t.Errorf("%v: %s comes from %q, want the node's %s", ids, p, h, filepath.Join(n.Root, p))
+			// k8s-rdma-shared-dev-plugin's permissions: "rwm".
+			if want := filepath.Join(n.Root, p) + " perm=rwm"; h != want {
+				t.Errorf("%v: %s is %q, want the node's %s with permissions rwm", ids, p, h, filepath.Join(n.Root, p))
 			}
 		}
 		slices.Sort(paths)
