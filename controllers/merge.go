@@ -231,6 +231,8 @@ func (m *Merger) node(node NodeInput, render bool) MergeResult {
 	res.Spec.RDMAMode = applied.rdmaMode
 	res.Findings = applied.findings
 	vfPools, draPools := renderPools(applied.interfaces)
+	vfPools, wholeFindings := renderWholePFs(node.Name, applied.wholePFs, vfPools)
+	res.Findings = append(res.Findings, wholeFindings...)
 	pools, sharedFindings := renderSharedRDMA(node.Name, shared, real, vfPools, res.Selected)
 	if render {
 		res.Spec.Pools, res.Spec.DRAPools = pools, draPools
@@ -276,6 +278,9 @@ type passResult struct {
 	interfaces []sluicev1.InterfaceSpec
 	rdmaMode   sluicev1.RDMAMode
 	findings   []Finding
+	// wholePFs are the numVfs 0 policies that won a PF and advertise
+	// their PFs whole (servesPFsWhole), in precedence order.
+	wholePFs []*compiledPolicy
 }
 
 // pool is what a resourceName stands for on a node; every policy feeding
@@ -357,9 +362,13 @@ func mergePass(node string, pfs []*sluicev1.InterfaceStatus, policies []*compile
 			continue
 		}
 		if p.noVFs() {
-			// numVfs 0 claims the PFs with no VFs: no pool, no RDMA mode.
+			// numVfs 0 claims the PFs with no VFs: no VF pool, no RDMA
+			// mode; the PFs themselves may be a pool (renderWholePFs).
 			for _, w := range want {
 				claims[w.pf] = append(claims[w.pf], claim{policy: p, vfs: w.vfs})
+			}
+			if p.servesPFsWhole() {
+				out.wholePFs = append(out.wholePFs, p)
 			}
 			continue
 		}

@@ -94,7 +94,7 @@ func (a allocator) container(pd *PoolDevices, ids []string) (*pluginapi.Containe
 				continue
 			}
 			seenNode[n] = true
-			resp.Devices = append(resp.Devices, &pluginapi.DeviceSpec{ContainerPath: n, HostPath: a.devPath(d.hostNode(n)), Permissions: "rw"})
+			resp.Devices = append(resp.Devices, &pluginapi.DeviceSpec{ContainerPath: n, HostPath: a.devPath(d.hostNode(n)), Permissions: p.nodePermissions()})
 		}
 	}
 	sort.Slice(resp.Devices, func(i, j int) bool { return resp.Devices[i].ContainerPath < resp.Devices[j].ContainerPath })

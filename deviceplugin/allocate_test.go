@@ -19,6 +19,9 @@ import (
 	"github.com/sluice-net/sluice/host/hosttest"
 )
 
+// specs maps each device spec's container path to its host path, with
+// " perm=..." appended when the permissions are not "rw", which
+// sriov-network-device-plugin gives every node.
 func specs(r *pluginapi.ContainerAllocateResponse) map[string]string {
 	m := map[string]string{}
 	for _, d := range r.Devices {

@@ -49,11 +49,12 @@ type Pool struct {
 	// false), each selected RDMA device is advertised SharedMax times and a
 	// unit hands out that one device.
 	SharedMax int
-	// WholeSet, with SharedMax, shares the selected RDMA devices as one set,
-	// as k8s-rdma-shared-dev-plugin does: the pool advertises SharedMax
-	// units in total ("0" to SharedMax-1; none while no RDMA device is
-	// selected) and every unit hands out the char devices of every selected
-	// RDMA device, with no environment variable.
+	// WholeSet makes a shared RDMA pool that shares the selected RDMA
+	// devices as one set, as k8s-rdma-shared-dev-plugin does: the pool
+	// advertises SharedMax units in total ("0" to SharedMax-1; none while
+	// no RDMA device is selected, and none ever with SharedMax 0, that
+	// plugin's rdmaHcaMax 0) and every unit hands out the char devices of
+	// every selected RDMA device, with no environment variable.
 	WholeSet bool
 	// RDMA hands out the RDMA char devices of the pool's VFs.
 	RDMA bool
@@ -79,8 +80,9 @@ type Pool struct {
 // Resource is the pool's extended resource name.
 func (p *Pool) Resource() string { return p.Prefix + "/" + p.Name }
 
-// Shared reports whether the pool shares RDMA devices.
-func (p *Pool) Shared() bool { return p.SharedMax > 0 }
+// Shared reports whether the pool shares RDMA devices: per device with
+// SharedMax above zero, or as a whole set (which may advertise nothing).
+func (p *Pool) Shared() bool { return p.SharedMax > 0 || p.WholeSet }
 
 // Selector is one set of conditions; a device must meet every non-empty one.
 type Selector struct {

@@ -93,7 +93,7 @@ func nativePool(path string, dp v1alpha1.DevicePluginPool, defaultPrefix string)
 	default:
 		return Pool{}, fmt.Errorf("%s.rdmaSharing %q: use %q (rdmaHcaMax units per RDMA device) or %q (rdmaHcaMax units, each with every device)", path, dp.RDMASharing, v1alpha1.RDMASharingPerDevice, v1alpha1.RDMASharingWholeSet)
 	}
-	if dp.RDMASharing != "" && !p.Shared() {
+	if dp.RDMASharing != "" && p.SharedMax == 0 {
 		return Pool{}, fmt.Errorf("%s.rdmaSharing %q: only a shared RDMA pool shares: set rdmaHcaMax above 0 or remove rdmaSharing", path, dp.RDMASharing)
 	}
 	if len(dp.Selectors.IfNames) > 0 && !p.Shared() {

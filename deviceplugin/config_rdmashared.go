@@ -16,7 +16,8 @@ import (
 //
 // As that plugin does, the resource advertises rdmaHcaMax units in total
 // and each unit hands out the char devices of every selected RDMA device
-// (Pool.WholeSet).
+// (Pool.WholeSet); rdmaHcaMax 0, or none, registers the resource with no
+// units.
 
 type rdmaSharedFile struct {
 	// PeriodicUpdateInterval is the plugin's rescan period in seconds;
@@ -63,8 +64,10 @@ func parseRDMAShared(data []byte, defaultPrefix string) (*Config, error) {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, valueError(path, err)
 		}
-		if r.RdmaHcaMax < 1 || r.RdmaHcaMax > maxShared {
-			return nil, fmt.Errorf("%s.rdmaHcaMax %d: set how many pods may share the selected RDMA devices, 1 to %d", path, r.RdmaHcaMax, maxShared)
+		// As k8s-rdma-shared-dev-plugin: 0 (or none) registers the
+		// resource with no units, a negative value is refused.
+		if r.RdmaHcaMax < 0 || r.RdmaHcaMax > maxShared {
+			return nil, fmt.Errorf("%s.rdmaHcaMax %d: set how many pods may share the selected RDMA devices, 1 to %d (0 advertises none)", path, r.RdmaHcaMax, maxShared)
 		}
 		p := Pool{Prefix: r.ResourcePrefix, Name: r.ResourceName, SharedMax: r.RdmaHcaMax, WholeSet: true, RDMA: true}
 		if p.Prefix == "" {

@@ -201,8 +201,10 @@ func TestParseRejectsWithFieldAndFix(t *testing.T) {
 			[]string{"resourceList[0].selectors.pciAddresses[0]"}},
 		{"sriovdp wrong type", `{"resourceList":[{"resourceName":"a","excludeTopology":"yes"}]}`,
 			[]string{"resourceList[0].excludeTopology", "true or false"}},
-		{"rdma shared no max", `{"configList":[{"resourceName":"a","selectors":{"ifNames":["ib0"]}}]}`,
-			[]string{"configList[0].rdmaHcaMax 0", "1 to 10000"}},
+		{"rdma shared negative max", `{"configList":[{"resourceName":"a","rdmaHcaMax":-100,"selectors":{"ifNames":["ib0"]}}]}`,
+			[]string{"configList[0].rdmaHcaMax -100", "1 to 10000"}},
+		{"rdma shared max too large", `{"configList":[{"resourceName":"a","rdmaHcaMax":10001,"selectors":{"ifNames":["ib0"]}}]}`,
+			[]string{"configList[0].rdmaHcaMax 10001", "1 to 10000"}},
 		{"rdmaSharing unknown", `{"pools":[{"resourceName":"a","rdmaHcaMax":2,"rdmaSharing":"All","selectors":{"pfNames":["ib0"]}}]}`,
 			[]string{"pools[0].rdmaSharing", `"PerDevice"`, `"WholeSet"`}},
 		{"rdmaSharing on a VF pool", `{"pools":[{"resourceName":"a","rdmaSharing":"WholeSet","selectors":{"pfNames":["ib0"]}}]}`,
@@ -245,5 +247,23 @@ func TestParseMatchesKeysAsEncodingJSON(t *testing.T) {
 	}
 	if got := c.Pools[0].Selectors[0].Vendors; !reflect.DeepEqual(got, []string{"8086"}) {
 		t.Errorf("vendors = %v", got)
+	}
+}
+
+// k8s-rdma-shared-dev-plugin takes rdmaHcaMax 0 (and an absent one) as a
+// resource with no units; the pool stays a whole-set shared pool.
+func TestParseRDMASharedZeroMax(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"configList":[{"resourceName":"a","rdmaHcaMax":0,"selectors":{"ifNames":["ib0"]}},{"resourceName":"b","selectors":{"ifNames":["ib1"]}}]}`), "rdma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Pools {
+		if p.SharedMax != 0 || !p.WholeSet || !p.Shared() || !p.RDMA {
+			t.Errorf("pool %s = %+v, want a whole-set shared RDMA pool of 0 units", p.Name, p)
+		}
+	}
+	// The native format keeps refusing rdmaSharing without units.
+	if _, err := ParseConfig([]byte(`{"pools":[{"resourceName":"a","rdmaSharing":"WholeSet","selectors":{"ifNames":["ib0"]}}]}`), ""); err == nil || !strings.Contains(err.Error(), "pools[0].rdmaSharing") {
+		t.Errorf("native WholeSet without rdmaHcaMax: err = %v, want pools[0].rdmaSharing refused", err)
 	}
 }

@@ -198,6 +198,11 @@ func (m *Manager) loadConfig() bool {
 		res[i] = cfg.Pools[i].Resource()
 	}
 	m.log.Info("loaded device plugin config", "file", m.opts.ConfigFile, "format", cfg.Format, "pools", res)
+	for i := range cfg.Pools {
+		if p := &cfg.Pools[i]; p.WholeSet && p.SharedMax == 0 {
+			m.log.Info("pool advertises no units: its rdmaHcaMax is 0 (or absent), as k8s-rdma-shared-dev-plugin takes it; set rdmaHcaMax to how many pods may share the devices", "file", m.opts.ConfigFile, "pool", p.Resource())
+		}
+	}
 	return true
 }
 

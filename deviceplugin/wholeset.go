@@ -36,3 +36,16 @@ func (pd *PoolDevices) nodesOf(d *Device) []string {
 	}
 	return nodes
 }
+
+// nodePermissions are the cgroup permissions of the device nodes an
+// Allocate response lists. sriov-network-device-plugin gives every node
+// "rw" (pkg/devices/rdma.go and its info providers), and so does sluice;
+// k8s-rdma-shared-dev-plugin gives its RDMA char devices "rwm"
+// (pkg/resources/rdma_device_spec.go), so its whole-set pools get the same.
+// Both write "rw" in CDI specs, and so does cdiWriter for every pool.
+func (p *Pool) nodePermissions() string {
+	if p.WholeSet {
+		return "rwm"
+	}
+	return "rw"
+}

@@ -45,6 +45,11 @@ func TestWholeSetCDI(t *testing.T) {
 		var got []string
 		for _, node := range d.ContainerEdits.DeviceNodes {
 			got = append(got, node.Path)
+			// k8s-rdma-shared-dev-plugin's CDI specs (pkg/cdi/cdi.go)
+			// give "rw", where its Allocate device specs give "rwm".
+			if node.Permissions != "rw" {
+				t.Errorf("unit %s: %s has permissions %q, want rw", d.Name, node.Path, node.Permissions)
+			}
 		}
 		slices.Sort(got)
 		if !slices.Equal(got, want) {

@@ -59,8 +59,9 @@ func TestAllocateWholeSetRDMA(t *testing.T) {
 		var paths []string
 		for p, h := range got {
 			paths = append(paths, p)
-			if h != filepath.Join(n.Root, p) {
-				t.Errorf("%v: %s comes from %q, want the node's %s", ids, p, h, filepath.Join(n.Root, p))
+			// k8s-rdma-shared-dev-plugin's permissions: "rwm".
+			if want := filepath.Join(n.Root, p) + " perm=rwm"; h != want {
+				t.Errorf("%v: %s is %q, want the node's %s with permissions rwm", ids, p, h, filepath.Join(n.Root, p))
 			}
 		}
 		slices.Sort(paths)
@@ -178,4 +179,30 @@ func TestWholeSetFollowsDevices(t *testing.T) {
 
 	n.RemoveRDMA(pfRDMA(t, n, cx0))
 	e.kubelet.Wait(res, wait, "no units without an HCA", func(s kubelettest.Snapshot) bool { return len(s.IDs()) == 0 })
+}
+
+// rdmaHcaMax 0 (or none) in k8s-rdma-shared-dev-plugin's format: that
+// plugin accepts it and registers the resource with no units, even with
+// HCAs selected. So does sluice, rather than refusing the config.
+func TestWholeSetZeroMaxAdvertisesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry map[string]any
+	}{
+		{"rdmaHcaMax 0", map[string]any{"resourceName": "hca", "rdmaHcaMax": 0, "selectors": map[string]any{"vendors": []string{"15b3"}}}},
+		{"rdmaHcaMax absent", map[string]any{"resourceName": "hca", "selectors": map[string]any{"vendors": []string{"15b3"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := twoNICNode(t, 1)
+			e := newEnv(t, n, map[string]any{"configList": []any{tc.entry}}, func(o *Options) { o.ResourcePrefix = "rdma" })
+			const res = "rdma/hca"
+			e.kubelet.Wait(res, wait, "registered with no units", func(s kubelettest.Snapshot) bool { return len(s.IDs()) == 0 })
+			if err := e.m.ConfigError(); err != nil {
+				t.Fatalf("config refused: %v", err)
+			}
+			if _, err := e.kubelet.Allocate(context.Background(), res, "0"); err == nil {
+				t.Error("allocating unit 0 of a pool with rdmaHcaMax 0 succeeded")
+			}
+		})
+	}
 }

@@ -138,8 +138,9 @@ type NetworkNodePolicySpec struct {
 	NicSelector NicSelector `json:"nicSelector"`
 	// NumVfs is the number of VFs to create on each selected PF. 0 (as
 	// sriov-network-operator allows) asks for no VFs: a selected PF that no
-	// other policy claims VFs on is set to 0 VFs, and the policy advertises
-	// no devices.
+	// other policy claims VFs on is set to 0 VFs, and, when nicSelector has
+	// neither pfNames nor rootDevices, the policy advertises the selected
+	// PFs themselves (those without VFs), as sriov-network-operator does.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=256
 	NumVfs int32 `json:"numVfs"`

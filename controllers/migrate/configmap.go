@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/deviceplugin"
 )
 
@@ -17,17 +18,22 @@ const (
 	RSDPDefaultPrefix = "rdma"
 )
 
-// checkDevicePluginConfigMap checks a ConfigMap holding a
+// convertDevicePluginConfigMap converts a ConfigMap holding a
 // sriov-network-device-plugin ("resourceList") or
-// k8s-rdma-shared-dev-plugin ("configList") config against sluice's device
-// plugin, which reads both formats unchanged: one entry per resource, or
-// the parser's error naming the field.
-func checkDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
+// k8s-rdma-shared-dev-plugin ("configList") config. Each
+// k8s-rdma-shared-dev-plugin resource becomes a NetworkNodePolicy with
+// sharedRdma (convertRSDP). A sriov-network-device-plugin config is checked
+// against sluice's device plugin, which reads it unchanged: one entry per
+// resource. A config the device plugin refuses is refused, naming the
+// field.
+func convertDevicePluginConfigMap(in *Object, opts Options, c *conv) ([]*sluicev1.NetworkNodePolicy, error) {
+	opts = opts.withDefaults()
 	data, _, err := unstructured.NestedStringMap(in.U.Object, "data")
 	if err != nil {
-		return c.refuse("data", fmt.Sprintf("not a map of strings: %v", err))
+		return nil, c.refuse("data", fmt.Sprintf("not a map of strings: %v", err))
 	}
 	found := false
+	var policies []*sluicev1.NetworkNodePolicy
 	for _, key := range sortedKeys(data) {
 		var top map[string]json.RawMessage
 		if json.Unmarshal([]byte(data[key]), &top) != nil {
@@ -46,20 +52,28 @@ func checkDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
 		found = true
 		cfg, err := deviceplugin.ParseConfig([]byte(data[key]), prefix)
 		if err != nil {
-			return c.refuse(field, fmt.Sprintf("%s config that sluice's device plugin refuses: %v", plugin, err))
+			return nil, c.refuse(field, fmt.Sprintf("%s config that sluice's device plugin refuses: %v", plugin, err))
 		}
-		run := fmt.Sprintf("sluice device-plugin --config-file <this file> --resource-prefix %s", prefix)
 		listKey := "resourceList"
 		if prefix == RSDPDefaultPrefix {
 			listKey = "configList"
 		}
 		var resources []map[string]json.RawMessage
 		_ = json.Unmarshal(top[listKey], &resources)
-		for i, p := range cfg.Pools {
-			at := fmt.Sprintf("%s: %s[%s]", field, listKey, p.Name)
-			c.add(at, Mapped, run, fmt.Sprintf("served as %s from this config unchanged", p.Prefix+"/"+p.Name))
-			if i < len(resources) {
-				reportResourceFields(at, resources[i], p.SharedMax, c)
+		if prefix == RSDPDefaultPrefix {
+			ps, err := convertRSDP(field, cfg, resources, opts, c)
+			if err != nil {
+				return nil, err
+			}
+			policies = append(policies, ps...)
+		} else {
+			run := fmt.Sprintf("sluice device-plugin --config-file <this file> --resource-prefix %s", prefix)
+			for i, p := range cfg.Pools {
+				at := fmt.Sprintf("%s: %s[%s]", field, listKey, p.Name)
+				c.add(at, Mapped, run, fmt.Sprintf("served as %s from this config unchanged", p.Prefix+"/"+p.Name))
+				if i < len(resources) {
+					reportResourceFields(at, resources[i], p.SharedMax, c)
+				}
 			}
 		}
 		if _, ok := top["periodicUpdateInterval"]; ok {
@@ -69,7 +83,7 @@ func checkDevicePluginConfigMap(in *Object, _ Options, c *conv) error {
 	if !found {
 		c.add("data", Unsupported, "", `holds no sriov-network-device-plugin ("resourceList") or k8s-rdma-shared-dev-plugin ("configList") config; skipped`)
 	}
-	return nil
+	return policies, nil
 }
 
 // reportResourceFields records each key of one resource (and of its

@@ -3,9 +3,9 @@ package migrate
 import "testing"
 
 // TestCheckDevicePluginConfigMap: the ConfigMaps of
-// sriov-network-device-plugin and k8s-rdma-shared-dev-plugin, as their
-// READMEs write them, are served by sluice's device plugin unchanged; one
-// sluice refuses names the field.
+// sriov-network-device-plugin, as its README writes them, are served by
+// sluice's device plugin unchanged; one sluice refuses names the field.
+// (k8s-rdma-shared-dev-plugin's: TestConvertRSDPConfigMap.)
 func TestCheckDevicePluginConfigMap(t *testing.T) {
 	runCases(t, []fieldCase{
 		{
@@ -48,27 +48,6 @@ data:
 				".selectors[1].linkTypes": Mapped, ".selectors[1].needVhostNet": Mapped,
 			}),
 			detail: map[string]string{"data.config.json: resourceList[dpdk].selectors[0].drivers": "uio_pci_generic: matched, and sluice hands such devices /dev/uioN"},
-		},
-		{
-			name: "k8s-rdma-shared-dev-plugin",
-			in: `apiVersion: v1
-kind: ConfigMap
-metadata: {name: rdma-devices, namespace: kube-system}
-data:
-  config.json: |
-    {"periodicUpdateInterval": 300, "configList": [
-      {"resourceName": "hca_shared_devices_a", "rdmaHcaMax": 1000, "selectors": {"vendors": ["15b3"], "deviceIDs": ["1017"], "ifNames": ["ens2f0"]}},
-      {"resourceName": "hca_shared_devices_b", "rdmaHcaMax": 500, "devices": ["ib0", "ib1"]}
-    ]}
-`,
-			want: fieldsOf("data.config.json: ", map[string]Status{
-				"configList[hca_shared_devices_a]": Mapped, "configList[hca_shared_devices_a].resourceName": Mapped, "configList[hca_shared_devices_a].rdmaHcaMax": Mapped,
-				"configList[hca_shared_devices_a].selectors.vendors": Mapped, "configList[hca_shared_devices_a].selectors.deviceIDs": Mapped,
-				"configList[hca_shared_devices_a].selectors.ifNames": Mapped,
-				"configList[hca_shared_devices_b]":                   Mapped, "configList[hca_shared_devices_b].resourceName": Mapped, "configList[hca_shared_devices_b].rdmaHcaMax": Mapped,
-				"configList[hca_shared_devices_b].devices": Mapped, "periodicUpdateInterval": Changed,
-			}),
-			detail: map[string]string{"data.config.json: configList[hca_shared_devices_a]": "rdma/hca_shared_devices_a"},
 		},
 		{
 			name:    "a selector sluice refuses",

@@ -3,7 +3,8 @@
 // (RSDP) and sriov-cni into sluice's: SriovNetworkNodePolicy into
 // NetworkNodePolicy, SriovNetwork and SriovIBNetwork into VFNetwork,
 // SriovNetworkPoolConfig and SriovOperatorConfig into settings of those and
-// of the operator, SNDP and RSDP ConfigMaps checked against sluice's device
+// of the operator, RSDP ConfigMaps into NetworkNodePolicies with sharedRdma
+// (one per resource), SNDP ConfigMaps checked against sluice's device
 // plugin, and NetworkAttachmentDefinitions of sriov-cni rewritten to
 // sluice-cni.
 //

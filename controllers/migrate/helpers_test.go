@@ -24,6 +24,9 @@ type fieldCase struct {
 	// wantSpec is the spec of the one sluice object made (YAML), "" for
 	// none.
 	wantSpec string
+	// wantSpecs, for an input that makes several objects, are their
+	// names and specs (YAML) in order; wantSpec is then unused.
+	wantSpecs []namedSpec
 	// detail maps fields to text their entry's detail must contain.
 	detail map[string]string
 }
@@ -81,6 +84,10 @@ func checkResult(t *testing.T, tc fieldCase, res *Result) {
 			t.Errorf("field %s: detail %q does not contain %q", f, details[f], want)
 		}
 	}
+	if tc.wantSpecs != nil {
+		checkSpecs(t, tc.wantSpecs, res)
+		return
+	}
 	if tc.wantSpec == "" {
 		if len(res.Objects) > 0 {
 			t.Errorf("made %d objects, want none: %v", len(res.Objects), res.Objects[0].Object)
@@ -98,6 +105,28 @@ func checkResult(t *testing.T, tc fieldCase, res *Result) {
 	if !reflect.DeepEqual(gotSpec, normalize(t, want)) {
 		g, _ := yaml.Marshal(gotSpec)
 		t.Errorf("spec:\n%s\nwant:\n%s", g, tc.wantSpec)
+	}
+}
+
+// namedSpec is one sluice object a case wants: its name and spec (YAML).
+type namedSpec struct{ name, spec string }
+
+func checkSpecs(t *testing.T, want []namedSpec, res *Result) {
+	t.Helper()
+	if len(res.Objects) != len(want) {
+		t.Fatalf("made %d objects, want %d", len(res.Objects), len(want))
+	}
+	for i, w := range want {
+		o := res.Objects[i]
+		var ws map[string]any
+		if err := yaml.Unmarshal([]byte(w.spec), &ws); err != nil {
+			t.Fatal(err)
+		}
+		got := normalize(t, o.Object["spec"])
+		if o.GetName() != w.name || !reflect.DeepEqual(got, normalize(t, ws)) {
+			g, _ := yaml.Marshal(got)
+			t.Errorf("object %d: %s %s, spec:\n%s\nwant %s, spec:\n%s", i, o.GetKind(), o.GetName(), g, w.name, w.spec)
+		}
 	}
 }
 

@@ -56,7 +56,8 @@ func (o Options) withDefaults() Options {
 // NetworkAttachmentDefinitions to rewrite, the report, and the input
 // objects that could not be converted.
 type Result struct {
-	// Objects are NetworkNodePolicies and VFNetworks, in input order.
+	// Objects are NetworkNodePolicies and VFNetworks, in input order (a
+	// k8s-rdma-shared-dev-plugin ConfigMap makes one policy per resource).
 	Objects []*unstructured.Unstructured
 	// NADs are rewritten NetworkAttachmentDefinitions (only when asked).
 	NADs   []*NADRewrite
@@ -102,6 +103,8 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 		var (
 			u   *unstructured.Unstructured
 			err error
+			// more are objects beyond u, from an input that makes several.
+			more []*unstructured.Unstructured
 		)
 		switch {
 		case isSNO(o, "SriovNetworkNodePolicy"):
@@ -139,7 +142,16 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 		case isSNO(o, "SriovNetworkNodeState"), isSNO(o, "OVSNetwork"):
 			c.add("kind", Unsupported, "", skipReason(o.U.GetKind()))
 		case o.U.GetKind() == "ConfigMap" && o.U.GetAPIVersion() == "v1":
-			err = checkDevicePluginConfigMap(o, opts, c)
+			var ps []*sluicev1.NetworkNodePolicy
+			ps, err = convertDevicePluginConfigMap(o, opts, c)
+			for _, p := range ps {
+				if err != nil {
+					break
+				}
+				var pu *unstructured.Unstructured
+				pu, err = toUnstructured(p)
+				more = append(more, pu)
+			}
 		case o.U.GetKind() == "NetworkAttachmentDefinition":
 			if !rewriteNADs {
 				c.add("kind", Unsupported, "", "NetworkAttachmentDefinitions are rewritten only with --rewrite-nads; to leave those of sriov-cni as they are, "+sriovAlias)
@@ -159,8 +171,11 @@ func Convert(in []*Object, opts Options, rewriteNADs bool) *Result {
 			continue
 		}
 		if u != nil {
+			more = append([]*unstructured.Unstructured{u}, more...)
+		}
+		for _, x := range more {
 			before := len(c.entries)
-			emit(o, u, c)
+			emit(o, x, c)
 			res.Report.Add(c.entries[before:]...)
 		}
 	}

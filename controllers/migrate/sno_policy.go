@@ -118,11 +118,9 @@ func convertPolicy(in *Object, opts Options, c *conv) (*sluicev1.NetworkNodePoli
 		return nil, c.refuse("spec.numVfs", fmt.Sprintf("%d: sluice creates 0 to 256 VFs per PF", v))
 	} else {
 		s.NumVfs = int32(v)
-		detail := ""
-		if v == 0 {
-			detail = "0: the selected PFs get no VFs; SNO would also offer the PF itself to its device plugin, sluice pools hand out VFs only"
+		if v > 0 {
+			c.add("spec.numVfs", Mapped, "spec.numVfs", "")
 		}
-		c.add("spec.numVfs", Mapped, "spec.numVfs", detail)
 	}
 
 	if v, ok, err := spec.integer("mtu"); err != nil {
@@ -191,6 +189,9 @@ func convertPolicy(in *Object, opts Options, c *conv) (*sluicev1.NetworkNodePoli
 			*b.dst = v
 			c.add("spec."+b.key, Mapped, "spec."+b.key, "")
 		}
+	}
+	if s.NumVfs == 0 {
+		reportNoVFs(s, opts, c)
 	}
 	c.reportUnread(spec, policyKind)
 	return p, nil
@@ -278,4 +279,23 @@ func fieldOf(err error, f *fields) string {
 		return msg[:i]
 	}
 	return f.path
+}
+
+// reportNoVFs says what numVfs 0 does, which differs from SNO in what
+// happens to VFs SNO did not create. SNO's webhook refuses numVfs 0 once
+// the policy selects a NIC, so such a policy selected none when it was
+// admitted, or the webhook is off.
+func reportNoVFs(s *sluicev1.NetworkNodePolicySpec, opts Options, c *conv) {
+	detail := "0: the selected PFs get no VFs. "
+	if len(s.NicSelector.PFNames) == 0 && len(s.NicSelector.RootDevices) == 0 && !s.DRA() {
+		detail += fmt.Sprintf("Each is advertised whole as %s/%s once it has none, as SNO renders this policy for its device plugin (the PF's own device ID instead of its VFs'). ", opts.ResourcePrefix, s.ResourceName)
+	} else {
+		detail += "SNO's device-plugin pool for this policy has its pfNames or rootDevices, which select VFs only, so it advertised nothing, and neither does this policy. "
+	}
+	if s.ExternallyManaged {
+		detail += "With externallyManaged the agent leaves the VF count alone, as SNO does"
+	} else {
+		detail += "SNO removes only VFs it created itself; sluice also removes VFs created otherwise on a selected PF that no other policy gives VFs (their pods drained first): set externallyManaged: true to keep those"
+	}
+	c.add("spec.numVfs", Changed, "spec.numVfs", detail)
 }

@@ -74,9 +74,25 @@ externallyManaged: true
 		{
 			name:     "numVfs 0 and vfio-pci",
 			in:       head + "spec: {resourceName: dpdk, numVfs: 0, priority: 99, deviceType: vfio-pci, nicSelector: {rootDevices: ['0000:af:00.1']}}\n",
-			want:     with(map[string]Status{"spec.resourceName": Changed, "spec.nodeSelector": Mapped, "spec.priority": Mapped, "spec.numVfs": Mapped, "spec.nicSelector.rootDevices": Mapped, "spec.deviceType": Mapped}),
-			detail:   map[string]string{"spec.numVfs": "no VFs", "spec.nodeSelector": "every node"},
+			want:     with(map[string]Status{"spec.resourceName": Changed, "spec.nodeSelector": Mapped, "spec.priority": Mapped, "spec.numVfs": Changed, "spec.nicSelector.rootDevices": Mapped, "spec.deviceType": Mapped}),
+			detail:   map[string]string{"spec.numVfs": "advertised nothing, and neither does this policy", "spec.nodeSelector": "every node"},
 			wantSpec: "{resourceName: dpdk, numVfs: 0, priority: 99, deviceType: vfio-pci, nicSelector: {rootDevices: ['0000:af:00.1']}}",
+		},
+		{
+			// SNO renders a device-plugin pool of the PF's own device ID
+			// for such a policy; the operator renders the same pool.
+			name:     "numVfs 0 by vendor and device: the PFs served whole",
+			in:       head + "spec: {resourceName: whole, numVfs: 0, priority: 10, isRdma: true, nicSelector: {vendor: '15b3', deviceID: '101d'}}\n",
+			want:     with(map[string]Status{"spec.resourceName": Changed, "spec.nodeSelector": Mapped, "spec.priority": Mapped, "spec.numVfs": Changed, "spec.nicSelector.vendor": Mapped, "spec.nicSelector.deviceID": Mapped, "spec.isRdma": Mapped}),
+			detail:   map[string]string{"spec.numVfs": "advertised whole as sluice.dev/whole once it has none"},
+			wantSpec: "{resourceName: whole, numVfs: 0, priority: 10, isRdma: true, nicSelector: {vendor: '15b3', deviceID: '101d'}}",
+		},
+		{
+			name:     "numVfs 0 and externallyManaged: the VF count left alone",
+			in:       head + "spec: {resourceName: ext, numVfs: 0, priority: 10, externallyManaged: true, nicSelector: {vendor: '8086'}}\n",
+			want:     with(map[string]Status{"spec.resourceName": Changed, "spec.nodeSelector": Mapped, "spec.priority": Mapped, "spec.numVfs": Changed, "spec.nicSelector.vendor": Mapped, "spec.externallyManaged": Mapped}),
+			detail:   map[string]string{"spec.numVfs": "leaves the VF count alone, as SNO does"},
+			wantSpec: "{resourceName: ext, numVfs: 0, priority: 10, externallyManaged: true, nicSelector: {vendor: '8086'}}",
 		},
 		{
 			name:    "switchdev is refused",

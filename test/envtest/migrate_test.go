@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,6 +79,10 @@ func TestMigrateFromCluster(t *testing.T) {
 		}
 	})
 	policy := "migrate-" + snoNS
+	// A k8s-rdma-shared-dev-plugin resource becomes a sharedRdma policy
+	// named after it.
+	sharedRes := strings.ReplaceAll(policy, "-", "_") + "_hca"
+	sharedPolicy := policy + "-hca"
 	docs := fmt.Sprintf(`apiVersion: sriovnetwork.openshift.io/v1
 kind: SriovNetworkNodePolicy
 metadata: {name: %[1]s, namespace: %[2]s}
@@ -113,6 +118,12 @@ metadata: {name: sriovdp-config, namespace: %[2]s}
 data:
   config.json: '{"resourceList": [{"resourceName": "x", "selectors": {"vendors": ["8086"]}}]}'
 ---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: rdma-devices, namespace: %[2]s}
+data:
+  config.json: '{"configList": [{"resourceName": "%[5]s", "rdmaHcaMax": 100, "selectors": {"vendors": ["15b3"], "linkTypes": ["infiniband"]}}]}'
+---
 apiVersion: k8s.cni.cncf.io/v1
 kind: NetworkAttachmentDefinition
 metadata: {name: handmade, namespace: %[3]s, annotations: {k8s.v1.cni.cncf.io/resourceName: openshift.io/intelnics}}
@@ -122,7 +133,7 @@ apiVersion: k8s.cni.cncf.io/v1
 kind: NetworkAttachmentDefinition
 metadata: {name: %[4]s, namespace: %[3]s}
 spec: {config: '{"cniVersion": "0.4.0", "name": "%[4]s", "type": "sriov"}'}
-`, policy, snoNS, appNS, net)
+`, policy, snoNS, appNS, net, sharedRes)
 	objs, err := migrate.DecodeBytes([]byte(docs), "t")
 	if err != nil {
 		t.Fatal(err)
@@ -134,11 +145,12 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "%[4]s", "type": "sriov"}'}
 	}
 	t.Cleanup(func() {
 		_ = env.Client.Delete(ctx, &sluicev1.NetworkNodePolicy{ObjectMeta: metav1.ObjectMeta{Name: policy}})
+		_ = env.Client.Delete(ctx, &sluicev1.NetworkNodePolicy{ObjectMeta: metav1.ObjectMeta{Name: sharedPolicy}})
 		_ = env.Client.Delete(ctx, &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: net, Namespace: sluiceNS}})
 	})
 
 	read, notes, err := migrate.ReadCluster(ctx, fresh(), migrate.ClusterInput{
-		SNONamespace: snoNS, ConfigMaps: []string{snoNS + "/sriovdp-config", snoNS + "/absent"}, NADs: true,
+		SNONamespace: snoNS, ConfigMaps: []string{snoNS + "/sriovdp-config", snoNS + "/rdma-devices", snoNS + "/absent"}, NADs: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +162,7 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "%[4]s", "type": "sriov"}'}
 		}
 		kinds[o.U.GetKind()]++
 	}
-	wantKinds := map[string]int{"SriovNetworkNodePolicy": 1, "SriovNetwork": 1, "SriovNetworkPoolConfig": 1, "SriovOperatorConfig": 1, "ConfigMap": 1, "NetworkAttachmentDefinition": 2}
+	wantKinds := map[string]int{"SriovNetworkNodePolicy": 1, "SriovNetwork": 1, "SriovNetworkPoolConfig": 1, "SriovOperatorConfig": 1, "ConfigMap": 2, "NetworkAttachmentDefinition": 2}
 	for k, n := range wantKinds {
 		if kinds[k] != n {
 			t.Errorf("read %d %s, want %d (notes %q)", kinds[k], k, n, notes)
@@ -170,8 +182,8 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "%[4]s", "type": "sriov"}'}
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Objects) != 2 || len(res.NADs) != 1 {
-		t.Fatalf("%d objects and %d NAD rewrites, want 2 and 1", len(res.Objects), len(res.NADs))
+	if len(res.Objects) != 3 || len(res.NADs) != 1 {
+		t.Fatalf("%d objects and %d NAD rewrites, want 3 and 1", len(res.Objects), len(res.NADs))
 	}
 	var log bytes.Buffer
 	for range 2 {
@@ -191,6 +203,16 @@ spec: {config: '{"cniVersion": "0.4.0", "name": "%[4]s", "type": "sriov"}'}
 	}
 	if !managedBy(p.ManagedFields, migrate.FieldManager) {
 		t.Errorf("policy not applied by %s: %v", migrate.FieldManager, p.ManagedFields)
+	}
+	// The sharedRdma policy passes the CRD's schema and CEL rules.
+	var sp sluicev1.NetworkNodePolicy
+	if err := env.Client.Get(ctx, types.NamespacedName{Name: sharedPolicy}, &sp); err != nil {
+		t.Fatal(err)
+	}
+	if s := sp.Spec.SharedRDMA; sp.Spec.ResourceName != sharedRes || sp.Spec.NumVfs != 0 || s == nil || s.MaxPods != 100 ||
+		!slices.Equal(s.Vendors, []string{"15b3"}) || !slices.Equal(s.LinkTypes, []string{"ib"}) {
+		b, _ := yaml.Marshal(sp.Spec)
+		t.Errorf("sharedRdma policy spec:\n%s", b)
 	}
 	var n sluicev1.VFNetwork
 	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: sluiceNS, Name: net}, &n); err != nil {
