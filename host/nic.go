@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -96,7 +97,15 @@ func (h *Host) markDefaultRoutes(snap *Snapshot, links map[string]netlink.Link) 
 	if len(cands) == 0 {
 		return nil
 	}
-	routes, err := h.nl.RouteList(nil, netlink.FAMILY_ALL)
+	// A dump the kernel interrupted (routes changed meanwhile) is read
+	// again: it is no reason to fail the node's discovery.
+	var routes []netlink.Route
+	var err error
+	for range 3 {
+		if routes, err = h.nl.RouteList(nil, netlink.FAMILY_ALL); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return stepErr("netlink", "list routes (to leave the node's uplink out of device-plugin pools)", err)
 	}

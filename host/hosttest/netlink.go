@@ -16,10 +16,19 @@ import (
 // PF-side VF settings live on the fake PF, as the driver keeps them.
 
 func (n *Node) failed(method string) error {
-	if err := n.nlFail[method]; err != nil {
-		return fmt.Errorf("%s: %w", method, err)
+	err := n.nlFail[method]
+	if err == nil {
+		return nil
 	}
-	return nil
+	if left, ok := n.nlFailLeft[method]; ok {
+		if left <= 1 {
+			delete(n.nlFail, method)
+			delete(n.nlFailLeft, method)
+		} else {
+			n.nlFailLeft[method] = left - 1
+		}
+	}
+	return fmt.Errorf("%s: %w", method, err)
 }
 
 func (n *Node) linkOf(l *fakeLink) netlink.Link {
