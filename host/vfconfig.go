@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -194,6 +195,45 @@ func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VF
 		}
 	}
 	return nil
+}
+
+// VFConfigurer applies PF-side VF settings, all or none; *Host is one.
+type VFConfigurer interface {
+	ConfigureVF(pfName string, vf int, cfg VFConfig) error
+}
+
+// RestoreVF puts back VF vf's PF-side settings s (as read before a change)
+// one at a time, so that one the driver refuses does not stop (or undo)
+// the others; the error joins the refused ones. It is how the CNI's DEL
+// and the DRA driver's Unprepare give a VF back.
+func RestoreVF(c VFConfigurer, pfName string, vf int, s VFSettings) error {
+	mac := s.MAC
+	if mac == "" {
+		mac = "00:00:00:00:00:00"
+	}
+	vlan, minR, maxR, ls := s.VLAN, s.MinTxRate, s.MaxTxRate, s.LinkState
+	trust, spoof := s.Trust, s.SpoofChk
+	proto := s.VLANProto
+	if proto == 0 {
+		proto = VLANProto8021Q
+	}
+	steps := []VFConfig{
+		{Trust: &trust},
+		{MAC: &mac},
+		{VLAN: &vlan, QoS: s.QoS, VLANProto: proto},
+		{MinTxRate: &minR, MaxTxRate: &maxR},
+		{SpoofChk: &spoof},
+	}
+	if ls != "" {
+		steps = append(steps[:4], VFConfig{LinkState: &ls}, steps[4])
+	}
+	var errs []error
+	for _, cfg := range steps {
+		if err := c.ConfigureVF(pfName, vf, cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // VFSettingsOf reads VF vf's settings from the PF with netdev pfName.
