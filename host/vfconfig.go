@@ -10,22 +10,23 @@ import (
 )
 
 // VFConfig is the PF-side configuration of one VF. Nil fields are left as
-// they are.
+// they are. Its JSON form is what the DRA driver's checkpoints record as
+// applied.
 type VFConfig struct {
-	MAC *string
+	MAC *string `json:"mac,omitempty"`
 	// VLAN, QoS and VLANProto (0x8100 for 802.1Q, 0x88a8 for 802.1ad) are
 	// applied together when VLAN is set.
-	VLAN      *int
-	QoS       int
-	VLANProto int
-	SpoofChk  *bool
-	Trust     *bool
+	VLAN      *int  `json:"vlan,omitempty"`
+	QoS       int   `json:"qos,omitempty"`
+	VLANProto int   `json:"vlanProto,omitempty"`
+	SpoofChk  *bool `json:"spoofChk,omitempty"`
+	Trust     *bool `json:"trust,omitempty"`
 	// LinkState is "auto", "enable" or "disable".
-	LinkState *string
+	LinkState *string `json:"linkState,omitempty"`
 	// MinTxRate and MaxTxRate (Mbps) are applied together when MaxTxRate
 	// or MinTxRate is set.
-	MinTxRate *int
-	MaxTxRate *int
+	MinTxRate *int `json:"minTxRate,omitempty"`
+	MaxTxRate *int `json:"maxTxRate,omitempty"`
 }
 
 // VLAN tag protocols.
