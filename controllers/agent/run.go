@@ -148,6 +148,20 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 		if d.Log.GetSink() == nil {
 			d.Log = o.Logger.WithName("dra")
 		}
+		// Claims are prepared on the agent's host, with the device
+		// plugin's CDI directory and the node files the CNI shares.
+		if d.Node == nil {
+			d.Node = h
+		}
+		if d.CDIDir == "" {
+			d.CDIDir = dpo.CDIDir
+		}
+		if d.AttachmentsDir == "" {
+			d.AttachmentsDir = o.AttachmentsDir
+		}
+		if d.LockDir == "" {
+			d.LockDir = o.LockDir
+		}
 		draOpts = &d
 	}
 	return func(ctx context.Context) error {
