@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -161,6 +162,10 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 		}
 		if d.LockDir == "" {
 			d.LockDir = o.LockDir
+		}
+		if d.ClaimsDir == "" {
+			// Kernel-lifetime state, as the agent's own.
+			d.ClaimsDir = filepath.Join(o.StateDir, "dra", "claims")
 		}
 		draOpts = &d
 	}

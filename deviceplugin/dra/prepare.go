@@ -243,10 +243,15 @@ func (d *Driver) plan(c *resourceapi.ResourceClaim) ([]*device, error) {
 		return nil, errors.New("the driver has not scanned the node yet: retry in a moment")
 	}
 	var devs []*device
+	seen := map[string]bool{}
 	for _, r := range alloc.Results {
 		if r.Driver != d.opts.DriverName || r.Pool != d.opts.NodeName {
 			continue
 		}
+		if seen[r.Device] {
+			return nil, fmt.Errorf("device %s is allocated to the claim twice: one VF serves one request", r.Device)
+		}
+		seen[r.Device] = true
 		pd, dev := findDevice(t, r.Device)
 		if dev == nil {
 			return nil, fmt.Errorf("device %s (request %s) is not a VF of this node's DRA pools in the latest scan: it was removed or reconfigured after the allocation; delete the pod so that the claim is allocated again", r.Device, r.Request)

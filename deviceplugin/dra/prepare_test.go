@@ -501,6 +501,7 @@ func TestPrepareErrors(t *testing.T) {
 			"device vf-0000-99-00-1 (request rail) is not a VF of this node's DRA pools"},
 		{"device-plugin pool", claim(uid1, []alloc{{"rail", DeviceName(e.n.VFAddress(cx1, 0))}}), "is not a VF of this node's DRA pools"},
 		{"none of ours", claim(uid1, nil), "no device of driver sluice.dev on node node-a"},
+		{"twice", claim(uid1, []alloc{{"a", DeviceName(vf0)}, {"b", DeviceName(vf0)}}), "is allocated to the claim twice"},
 	} {
 		r := e.prepare(tc.c)
 		if r.Err == nil || !strings.Contains(r.Err.Error(), tc.want) {
