@@ -56,15 +56,27 @@ type claims struct {
 	store nodefiles.DRAClaims
 	// prepared are the claims in state DRAClaimPrepared, by UID.
 	prepared map[types.UID]nodefiles.DRAClaim
+	// unfinished are claims whose Prepare failed or was cut short and
+	// could not be undone (a VF refused its old settings back): they keep
+	// their checkpoint and hold their VFs until a Prepare or Unprepare of
+	// the claim undoes them.
+	unfinished map[types.UID]nodefiles.DRAClaim
+}
+
+// holders are the claims holding VFs.
+func (c *claims) holders() []nodefiles.DRAClaim {
+	return append(slices.Collect(maps.Values(c.prepared)), slices.Collect(maps.Values(c.unfinished))...)
 }
 
 // loadClaims reads the checkpoints a previous run left: prepared claims
 // keep their VFs; a claim whose Prepare was cut short gets its VFs back
 // and its checkpoint removed (the kubelet, which got no answer, prepares
-// it again). A checkpoint that cannot be parsed is left for a person and
-// reported: which VFs it holds is unknown.
+// it again); when that fails, the claim keeps holding them (unfinished). A
+// checkpoint that cannot be parsed is left for a person and reported:
+// which VFs it holds is unknown.
 func (d *Driver) loadClaims() error {
-	c := &claims{store: nodefiles.NewDRAClaims(d.opts.ClaimsDir), prepared: map[types.UID]nodefiles.DRAClaim{}}
+	c := &claims{store: nodefiles.NewDRAClaims(d.opts.ClaimsDir),
+		prepared: map[types.UID]nodefiles.DRAClaim{}, unfinished: map[types.UID]nodefiles.DRAClaim{}}
 	d.claims = c
 	if err := c.store.RemoveTemporaries(); err != nil {
 		d.log.Error(err, "cannot remove the temporary files of interrupted checkpoint writes")
@@ -83,7 +95,8 @@ func (d *Driver) loadClaims() error {
 		}
 		d.log.Info("rolling back a Prepare that did not finish", "claim", cl.Namespace+"/"+cl.Name, "uid", cl.UID)
 		if err := d.release(cl, cl.Devices, true); err != nil {
-			return fmt.Errorf("roll back the unfinished Prepare of claim %s/%s: %w", cl.Namespace, cl.Name, err)
+			d.log.Error(err, "cannot roll back the unfinished Prepare: its VFs stay held until the claim's next Prepare or Unprepare", "claim", cl.Namespace+"/"+cl.Name, "uid", cl.UID)
+			c.unfinished[types.UID(cl.UID)] = cl
 		}
 	}
 	return nil
@@ -140,6 +153,12 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 		// answer, and the VFs are not touched again.
 		return result(cl), nil
 	}
+	if cl, ok := d.claims.unfinished[c.UID]; ok {
+		if err := d.release(cl, cl.Devices, true); err != nil {
+			return nil, fmt.Errorf("an earlier Prepare of the claim could not be undone: %w", err)
+		}
+		delete(d.claims.unfinished, c.UID)
+	}
 	if c.Status.Allocation == nil {
 		return nil, errors.New("not allocated: the scheduler has not allocated it yet")
 	}
@@ -179,7 +198,7 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 			Applied: vfConfig(dv.cfg), CDIDeviceIDs: []string{d.cdiID(c.UID, dv.result.Device)},
 		}
 		if dv.cfg != nil {
-			cd.Config = d.rawConfig(c, dv.cfgIndex)
+			cd.Config = c.Status.Allocation.Devices.Config[dv.cfgIndex].Opaque.Parameters.Raw
 		}
 		cl.Devices = append(cl.Devices, cd)
 	}
@@ -195,7 +214,8 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 			// The VFs' locks are still held (deferred before this).
 			if rerr := d.release(cl, configured, false); rerr != nil {
 				d.log.Error(rerr, "undo a failed Prepare", "claim", c.Namespace+"/"+c.Name)
-				err = fmt.Errorf("%w; undoing it failed too: %v", err, rerr)
+				err = fmt.Errorf("%w; undoing it failed too, so the claim holds its VFs until its next Prepare or Unprepare: %v", err, rerr)
+				d.claims.unfinished[c.UID] = cl
 			}
 		}
 	}()
@@ -323,7 +343,7 @@ func (d *Driver) checkFree(devs []*device) error {
 	att := nodefiles.NewAttachments(d.opts.AttachmentsDir)
 	for _, dv := range devs {
 		pci := dv.dev.PCIAddress
-		for _, other := range d.claims.prepared {
+		for _, other := range d.claims.holders() {
 			for _, od := range other.Devices {
 				if od.PCIAddress == pci {
 					return fmt.Errorf("device %s: VF %s is held by claim %s/%s (uid %s), prepared on this node and not unprepared yet", dv.result.Device, pci, other.Namespace, other.Name, other.UID)
@@ -370,10 +390,6 @@ func vfConfig(c *dradevice.ClaimConfig) host.VFConfig {
 	}
 	v.Trust, v.SpoofChk = onOff(c.Trust), onOff(c.SpoofChk)
 	return v
-}
-
-func (d *Driver) rawConfig(c *resourceapi.ResourceClaim, i int) []byte {
-	return c.Status.Allocation.Devices.Config[i].Opaque.Parameters.Raw
 }
 
 func (d *Driver) cdiKind() string { return d.opts.DriverName + "/" + CDIClass }
@@ -436,6 +452,9 @@ func result(cl nodefiles.DRAClaim) []kubeletplugin.Device {
 func (d *Driver) unprepare(uid types.UID) error {
 	cl, ok := d.claims.prepared[uid]
 	if !ok {
+		cl, ok = d.claims.unfinished[uid]
+	}
+	if !ok {
 		// Not in memory: unknown, or a checkpoint that could not be read
 		// at start, which no one can restore from.
 		got, found, err := d.claims.store.Get(string(uid))
@@ -455,6 +474,7 @@ func (d *Driver) unprepare(uid types.UID) error {
 		return err
 	}
 	delete(d.claims.prepared, uid)
+	delete(d.claims.unfinished, uid)
 	d.log.Info("unprepared claim", "claim", cl.Namespace+"/"+cl.Name, "uid", uid)
 	return nil
 }

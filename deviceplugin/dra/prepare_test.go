@@ -526,3 +526,74 @@ func TestPrepareErrors(t *testing.T) {
 		t.Errorf("Prepare before a scan = %v", r.Err)
 	}
 }
+
+// TestUnfinishedClaimHoldsItsVFs: a Prepare that cannot be undone (the VF
+// refuses its old settings back), at start or after a failure, keeps its
+// checkpoint and its VFs held, without stopping the driver; the claim's
+// next Unprepare (or Prepare) undoes it.
+func TestUnfinishedClaimHoldsItsVFs(t *testing.T) {
+	e := newPrepareEnv(t, config)
+	vf0, vf1 := e.n.VFAddress(cx0, 0), e.n.VFAddress(cx0, 1)
+	before0 := e.settings("ens1f0", 0)
+
+	// After a failure: VF 0 gets its VLAN, VF 1 refuses trust, and VF 0
+	// then refuses its VLAN back.
+	c := claim(uid1, []alloc{{"a", DeviceName(vf0)}, {"b", DeviceName(vf1)}},
+		opaque(resourceapi.AllocationConfigSourceClaim, `{`+hdr+`, "vlan": 10}`, "a"),
+		opaque(resourceapi.AllocationConfigSourceClaim, `{`+hdr+`, "trust": "on"}`, "b"))
+	e.n.FailNetlink("LinkSetVfTrust", syscall.EOPNOTSUPP)
+	const setVLAN = "LinkSetVfVlanQosProto"
+	// The VLAN is set before trust fails; fail its restore only.
+	e.d.opts.Node = &failAfter{Node: e.h, n: e.n, method: setVLAN, after: 1}
+	r := e.prepare(c)
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "undoing it failed too") {
+		t.Fatalf("Prepare = %v, want the failed undo reported", r.Err)
+	}
+	e.n.FailNetlink("LinkSetVfTrust", nil)
+	e.n.FailNetlink(setVLAN, nil)
+	e.d.opts.Node = e.h
+	if cp, ok := e.checkpoint(uid1); !ok || cp.State != nodefiles.DRAClaimPreparing {
+		t.Fatalf("checkpoint = %+v, %v, want the Preparing one kept", cp, ok)
+	}
+	if r := e.prepare(claim(uid2, []alloc{{"vf", DeviceName(vf0)}})); r.Err == nil || !strings.Contains(r.Err.Error(), "is held by claim") {
+		t.Errorf("Prepare of the unfinished claim's VF = %v, want it held", r.Err)
+	}
+
+	// At start: the rollback fails again, and the driver starts anyway.
+	e.n.FailNetlink(setVLAN, syscall.EIO)
+	e.restart()
+	e.n.FailNetlink(setVLAN, nil)
+	if r := e.prepare(claim(uid2, []alloc{{"vf", DeviceName(vf0)}})); r.Err == nil || !strings.Contains(r.Err.Error(), "is held by claim") {
+		t.Errorf("after a restart, Prepare of the unfinished claim's VF = %v, want it held", r.Err)
+	}
+	if err := e.unprepare(uid1); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.settings("ens1f0", 0); got != before0 {
+		t.Errorf("VF 0 after Unprepare = %+v, want %+v", got, before0)
+	}
+	if _, ok := e.checkpoint(uid1); ok {
+		t.Error("checkpoint left after Unprepare")
+	}
+	if r := e.prepare(claim(uid2, []alloc{{"vf", DeviceName(vf0)}})); r.Err != nil {
+		t.Errorf("VF 0 after the unfinished claim's Unprepare: %v", r.Err)
+	}
+}
+
+// failAfter makes the fake node's netlink method fail once ConfigureVF has
+// been called after times: the first calls succeed, the undo's fail.
+type failAfter struct {
+	Node
+	n      *hosttest.Node
+	method string
+	after  int
+	calls  int
+}
+
+func (f *failAfter) ConfigureVF(pf string, vf int, cfg host.VFConfig) error {
+	f.calls++
+	if f.calls > f.after {
+		f.n.FailNetlink(f.method, syscall.EIO)
+	}
+	return f.Node.ConfigureVF(pf, vf, cfg)
+}
