@@ -216,6 +216,12 @@ func TestAllocateCDI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nor is a spec the DRA driver wrote for a prepared claim.
+	claimSpec, err := nodefiles.WriteDRAClaimCDISpec(e.m.opts.CDIDir, "0b6e2c1a-1111-4c5e-9e55-7d2f0c1a2b3c", "sluice.dev/vf",
+		[]cdispec.Device{nodefiles.NewCDIDevice("c-vf", []nodefiles.CDINode{{Path: "/dev/infiniband/uverbs8"}}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.writeConfig(native(pool("plain", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens2f0"}}})))
 	e.kubelet.WaitGone(res, wait)
 	if fileExists(filepath.Join(e.m.opts.CDIDir, "sluice-sluice.dev_rdma.json")) {
@@ -223,6 +229,9 @@ func TestAllocateCDI(t *testing.T) {
 	}
 	if !fileExists(cniSpec) {
 		t.Errorf("the plugin removed sluice-cni's spec %s", cniSpec)
+	}
+	if !fileExists(claimSpec) {
+		t.Errorf("the plugin removed the DRA driver's claim spec %s", claimSpec)
 	}
 }
 

@@ -2,7 +2,6 @@ package deviceplugin
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,10 +18,9 @@ import (
 // advertised device that needs device nodes, in the CDI project's own spec
 // types.
 
-const cdiVersion = "0.6.0"
-
 // cdiFilePrefix marks the spec files this plugin owns in the CDI directory
-// (those of package attachment's prefix are the CNI's).
+// (those of nodefiles' CDIFilePrefix are the CNI's, those of its
+// DRAClaimCDIFilePrefix the DRA driver's).
 const cdiFilePrefix = "sluice-"
 
 // cdiKind is a pool's CDI kind.
@@ -50,27 +48,22 @@ func (w *cdiWriter) path(p *Pool) string {
 // spec renders a pool's spec; nil when no device needs device nodes (a CDI
 // spec must have devices).
 func (w *cdiWriter) spec(pd *PoolDevices) ([]byte, error) {
-	s := cdispec.Spec{Version: cdiVersion, Kind: cdiKind(&pd.Pool)}
+	var devs []cdispec.Device
 	for i := range pd.Devices {
 		d := &pd.Devices[i]
-		nodes := pd.nodesOf(d)
+		nodes := pd.DeviceNodes(d)
 		if len(nodes) == 0 {
 			continue
 		}
-		cd := cdispec.Device{Name: d.ID}
-		for _, n := range nodes {
-			cd.ContainerEdits.DeviceNodes = append(cd.ContainerEdits.DeviceNodes, &cdispec.DeviceNode{Path: n, HostPath: w.devPath(d.hostNode(n)), Permissions: "rw"})
+		for j := range nodes {
+			nodes[j].HostPath = w.devPath(nodes[j].HostPath)
 		}
-		s.Devices = append(s.Devices, cd)
+		devs = append(devs, nodefiles.NewCDIDevice(d.ID, nodes, nil))
 	}
-	if len(s.Devices) == 0 {
+	if len(devs) == 0 {
 		return nil, nil
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encode CDI spec of %s: %w", s.Kind, err)
-	}
-	return b, nil
+	return nodefiles.EncodeCDISpec(cdiKind(&pd.Pool), devs)
 }
 
 // sync writes the spec of every pool and removes the specs of pools that
@@ -104,7 +97,7 @@ func (w *cdiWriter) sync(t *Tree) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] || nodefiles.IsCDISpecFile(n) {
+		if !strings.HasPrefix(n, cdiFilePrefix) || !strings.HasSuffix(n, ".json") || keep[n] || nodefiles.IsCDISpecFile(n) || nodefiles.IsDRAClaimCDISpecFile(n) {
 			continue
 		}
 		path := filepath.Join(w.dir, n)
@@ -114,4 +107,18 @@ func (w *cdiWriter) sync(t *Tree) error {
 		delete(w.written, path)
 	}
 	return errors.Join(errs...)
+}
+
+// DeviceNodes are what a device of the pool needs in /dev, as Allocate and
+// the pool's CDI spec hand them out: each node's path in the container and
+// its path on the node, relative to the node's /dev (a caller with another
+// /dev root maps HostPath, as host.Host.DevPath does). The DRA driver
+// builds its claims' CDI specs from them.
+func (pd *PoolDevices) DeviceNodes(d *Device) []nodefiles.CDINode {
+	nodes := pd.nodesOf(d)
+	out := make([]nodefiles.CDINode, len(nodes))
+	for i, n := range nodes {
+		out[i] = nodefiles.CDINode{Path: n, HostPath: d.hostNode(n)}
+	}
+	return out
 }

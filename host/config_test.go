@@ -177,6 +177,38 @@ func TestConfigureVFUndoesOnFailure(t *testing.T) {
 	}
 }
 
+// TestRestoreVF: every setting goes back to what was read before the
+// change, and a setting the driver refuses does not stop the others.
+func TestRestoreVF(t *testing.T) {
+	n := hosttest.New(t)
+	n.AddPF(hosttest.ConnectX6(cx, "ens1f0", 0))
+	n.SetNumVFs(cx, 1)
+	h := n.Host()
+	before, _ := h.VFSettingsOf("ens1f0", 0)
+	mac, vlan, on, off, state, maxR := "02:aa:bb:cc:dd:ee", 42, true, false, "disable", 500
+	if err := h.ConfigureVF("ens1f0", 0, host.VFConfig{MAC: &mac, VLAN: &vlan, QoS: 5, Trust: &on, SpoofChk: &off, LinkState: &state, MaxTxRate: &maxR}); err != nil {
+		t.Fatal(err)
+	}
+	n.FailNetlink("LinkSetVfTrust", syscall.EOPNOTSUPP)
+	err := host.RestoreVF(h, "ens1f0", 0, before)
+	if err == nil || !strings.Contains(err.Error(), "set trust off") {
+		t.Errorf("err = %v, want the refused trust step", err)
+	}
+	after, _ := h.VFSettingsOf("ens1f0", 0)
+	want := before
+	want.Trust = true // refused
+	if after != want {
+		t.Errorf("after RestoreVF = %+v, want %+v", after, want)
+	}
+	n.FailNetlink("LinkSetVfTrust", nil)
+	if err := host.RestoreVF(h, "ens1f0", 0, before); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := h.VFSettingsOf("ens1f0", 0); after != before {
+		t.Errorf("after RestoreVF = %+v, want %+v", after, before)
+	}
+}
+
 func TestConfigureVFBadInput(t *testing.T) {
 	n := hosttest.New(t)
 	n.AddPF(hosttest.ConnectX6(cx, "ens1f0", 0))

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,22 +10,23 @@ import (
 )
 
 // VFConfig is the PF-side configuration of one VF. Nil fields are left as
-// they are.
+// they are. Its JSON form is what the DRA driver's checkpoints record as
+// applied.
 type VFConfig struct {
-	MAC *string
+	MAC *string `json:"mac,omitempty"`
 	// VLAN, QoS and VLANProto (0x8100 for 802.1Q, 0x88a8 for 802.1ad) are
 	// applied together when VLAN is set.
-	VLAN      *int
-	QoS       int
-	VLANProto int
-	SpoofChk  *bool
-	Trust     *bool
+	VLAN      *int  `json:"vlan,omitempty"`
+	QoS       int   `json:"qos,omitempty"`
+	VLANProto int   `json:"vlanProto,omitempty"`
+	SpoofChk  *bool `json:"spoofChk,omitempty"`
+	Trust     *bool `json:"trust,omitempty"`
 	// LinkState is "auto", "enable" or "disable".
-	LinkState *string
+	LinkState *string `json:"linkState,omitempty"`
 	// MinTxRate and MaxTxRate (Mbps) are applied together when MaxTxRate
 	// or MinTxRate is set.
-	MinTxRate *int
-	MaxTxRate *int
+	MinTxRate *int `json:"minTxRate,omitempty"`
+	MaxTxRate *int `json:"maxTxRate,omitempty"`
 }
 
 // VLAN tag protocols.
@@ -194,6 +196,45 @@ func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VF
 		}
 	}
 	return nil
+}
+
+// VFConfigurer applies PF-side VF settings, all or none; *Host is one.
+type VFConfigurer interface {
+	ConfigureVF(pfName string, vf int, cfg VFConfig) error
+}
+
+// RestoreVF puts back VF vf's PF-side settings s (as read before a change)
+// one at a time, so that one the driver refuses does not stop (or undo)
+// the others; the error joins the refused ones. It is how the CNI's DEL
+// and the DRA driver's Unprepare give a VF back.
+func RestoreVF(c VFConfigurer, pfName string, vf int, s VFSettings) error {
+	mac := s.MAC
+	if mac == "" {
+		mac = "00:00:00:00:00:00"
+	}
+	vlan, minR, maxR, ls := s.VLAN, s.MinTxRate, s.MaxTxRate, s.LinkState
+	trust, spoof := s.Trust, s.SpoofChk
+	proto := s.VLANProto
+	if proto == 0 {
+		proto = VLANProto8021Q
+	}
+	steps := []VFConfig{
+		{Trust: &trust},
+		{MAC: &mac},
+		{VLAN: &vlan, QoS: s.QoS, VLANProto: proto},
+		{MinTxRate: &minR, MaxTxRate: &maxR},
+		{SpoofChk: &spoof},
+	}
+	if ls != "" {
+		steps = append(steps[:4], VFConfig{LinkState: &ls}, steps[4])
+	}
+	var errs []error
+	for _, cfg := range steps {
+		if err := c.ConfigureVF(pfName, vf, cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // VFSettingsOf reads VF vf's settings from the PF with netdev pfName.

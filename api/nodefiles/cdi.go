@@ -24,8 +24,33 @@ import (
 // plugin leaves such files alone.
 const CDIFilePrefix = "sluice-attachment-"
 
-// cdiVersion is the oldest CDI version with what the specs use.
-const cdiVersion = "0.6.0"
+// CDIVersion is the version of every CDI spec sluice writes (the device
+// plugin's pool specs, the CNI's soft-RoCE specs, the DRA driver's claim
+// specs): the oldest with what they use.
+const CDIVersion = "0.6.0"
+
+// CDINode is a device node handed to the containers: Path as they see it,
+// HostPath on the node ("" when the same).
+type CDINode struct{ Path, HostPath string }
+
+// NewCDIDevice is a CDI device giving the containers nodes, read-write, and
+// env.
+func NewCDIDevice(name string, nodes []CDINode, env []string) cdispec.Device {
+	dev := cdispec.Device{Name: name, ContainerEdits: cdispec.ContainerEdits{Env: env}}
+	for _, n := range nodes {
+		dev.ContainerEdits.DeviceNodes = append(dev.ContainerEdits.DeviceNodes, &cdispec.DeviceNode{Path: n.Path, HostPath: n.HostPath, Permissions: "rw"})
+	}
+	return dev
+}
+
+// EncodeCDISpec renders the spec of kind holding devs.
+func EncodeCDISpec(kind string, devs []cdispec.Device) ([]byte, error) {
+	b, err := json.MarshalIndent(cdispec.Spec{Version: CDIVersion, Kind: kind, Devices: devs}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode the CDI spec of %s: %w", kind, err)
+	}
+	return b, nil
+}
 
 // IsCDISpecFile reports whether name is a spec file written by the CNI.
 func IsCDISpecFile(name string) bool {
@@ -56,13 +81,13 @@ func (d CDIDevice) QualifiedName() string { return d.Kind + "=" + d.PCIAddress }
 
 // WriteCDISpec writes d's spec into dir atomically and returns its path.
 func WriteCDISpec(dir string, d CDIDevice) (string, error) {
-	dev := cdispec.Device{Name: d.PCIAddress, ContainerEdits: cdispec.ContainerEdits{Env: d.Env}}
-	for _, n := range d.DeviceNodes {
-		dev.ContainerEdits.DeviceNodes = append(dev.ContainerEdits.DeviceNodes, &cdispec.DeviceNode{Path: n, Permissions: "rw"})
+	nodes := make([]CDINode, len(d.DeviceNodes))
+	for i, n := range d.DeviceNodes {
+		nodes[i] = CDINode{Path: n}
 	}
-	b, err := json.MarshalIndent(cdispec.Spec{Version: cdiVersion, Kind: d.Kind, Devices: []cdispec.Device{dev}}, "", "  ")
+	b, err := EncodeCDISpec(d.Kind, []cdispec.Device{NewCDIDevice(d.PCIAddress, nodes, d.Env)})
 	if err != nil {
-		return "", fmt.Errorf("encode the CDI spec of %s: %w", d.QualifiedName(), err)
+		return "", err
 	}
 	path := CDISpecPath(dir, d.PCIAddress)
 	if err := WriteFileAtomic(path, b); err != nil {
@@ -80,4 +105,48 @@ func RemoveCDISpec(path string) error {
 		return fmt.Errorf("remove CDI spec: %w", err)
 	}
 	return nil
+}
+
+// The DRA driver writes one spec per prepared claim, named after the
+// claim's UID, and removes it at Unprepare. Its devices are named
+// <claim UID>-<DRA device name>, so two claims never define the same CDI
+// device. The device plugin's clean-up of its own pool specs leaves these
+// files alone.
+
+// DRAClaimCDIFilePrefix starts the name of every claim spec.
+const DRAClaimCDIFilePrefix = "sluice-dra-claim-"
+
+// IsDRAClaimCDISpecFile reports whether name is a claim spec.
+func IsDRAClaimCDISpecFile(name string) bool {
+	return strings.HasPrefix(name, DRAClaimCDIFilePrefix) && strings.HasSuffix(name, ".json")
+}
+
+// DRAClaimCDISpecPath is the spec file of the claim with uid in dir.
+func DRAClaimCDISpecPath(dir, uid string) string {
+	return filepath.Join(dir, DRAClaimCDIFilePrefix+uid+".json")
+}
+
+// WriteDRAClaimCDISpec writes the claim's spec of kind holding devs into
+// dir atomically and returns its path.
+func WriteDRAClaimCDISpec(dir, uid, kind string, devs []cdispec.Device) (string, error) {
+	if err := checkUID(uid); err != nil {
+		return "", err
+	}
+	b, err := EncodeCDISpec(kind, devs)
+	if err != nil {
+		return "", err
+	}
+	path := DRAClaimCDISpecPath(dir, uid)
+	if err := WriteFileAtomic(path, b); err != nil {
+		return "", fmt.Errorf("write the CDI spec of claim %s (is the CDI directory %s writable?): %w", uid, dir, err)
+	}
+	return path, nil
+}
+
+// RemoveDRAClaimCDISpec removes a claim spec; a missing file is no error.
+func RemoveDRAClaimCDISpec(path string) error {
+	if path == "" || !IsDRAClaimCDISpecFile(filepath.Base(path)) {
+		return nil
+	}
+	return RemoveFile(path)
 }

@@ -27,6 +27,12 @@
 //   - The CNI's outcome counters (Stats), exported by the agent.
 //   - The CDI specs of soft-RoCE attachments (WriteCDISpec), written by the
 //     CNI and left alone by the device plugin's clean-up.
+//   - The DRA driver's claim checkpoints (DRAClaims), one per prepared
+//     claim, holding its VFs and their settings before Prepare, and the
+//     claims' CDI specs (WriteDRAClaimCDISpec), also left alone by the
+//     device plugin's clean-up. The driver refuses a VF that an
+//     attachment record holds; the CNI and the agent do not read the
+//     checkpoints yet.
 //
 // What describes kernel state (records, locks, the gate, the CNI's cache)
 // lives under /run, so it cannot outlive the VFs it describes: a reboot

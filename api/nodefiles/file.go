@@ -40,9 +40,10 @@ func (e *UnreadableError) Error() string { return fmt.Sprintf("parse %s: %v", e.
 
 func (e *UnreadableError) Unwrap() error { return e.Err }
 
-// RemoveFile deletes the file at path; a missing file is not an error.
+// RemoveFile deletes the file at path; a missing file (or directory on
+// its path, or a file where one should be) is not an error.
 func RemoveFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
 		return fmt.Errorf("remove %s: %w", path, err)
 	}
 	return nil

@@ -266,35 +266,7 @@ func (p *Plugin) removeSoftRoCE(t target, rec *nodefiles.Record) {
 	}
 }
 
-// restoreVF puts back the VF's PF-side settings one at a time, so that one
-// the driver refuses does not stop (or undo) the others.
+// restoreVF puts back the VF's PF-side settings (host.RestoreVF).
 func (p *Plugin) restoreVF(e entry) error {
-	s := e.Original
-	mac := s.MAC
-	if mac == "" {
-		mac = "00:00:00:00:00:00"
-	}
-	vlan, minR, maxR, ls := s.VLAN, s.MinTxRate, s.MaxTxRate, s.LinkState
-	trust, spoof := s.Trust, s.SpoofChk
-	proto := s.VLANProto
-	if proto == 0 {
-		proto = host.VLANProto8021Q
-	}
-	steps := []host.VFConfig{
-		{Trust: &trust},
-		{MAC: &mac},
-		{VLAN: &vlan, QoS: s.QoS, VLANProto: proto},
-		{MinTxRate: &minR, MaxTxRate: &maxR},
-		{SpoofChk: &spoof},
-	}
-	if ls != "" {
-		steps = append(steps[:4], host.VFConfig{LinkState: &ls}, steps[4])
-	}
-	var errs []error
-	for _, c := range steps {
-		if err := p.Node.ConfigureVF(e.PFName, e.VFIndex, c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return host.RestoreVF(p.Node, e.PFName, e.VFIndex, e.Original)
 }

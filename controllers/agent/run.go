@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -147,6 +148,24 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 		}
 		if d.Log.GetSink() == nil {
 			d.Log = o.Logger.WithName("dra")
+		}
+		// Claims are prepared on the agent's host, with the device
+		// plugin's CDI directory and the node files the CNI shares.
+		if d.Node == nil {
+			d.Node = h
+		}
+		if d.CDIDir == "" {
+			d.CDIDir = dpo.CDIDir
+		}
+		if d.AttachmentsDir == "" {
+			d.AttachmentsDir = o.AttachmentsDir
+		}
+		if d.LockDir == "" {
+			d.LockDir = o.LockDir
+		}
+		if d.ClaimsDir == "" {
+			// Kernel-lifetime state, as the agent's own.
+			d.ClaimsDir = filepath.Join(o.StateDir, "dra", "claims")
 		}
 		draOpts = &d
 	}

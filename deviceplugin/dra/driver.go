@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	resourceapi "k8s.io/api/resource/v1"
@@ -18,13 +19,9 @@ import (
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin"
 )
-
-// ErrPrepareNotImplemented is every claim's answer to Prepare and
-// Unprepare until the DRA path configures VFs: the pod stays in
-// ContainerCreating with this message rather than start without its VF.
-var ErrPrepareNotImplemented = errors.New("sluice's DRA driver does not prepare claims yet (configuring the VF and moving it into the pod is not implemented): use allocation DevicePlugin for pods that must start")
 
 // Options configure the DRA kubelet plugin.
 type Options struct {
@@ -42,8 +39,33 @@ type Options struct {
 	// socket (/var/lib/kubelet/plugins_registry). Empty: the kubelet's
 	// defaults.
 	PluginDir, RegistryDir string
+	// Node configures and restores the VFs of the claims. Required.
+	Node Node
+	// ClaimsDir holds the claim checkpoints (nodefiles.DefaultDRAClaimsDir
+	// when empty), CDIDir the claims' CDI specs (the runtime's
+	// nodefiles.DefaultCDIDir), AttachmentsDir the CNI's attachment
+	// records, whose VFs are never prepared (nodefiles.DefaultAttachmentsDir),
+	// LockDir the VF locks (nodefiles.DefaultLockDir).
+	ClaimsDir, CDIDir, AttachmentsDir, LockDir string
+	// LockTimeout bounds the wait for a VF's lock (10 s).
+	LockTimeout time.Duration
 	// Log receives the driver's logs; the zero value discards them.
 	Log logr.Logger
+}
+
+func (o *Options) defaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&o.ClaimsDir, nodefiles.DefaultDRAClaimsDir)
+	def(&o.CDIDir, nodefiles.DefaultCDIDir)
+	def(&o.AttachmentsDir, nodefiles.DefaultAttachmentsDir)
+	def(&o.LockDir, nodefiles.DefaultLockDir)
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 10 * time.Second
+	}
 }
 
 func (o *Options) validate() error {
@@ -60,12 +82,16 @@ func (o *Options) validate() error {
 	if o.KubeClient == nil {
 		errs = append(errs, errors.New("DRA driver has no Kubernetes client"))
 	}
+	if o.Node == nil {
+		errs = append(errs, errors.New("DRA driver has no host to configure VFs on"))
+	}
 	return errors.Join(errs...)
 }
 
-// Driver is the DRA kubelet plugin: it registers with the kubelet and
+// Driver is the DRA kubelet plugin: it registers with the kubelet,
 // publishes the DRA pools' VFs of every scan it is given (Publish, from
-// deviceplugin.Options.OnScan).
+// deviceplugin.Options.OnScan), and prepares the claims allocated to them
+// (prepare.go).
 type Driver struct {
 	opts   Options
 	log    logr.Logger
@@ -76,15 +102,37 @@ type Driver struct {
 	// identical rescans.
 	published []resourceapi.Device
 	started   bool
+	// tree is the latest scan, where Prepare finds the claims' VFs.
+	tree *deviceplugin.Tree
+
+	// prepMu serialises Prepare and Unprepare, which own claims.
+	prepMu sync.Mutex
+	claims *claims
 }
 
-// Start registers the plugin with the kubelet; Stop unregisters it. No
-// slice is published before the first Publish.
-func Start(ctx context.Context, o Options) (*Driver, error) {
+// newDriver checks the options and reads the claim checkpoints, before the
+// kubelet can call.
+func newDriver(o Options) (*Driver, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	o.defaults()
 	d := &Driver{opts: o, log: o.Log}
+	if err := d.loadClaims(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Start reads the claim checkpoints a previous run left (finishing or
+// undoing what it was doing), then registers the plugin with the kubelet;
+// Stop unregisters it. No slice is published before the first Publish.
+func Start(ctx context.Context, o Options) (*Driver, error) {
+	d, err := newDriver(o)
+	if err != nil {
+		return nil, err
+	}
+	o = d.opts
 	opts := []kubeletplugin.Option{
 		kubeletplugin.DriverName(o.DriverName),
 		kubeletplugin.NodeName(o.NodeName),
@@ -135,6 +183,7 @@ func (d *Driver) Publish(ctx context.Context, t *deviceplugin.Tree) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.tree = t
 	if d.started && sameDevices(d.published, devs) {
 		return nil
 	}
@@ -148,25 +197,6 @@ func (d *Driver) Publish(ctx context.Context, t *deviceplugin.Tree) error {
 
 func sameDevices(a, b []resourceapi.Device) bool {
 	return len(a) == len(b) && equality.Semantic.DeepEqual(a, b)
-}
-
-// PrepareResourceClaims answers every claim with ErrPrepareNotImplemented.
-func (d *Driver) PrepareResourceClaims(_ context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
-	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
-	for _, c := range claims {
-		out[c.UID] = kubeletplugin.PrepareResult{Err: fmt.Errorf("claim %s/%s: %w", c.Namespace, c.Name, ErrPrepareNotImplemented)}
-	}
-	return out, nil
-}
-
-// UnprepareResourceClaims answers every claim with ErrPrepareNotImplemented:
-// nothing was prepared, so nothing is restored.
-func (d *Driver) UnprepareResourceClaims(_ context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
-	out := make(map[types.UID]error, len(claims))
-	for _, c := range claims {
-		out[c.UID] = fmt.Errorf("claim %s: %w", c.NamespacedName, ErrPrepareNotImplemented)
-	}
-	return out, nil
 }
 
 // HandleError logs the helper's background errors: ResourceSlice

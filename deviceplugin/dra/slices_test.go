@@ -2,7 +2,6 @@ package dra
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -11,9 +10,7 @@ import (
 	"testing"
 
 	resourceapi "k8s.io/api/resource/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/utils/ptr"
 
@@ -254,6 +251,7 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		want string
 	}{
 		{Options{NodeName: "n", KubeClient: fake.NewClientset()}, "driver name is empty"},
+		{Options{DriverName: "sluice.dev", NodeName: "n", KubeClient: fake.NewClientset()}, "no host to configure VFs on"},
 		{Options{DriverName: long, NodeName: "n", KubeClient: fake.NewClientset()}, "use a shorter --resource-prefix"},
 		{Options{DriverName: "Sluice_Dev", NodeName: "n", KubeClient: fake.NewClientset()}, "must be a DNS subdomain"},
 		{Options{DriverName: "sluice.dev", KubeClient: fake.NewClientset()}, "node name is empty"},
@@ -263,20 +261,5 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to say %q", tc.o, err, tc.want)
 		}
-	}
-}
-
-// TestPrepareNotImplemented: every claim gets the not-implemented error,
-// by UID, so the kubelet reports it on the pod.
-func TestPrepareNotImplemented(t *testing.T) {
-	d := &Driver{}
-	claims := []*resourceapi.ResourceClaim{{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "c", UID: "u1"}}}
-	res, err := d.PrepareResourceClaims(context.Background(), claims)
-	if err != nil || !errors.Is(res["u1"].Err, ErrPrepareNotImplemented) || !strings.Contains(res["u1"].Err.Error(), "ns/c") {
-		t.Errorf("Prepare = %+v, %v", res, err)
-	}
-	un, err := d.UnprepareResourceClaims(context.Background(), []kubeletplugin.NamespacedObject{{UID: "u1"}})
-	if err != nil || !errors.Is(un["u1"], ErrPrepareNotImplemented) {
-		t.Errorf("Unprepare = %+v, %v", un, err)
 	}
 }

@@ -152,8 +152,9 @@ func TestDRADriverPublishesSlices(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	d, err := dra.Start(ctx, dra.Options{
-		DriverName: "sluice.dev", NodeName: node.Name, KubeClient: cs,
+		DriverName: "sluice.dev", NodeName: node.Name, KubeClient: cs, Node: n.Host(),
 		PluginDir: dir + "/plugin", RegistryDir: dir + "/registry", Log: testr.New(t),
+		ClaimsDir: dir + "/claims", CDIDir: dir + "/cdi", AttachmentsDir: dir + "/attachments", LockDir: dir + "/locks",
 	})
 	if err != nil {
 		t.Fatal(err)
