@@ -12,6 +12,9 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/sluice-net/sluice/cni/plugin"
+	"github.com/sluice-net/sluice/host"
 )
 
 // orderIPAM is an IPAM plugin run in-process that records whether the pod
@@ -20,10 +23,27 @@ import (
 // moving the VF, one step after the other, would never get there.
 type orderIPAM struct {
 	wait bool
+	// started is closed when the plugin's ADD starts.
+	started chan struct{}
 
 	mu             sync.Mutex
 	adds           int
 	presentAtStart bool
+}
+
+// ipamGate holds the VF's configuration until the IPAM plugin started
+// (or 10 s passed).
+type ipamGate struct {
+	plugin.Node
+	started chan struct{}
+}
+
+func (g ipamGate) ConfigureVFFrom(vf *host.VF, cfg host.VFConfig) error {
+	select {
+	case <-g.started:
+	case <-time.After(10 * time.Second):
+	}
+	return g.Node.ConfigureVFFrom(vf, cfg)
 }
 
 func (f *orderIPAM) FindInPath(plugin string, _ []string) (string, error) {
@@ -57,6 +77,9 @@ func (f *orderIPAM) ExecPlugin(_ context.Context, _ string, _ []byte, environ []
 	f.mu.Lock()
 	f.adds++
 	f.presentAtStart = present()
+	if f.adds == 1 {
+		close(f.started)
+	}
 	f.mu.Unlock()
 	for deadline := time.Now().Add(10 * time.Second); f.wait && !present(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -81,10 +104,16 @@ func TestIPAMBesideTheMove(t *testing.T) {
 			e := newEnv(t, 1)
 			pod := newNS(t)
 			conf := e.conf(vfAddr(0), map[string]any{"ipam": map[string]any{"type": c.ipam}})
-			fake := &orderIPAM{wait: c.wait}
+			fake := &orderIPAM{wait: c.wait, started: make(chan struct{})}
 			var out bytes.Buffer
 			p := e.plugin(&out)
 			p.Exec = fake
+			if c.wait {
+				// The VF is configured (then moved) once the IPAM plugin
+				// started, or after 10 s: a loaded machine cannot make the
+				// plugin start late and find the interface there.
+				p.Node = ipamGate{Node: p.Node, started: fake.started}
+			}
 			if err := e.in(func() error { return p.CmdAdd(cmdArgs(pod, "c1", "net1", conf)) }); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
