@@ -1,7 +1,6 @@
 package host
 
 import (
-	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -97,15 +96,7 @@ func (h *Host) markDefaultRoutes(snap *Snapshot, links map[string]netlink.Link) 
 	if len(cands) == 0 {
 		return nil
 	}
-	// A dump the kernel interrupted (routes changed meanwhile) is read
-	// again: it is no reason to fail the node's discovery.
-	var routes []netlink.Route
-	var err error
-	for range 3 {
-		if routes, err = h.nl.RouteList(nil, netlink.FAMILY_ALL); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	routes, err := h.nl.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return stepErr("netlink", "list routes (to leave the node's uplink out of device-plugin pools)", err)
 	}

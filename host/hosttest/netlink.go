@@ -16,19 +16,10 @@ import (
 // PF-side VF settings live on the fake PF, as the driver keeps them.
 
 func (n *Node) failed(method string) error {
-	err := n.nlFail[method]
-	if err == nil {
-		return nil
+	if err := n.nlFail[method]; err != nil {
+		return fmt.Errorf("%s: %w", method, err)
 	}
-	if left, ok := n.nlFailLeft[method]; ok {
-		if left <= 1 {
-			delete(n.nlFail, method)
-			delete(n.nlFailLeft, method)
-		} else {
-			n.nlFailLeft[method] = left - 1
-		}
-	}
-	return fmt.Errorf("%s: %w", method, err)
+	return nil
 }
 
 func (n *Node) linkOf(l *fakeLink) netlink.Link {

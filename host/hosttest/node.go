@@ -94,9 +94,6 @@ type Node struct {
 	otherNetns int
 	writeFail  map[string]error
 	nlFail     map[string]error
-	// nlFailLeft counts down the calls of a method that still fail
-	// (FailNetlinkTimes); absent, a failure lasts until cleared.
-	nlFailLeft map[string]int
 	// defaultRoutes are the netdevs carrying a default route.
 	defaultRoutes map[string]bool
 	writes        []string
@@ -149,7 +146,7 @@ func NewAt(dir string) *Node {
 		Root: dir, pfs: map[string]*fakePF{}, devs: map[string]*fakeDev{},
 		links: map[string]*fakeLink{}, rdma: map[string]*fakeRDMA{},
 		nextBus: 0x80, nextIfindex: 10, rdmaMode: "shared",
-		writeFail: map[string]error{}, nlFail: map[string]error{}, nlFailLeft: map[string]int{},
+		writeFail: map[string]error{}, nlFail: map[string]error{},
 	}
 	for _, d := range []string{"sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net", "sys/devices/pci0000:00", "sys/kernel/iommu_groups", "dev"} {
 		must(os.MkdirAll(filepath.Join(dir, d), 0o755))
@@ -539,15 +536,6 @@ func (n *Node) FailNetlink(method string, err error) {
 		return
 	}
 	n.nlFail[method] = err
-	delete(n.nlFailLeft, method)
-}
-
-// FailNetlinkTimes makes the next times calls of a netlink method fail
-// with err, and the calls after them succeed.
-func (n *Node) FailNetlinkTimes(method string, err error, times int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.nlFail[method], n.nlFailLeft[method] = err, times
 }
 
 // Writes are the sysfs writes made so far, as "path-relative-to-sys=value".
