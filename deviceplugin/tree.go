@@ -241,11 +241,6 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 		}
 		for j := range pf.VFs {
 			vf := &pf.VFs[j]
-			if vf.DefaultRoute {
-				// The node's uplink: sriov-network-device-plugin leaves
-				// a VF with a default route out as it does a NIC.
-				continue
-			}
 			old := before[vf.PCIAddress]
 			if !p.matchesVF(pf, vf, old != nil) {
 				continue

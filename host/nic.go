@@ -64,33 +64,21 @@ func userspaceOf(dir, driver, group string) Userspace {
 	return u
 }
 
-// markDefaultRoutes sets DefaultRoute on the functions whose netdev, in
-// the node's namespace, carries a default route of the main table, IPv4 or
-// IPv6, as the only next hop or one of several: the functions that could
-// be served whole (NICs, PFs without VFs) and the VFs, which
-// sriov-network-device-plugin checks alike (it checks every network
-// function it lists). It costs one route dump, and none when no such
-// function has a netdev.
+// markDefaultRoutes sets DefaultRoute on the functions that could be
+// served whole (NICs, PFs without VFs) whose netdev carries a default
+// route of the main table, IPv4 or IPv6, as the only next hop or one of
+// several. It costs one route dump, and none when no such function has a
+// netdev.
 func (h *Host) markDefaultRoutes(snap *Snapshot, links map[string]netlink.Link) error {
-	type cand struct {
-		name string
-		mark *bool
-	}
-	var cands []cand
+	var cands []*PF
 	for i := range snap.PFs {
-		pf := &snap.PFs[i]
-		if len(pf.VFs) == 0 && pf.Name != "" {
-			cands = append(cands, cand{pf.Name, &pf.DefaultRoute})
-		}
-		for j := range pf.VFs {
-			if vf := &pf.VFs[j]; vf.Netdev != "" {
-				cands = append(cands, cand{vf.Netdev, &vf.DefaultRoute})
-			}
+		if pf := &snap.PFs[i]; len(pf.VFs) == 0 && pf.Name != "" {
+			cands = append(cands, pf)
 		}
 	}
 	for i := range snap.NICs {
 		if nic := &snap.NICs[i]; nic.Name != "" {
-			cands = append(cands, cand{nic.Name, &nic.DefaultRoute})
+			cands = append(cands, nic)
 		}
 	}
 	if len(cands) == 0 {
@@ -113,9 +101,9 @@ func (h *Host) markDefaultRoutes(snap *Snapshot, links map[string]netlink.Link) 
 		}
 	}
 	delete(onDefault, 0)
-	for _, c := range cands {
-		if l, ok := links[c.name]; ok {
-			*c.mark = onDefault[l.Attrs().Index]
+	for _, pf := range cands {
+		if l, ok := links[pf.Name]; ok {
+			pf.DefaultRoute = onDefault[l.Attrs().Index]
 		}
 	}
 	return nil

@@ -38,7 +38,7 @@ type PF struct {
 	// DefaultRoute is set when the function's netdev carries a default
 	// route of the main routing table: it is the node's own uplink. It is
 	// read only for functions that could be served whole (NICs and PFs
-	// without VFs); a VF has its own.
+	// without VFs).
 	DefaultRoute bool
 	TotalVFs     int
 	NumVFs       int
@@ -81,9 +81,6 @@ type VF struct {
 	// (vfio-pci) or when it was moved into a pod's namespace.
 	Netdev string
 	Link
-	// DefaultRoute is set when Netdev carries a default route of the main
-	// routing table: the VF is the node's own uplink (or one of them).
-	DefaultRoute bool
 	// Settings are the VF's settings as the PF reports them.
 	Settings VFSettings
 	// PFIndex is the PF netdev's ifindex when Settings were read from it
