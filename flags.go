@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/go-logr/logr"
+
+	"github.com/sluice-net/sluice/controllers"
 )
 
 // logFlag binds --log-level and returns a function building the command's
@@ -46,4 +48,19 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// draModeFlag is --node-dra: auto, true or false, and true when given
+// without a value (a boolean flag before "auto").
+type draModeFlag controllers.DRAMode
+
+func (f *draModeFlag) String() string   { return string(*f) }
+func (f *draModeFlag) IsBoolFlag() bool { return true }
+func (f *draModeFlag) Set(s string) error {
+	m, err := controllers.ParseDRAMode(s)
+	if err != nil {
+		return err
+	}
+	*f = draModeFlag(m)
+	return nil
 }

@@ -63,6 +63,9 @@ type Options struct {
 	// NodeDaemonSet shapes the node agent DaemonSet; its Namespace is
 	// Options.Namespace.
 	NodeDaemonSet NodeDaemonSetOptions
+	// NodeDRA decides NodeDaemonSet.DRA: DRAAuto (the zero value) runs the
+	// agents' DRA kubelet plugin when the cluster serves resource.k8s.io/v1.
+	NodeDRA DRAMode
 	// NodeStateWorkers and PolicyStatusWorkers are the concurrent
 	// reconciles of the two policy controllers; 0 picks a default.
 	NodeStateWorkers, PolicyStatusWorkers int
@@ -181,6 +184,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 
 	dsOpts := o.NodeDaemonSet
+	dsOpts.DRA = o.NodeDRA.enabled(draServed(mgr), o.Logger)
 	dsOpts.Namespace = o.Namespace
 	dsOpts.ResourcePrefix = o.ResourcePrefix
 	if dsOpts.ServiceAccount == "" {
@@ -210,8 +214,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			// Without resource.k8s.io/v1 (DRA is GA and on by default since
 			// Kubernetes 1.34) there is nothing to render into: DRA pools
 			// then have no DeviceClass, and the log says why.
-			dcGVK := resourcev1.SchemeGroupVersion.WithKind("DeviceClass")
-			if _, err := mgr.GetRESTMapper().RESTMapping(dcGVK.GroupKind(), dcGVK.Version); err != nil {
+			if err := draServed(mgr); err != nil {
 				o.Logger.Error(err, "resource.k8s.io/v1 is not served: DRA pools get no DeviceClass; enable the resource.k8s.io/v1 API (Kubernetes 1.34 or later)")
 				return nil
 			}

@@ -45,7 +45,7 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 	if agent.Name != "agent" || agent.Image != testNodeImage {
 		return errorf("agent container %s image %s", agent.Name, agent.Image)
 	}
-	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2", "--metrics-bind-address=:9402", "--health-probe-bind-address=:9403", "--resource-prefix=sluice.dev"}) || len(agent.Ports) != 2 || agent.Ports[0].ContainerPort != 9402 || agent.Ports[1].ContainerPort != 9403 {
+	if !slices.Equal(agent.Command, []string{"/usr/local/bin/sluice", "agent"}) || !slices.Equal(agent.Args, []string{"--max-unavailable=2", "--metrics-bind-address=:9402", "--health-probe-bind-address=:9403", "--resource-prefix=sluice.dev", "--dra"}) || len(agent.Ports) != 2 || agent.Ports[0].ContainerPort != 9402 || agent.Ports[1].ContainerPort != 9403 {
 		return errorf("agent runs %v %v", agent.Command, agent.Args)
 	}
 	if agent.SecurityContext == nil || agent.SecurityContext.Privileged == nil || !*agent.SecurityContext.Privileged {
@@ -66,7 +66,10 @@ func checkNodeDaemonSet(ds *appsv1.DaemonSet) error {
 	for _, m := range agent.VolumeMounts {
 		mounted[hostPaths[m.Name]] = m.MountPath
 	}
-	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni/sluice", "/var/run/cdi"} {
+	// envtest serves resource.k8s.io/v1, so --node-dra=auto (the default)
+	// runs the DRA kubelet plugin: the kubelet's plugin directories too.
+	for _, p := range []string{"/sys", "/dev", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet/pod-resources", "/run/sluice", "/var/lib/cni/sluice", "/var/run/cdi",
+		"/var/lib/kubelet/plugins", "/var/lib/kubelet/plugins_registry"} {
 		if mounted[p] != p {
 			return errorf("host %s mounted at %q in the agent", p, mounted[p])
 		}
