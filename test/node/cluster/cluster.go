@@ -47,6 +47,9 @@ type Config struct {
 	// bring-up step.
 	Console  io.Writer
 	Progress func(format string, args ...any)
+	// PFs and SplitRoots shape the node's NICs (NodeOptions).
+	PFs        int
+	SplitRoots bool
 }
 
 // Cluster is a running control plane and node.
@@ -113,7 +116,7 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c.Node, err = NewNode(c.CP, NodeOptions{
 		RunDir: runDir, Disk: filepath.Join(cfg.Dir, "node-disk.img"),
 		KubeBin: kubeBin, RuntimeBin: runtimeBin, Images: images, NodeExec: nodeexec,
-		Console: cfg.Console,
+		Console: cfg.Console, PFs: cfg.PFs, SplitRoots: cfg.SplitRoots,
 	})
 	if err != nil {
 		return nil, err

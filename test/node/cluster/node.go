@@ -52,6 +52,9 @@ type NodeOptions struct {
 	// the node stays below that.
 	PFs      int
 	MemoryMB int
+	// SplitRoots puts each PF under a root complex of its own
+	// (vm.Options.SplitRoots).
+	SplitRoots bool
 	// Console receives the serial console.
 	Console io.Writer
 }
@@ -165,11 +168,12 @@ func (n *Node) Boot(ctx context.Context, readyTimeout time.Duration) error {
 	// (/etc/modules-load.d): the agent binds VFs to it, it loads nothing.
 	modules := append(vm.DefaultModules(), "virtio_blk", "ext4", "vfio_pci")
 	opts := vm.Options{
-		Script:   nodeScript,
-		RunDir:   n.opts.RunDir,
-		PFs:      n.opts.PFs,
-		MemoryMB: n.opts.MemoryMB,
-		CPUs:     2,
+		Script:     nodeScript,
+		RunDir:     n.opts.RunDir,
+		PFs:        n.opts.PFs,
+		SplitRoots: n.opts.SplitRoots,
+		MemoryMB:   n.opts.MemoryMB,
+		CPUs:       2,
 		// VFs get IOMMU groups, so a vfio-pci pool hands out /dev/vfio
 		// device nodes: as device specs, and as CDI devices.
 		IOMMU:    true,

@@ -73,6 +73,12 @@ type Options struct {
 	// (the default) or 2. All PFs hang off one emulated hub, so VFs of
 	// different PFs reach each other like ports on one switch.
 	PFs int
+	// SplitRoots puts each PF under a PCIe root complex of its own (the
+	// second behind a pxb-pcie expander bridge, root bus 0x80), as on a
+	// server whose NICs hang off different host bridges or sockets: their
+	// VFs then differ in resource.kubernetes.io/pcieRoot. Otherwise every
+	// PF sits behind a root port of the one root complex.
+	SplitRoots bool
 	// IOMMU adds QEMU's emulated Intel IOMMU and boots with intel_iommu=on:
 	// PCI devices get IOMMU groups and VFs can bind to vfio-pci. (The kernel
 	// has no VFIO no-IOMMU mode, so without it vfio-pci refuses to probe.)
@@ -427,8 +433,13 @@ func qemuArgs(opts Options, initrd, runDir string) []string {
 		"-netdev", "user,id=uplink,net=10.0.3.0/24", "-netdev", "hubport,id=hub0up,hubid=0,netdev=uplink",
 	)
 	for i := 0; i < opts.PFs; i++ {
+		bus := ""
+		if opts.SplitRoots && i > 0 {
+			bus = fmt.Sprintf(",bus=pxb%d", i)
+			args = append(args, "-device", fmt.Sprintf("pxb-pcie,id=pxb%d,bus_nr=%#x,bus=pcie.0", i, 0x80*i))
+		}
 		args = append(args,
-			"-device", fmt.Sprintf("pcie-root-port,id=rp%d,slot=%d,chassis=%d", i+1, i+1, i+1),
+			"-device", fmt.Sprintf("pcie-root-port,id=rp%d,slot=%d,chassis=%d%s", i+1, i+1, i+1, bus),
 			"-netdev", fmt.Sprintf("hubport,id=pf%d,hubid=0", i),
 			"-device", fmt.Sprintf("igb,bus=rp%d,netdev=pf%d,romfile=", i+1, i),
 		)
