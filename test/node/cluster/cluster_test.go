@@ -68,7 +68,9 @@ func TestCluster(t *testing.T) {
 		_ = os.RemoveAll(dir)
 	})
 	start := time.Now()
-	c, err := Up(ctx, Config{Root: root, Dir: dir, Console: consoleLog(t, dir),
+	// Two PFs under two root complexes: the samples use the first (eth0),
+	// the DRA step both, for claims constrained to one pcieRoot.
+	c, err := Up(ctx, Config{Root: root, Dir: dir, Console: consoleLog(t, dir), PFs: 2, SplitRoots: true,
 		Progress: func(f string, a ...any) { t.Logf(f, a...) }})
 	if err != nil {
 		t.Fatalf("cluster up: %v", err)
@@ -100,6 +102,7 @@ func TestCluster(t *testing.T) {
 		{"PolicyChangeEvictsOnlyItsPod", e.policyChangeEvicts},
 		{"JumboFrames", e.jumbo},
 		{"Churn", e.churn},
+		{"DRA", e.dra},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.fn) {

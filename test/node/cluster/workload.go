@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -51,6 +52,42 @@ func Workload(namespace, name, network string, res corev1.ResourceName, replicas
 			},
 		},
 	}
+}
+
+// DRAWorkload is a Deployment of test-pod containers that each use a
+// claim made from the ResourceClaimTemplate template (in namespace), as
+// claim "vf" of the pod.
+func DRAWorkload(namespace, name string, replicas int32, template string) *appsv1.Deployment {
+	d := Workload(namespace, name, "", "", replicas, 0)
+	spec := &d.Spec.Template.Spec
+	spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "vf", ResourceClaimTemplateName: &template}}
+	spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "vf"}}
+	return d
+}
+
+// ClaimNetworkData is the networkData the DRA driver put in the status of
+// the pod's claim "vf" for its devices: interface name and addresses.
+func (c *Cluster) ClaimNetworkData(ctx context.Context, p *corev1.Pod) ([]resourceapi.NetworkDeviceData, error) {
+	for _, st := range p.Status.ResourceClaimStatuses {
+		if st.Name != "vf" || st.ResourceClaimName == nil {
+			continue
+		}
+		cl, err := c.CP.Client.ResourceV1().ResourceClaims(p.Namespace).Get(ctx, *st.ResourceClaimName, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		var out []resourceapi.NetworkDeviceData
+		for _, d := range cl.Status.Devices {
+			if d.NetworkData != nil {
+				out = append(out, *d.NetworkData)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("claim %s of pod %s has no networkData: %+v", cl.Name, p.Name, cl.Status.Devices)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("pod %s has no generated claim vf: %+v", p.Name, p.Status.ResourceClaimStatuses)
 }
 
 // NetworkStatus is one entry of the network-status annotation.

@@ -1,0 +1,302 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-net/sluice/api/dradevice"
+)
+
+// The DRA pool: the emulated-igb policy's pool, switched to allocation DRA
+// and widened to both PFs, 4 VFs under each of the node's two PCIe roots.
+const (
+	draDriver = "sluice.dev"
+	draClass  = "igb-vf.sluice.dev"
+	draPoolVF = 8
+)
+
+// draDevice is a device of the node's ResourceSlices.
+type draDevice struct {
+	name, pf, pcieRoot string
+	vfIndex            int64
+}
+
+// dra: the emulated-igb policy's pool moves from the device plugin to DRA
+// and takes 4 VFs of the second PF too, which sits under a root complex of
+// its own. The operator runs the agents' DRA plugin by default on a
+// cluster that serves resource.k8s.io/v1. The kubelet stops advertising
+// the pool and the node's ResourceSlices list its VFs. A claim for 5 VFs
+// under one pcieRoot stays Pending with the scheduler's reason (8 are
+// free, at most 4 under a root); one for 2 gets two of one PF. Pods with
+// a ResourceClaimTemplate get a VF with the claim's VLAN and MTU, its
+// netdev in the pod under the claim's name with an address, the claim's
+// status saying so, and ping each other. Deleting the pods gives the VFs
+// back as they were.
+func (e *e2e) dra(t *testing.T) {
+	cs := e.c.CP.Client
+	eventually(t, 6*time.Minute, "node DaemonSet running --dra (the operator's --node-dra=auto)", func() (bool, error) {
+		ds, err := cs.AppsV1().DaemonSets("sluice-system").Get(e.ctx, "sluice-node", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		dra := false
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			dra = dra || slices.Contains(c.Args, "--dra")
+		}
+		st := ds.Status
+		return dra && st.ObservedGeneration == ds.Generation && st.UpdatedNumberScheduled == 1 && st.NumberReady == 1 && st.NumberAvailable == 1,
+			fmt.Errorf("--dra in the template: %v; status %+v", dra, st)
+	})
+
+	gen := e.nnsGeneration(t)
+	e.kubectl(t, "patch", "networknodepolicy", "emulated-igb", "--type", "merge", "-p",
+		`{"spec":{"allocation":"DRA","nicSelector":{"pfNames":["eth0","eth1"]}}}`)
+	e.waitSynced(t, gen, 5*time.Minute)
+	// The kubelet keeps a stopped plugin's capacity for a while; nothing
+	// of it is allocatable.
+	eventually(t, 3*time.Minute, "no "+string(poolResource)+" allocatable", func() (bool, error) {
+		node, err := cs.CoreV1().Nodes().Get(e.ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		a := node.Status.Allocatable[poolResource]
+		return a.IsZero(), fmt.Errorf("allocatable %s", a.String())
+	})
+	if _, err := cs.ResourceV1().DeviceClasses().Get(e.ctx, draClass, metav1.GetOptions{}); err != nil {
+		t.Fatalf("DeviceClass %s: %v", draClass, err)
+	}
+	devs := e.draDevices(t, draPoolVF)
+	roots := map[string]int{}
+	for _, d := range devs {
+		roots[d.pcieRoot]++
+	}
+	if len(roots) != 2 || roots["pci0000:00"] != 4 || roots["pci0000:80"] != 4 {
+		t.Fatalf("pcieRoot of the pool's devices: %v, want 4 under pci0000:00 and 4 under pci0000:80", roots)
+	}
+
+	// More VFs under one root than any root has: the scheduler says why.
+	e.apply(t, railsTemplate("dra-greedy", 5))
+	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-greedy", 1, "dra-greedy"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "dra-greedy pod Unschedulable", func() (bool, error) {
+		l, err := cs.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{LabelSelector: "app=dra-greedy"})
+		if err != nil || len(l.Items) != 1 {
+			return false, fmt.Errorf("%d pods, %v", len(l.Items), err)
+		}
+		p := l.Items[0]
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Reason == "Unschedulable" && strings.Contains(c.Message, "claim") {
+				t.Logf("pod %s: %s", p.Name, c.Message)
+				return p.Status.Phase == corev1.PodPending, nil
+			}
+		}
+		return false, fmt.Errorf("pod %s: %s %+v", p.Name, p.Status.Phase, p.Status.Conditions)
+	})
+	e.deleteDeployment(t, "dra-greedy")
+
+	// Two rails under one root.
+	e.apply(t, railsTemplate("dra-rails", 2))
+	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-rails", 1, "dra-rails"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rails := e.runningPods(t, "dra-rails", 1, 6*time.Minute)
+	cl := e.podClaim(t, &rails[0])
+	var railRoots []string
+	for _, r := range cl.Status.Allocation.Devices.Results {
+		railRoots = append(railRoots, devs[r.Device].pcieRoot+" ("+devs[r.Device].pf+")")
+	}
+	if len(railRoots) != 2 || railRoots[0] != railRoots[1] {
+		t.Errorf("claim %s: devices under %v, want 2 under one pcieRoot", cl.Name, railRoots)
+	}
+	t.Logf("claim %s: 2 VFs under %s", cl.Name, railRoots[0])
+	e.deleteDeployment(t, "dra-rails")
+
+	e.apply(t, `apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata:
+  name: dra-vlan
+  namespace: demo
+spec:
+  spec:
+    devices:
+      requests:
+      - name: vf
+        exactly:
+          deviceClassName: `+draClass+`
+      config:
+      - requests: [vf]
+        opaque:
+          driver: sluice.dev
+          parameters:
+            apiVersion: sluice.dev/v1alpha1
+            kind: VFClaimConfig
+            vlan: 100
+            mtu: 1400
+            ifName: dra0
+            ipam: {"type": "host-local", "subnet": "10.59.0.0/24"}
+`)
+	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-ping", 2, "dra-vlan"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := e.runningPods(t, "dra-ping", 2, 6*time.Minute)
+	var ips []string
+	for _, p := range pods {
+		cl := e.podClaim(t, &p)
+		if n := len(cl.Status.Allocation.Devices.Results); n != 1 {
+			t.Fatalf("claim %s: %d devices allocated, want 1", cl.Name, n)
+		}
+		dev := devs[cl.Status.Allocation.Devices.Results[0].Device]
+		vf := pciOfDevice(dev.name)
+		out := e.kubectl(t, "-n", demoNS, "exec", p.Name, "--", "sh", "-c",
+			"cat /sys/class/net/dra0/mtu /sys/class/net/dra0/device/uevent; echo env=$SLUICE_DRA_VF")
+		if !strings.HasPrefix(out, "1400\n") || !strings.Contains(out, "DRIVER=igbvf") || !strings.Contains(out, "PCI_SLOT_NAME="+vf) {
+			t.Errorf("pod %s: dra0 is not VF %s (igbvf) at MTU 1400:\n%s", p.Name, vf, out)
+		}
+		if !strings.Contains(out, "env="+vf) {
+			t.Errorf("pod %s: SLUICE_DRA_VF does not name %s:\n%s", p.Name, vf, out)
+		}
+		if vlan := e.vfLine(t, dev); !strings.Contains(vlan, "vlan 100") {
+			t.Errorf("pod %s: VF %s on %s: %q, want vlan 100", p.Name, vf, dev.pf, vlan)
+		}
+		nd, err := e.c.ClaimNetworkData(e.ctx, &p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nd) != 1 || nd[0].InterfaceName != "dra0" || len(nd[0].IPs) != 1 {
+			t.Fatalf("claim %s: networkData %+v, want dra0 with one address", cl.Name, nd)
+		}
+		ip, _, _ := strings.Cut(nd[0].IPs[0], "/")
+		ips = append(ips, ip)
+		t.Logf("pod %s: claim %s, VF %s of %s (%s), dra0 %s", p.Name, cl.Name, vf, dev.pf, dev.pcieRoot, nd[0].IPs[0])
+	}
+	if out, err := e.c.Ping(e.ctx, demoNS, pods[0].Name, "dra0", ips[1]); err != nil {
+		t.Fatalf("ping over the DRA VFs: %v\n%s", err, out)
+	}
+
+	e.deleteDeployment(t, "dra-ping")
+	eventually(t, 2*time.Minute, "no claim left in demo", func() (bool, error) {
+		l, err := cs.ResourceV1().ResourceClaims(demoNS).List(e.ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		return len(l.Items) == 0, fmt.Errorf("%d claims", len(l.Items))
+	})
+	if n := e.vfsInPods(t); n != 0 {
+		t.Errorf("%d igbvf netdevs still outside the node's namespace", n)
+	}
+	for _, pf := range []string{"eth0", "eth1"} {
+		if out, err := e.c.Node.Sh(e.ctx, "ip link show "+pf+" | grep ' vf '"); err != nil || strings.Contains(out, "vlan 100") {
+			t.Errorf("%s after the pods went (%v): a VF kept the claim's VLAN?\n%s", pf, err, out)
+		}
+	}
+	e.draDevices(t, draPoolVF)
+}
+
+// railsTemplate is a ResourceClaimTemplate for n VFs of the DRA pool under
+// one PCIe root.
+func railsTemplate(name string, n int) string {
+	return fmt.Sprintf(`apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata:
+  name: %s
+  namespace: demo
+spec:
+  spec:
+    devices:
+      requests:
+      - name: rail
+        exactly:
+          deviceClassName: %s
+          count: %d
+      constraints:
+      - requests: [rail]
+        matchAttribute: resource.kubernetes.io/pcieRoot
+`, name, draClass, n)
+}
+
+// podClaim is the pod's generated claim, allocated.
+func (e *e2e) podClaim(t *testing.T, p *corev1.Pod) *resourceapi.ResourceClaim {
+	t.Helper()
+	if len(p.Status.ResourceClaimStatuses) != 1 || p.Status.ResourceClaimStatuses[0].ResourceClaimName == nil {
+		t.Fatalf("pod %s: claim statuses %+v", p.Name, p.Status.ResourceClaimStatuses)
+	}
+	cl, err := e.c.CP.Client.ResourceV1().ResourceClaims(p.Namespace).Get(e.ctx, *p.Status.ResourceClaimStatuses[0].ResourceClaimName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.Status.Allocation == nil {
+		t.Fatalf("claim %s of running pod %s is not allocated", cl.Name, p.Name)
+	}
+	for _, r := range cl.Status.Allocation.Devices.Results {
+		if r.Driver != draDriver || r.Pool != NodeName {
+			t.Errorf("claim %s: device %s from driver %s pool %s, want %s and pool %s", cl.Name, r.Device, r.Driver, r.Pool, draDriver, NodeName)
+		}
+	}
+	return cl
+}
+
+// draDevices waits until the node's ResourceSlices of the driver hold
+// exactly n devices, all healthy devices of the pool, and returns them by
+// name.
+func (e *e2e) draDevices(t *testing.T, n int) map[string]draDevice {
+	t.Helper()
+	devs := map[string]draDevice{}
+	eventually(t, 2*time.Minute, fmt.Sprintf("%d healthy devices of pool igb-vf in the ResourceSlices", n), func() (bool, error) {
+		l, err := e.c.CP.Client.ResourceV1().ResourceSlices().List(e.ctx, metav1.ListOptions{
+			FieldSelector: resourceapi.ResourceSliceSelectorDriver + "=" + draDriver + "," + resourceapi.ResourceSliceSelectorNodeName + "=" + NodeName})
+		if err != nil {
+			return false, err
+		}
+		clear(devs)
+		var all []string
+		for _, s := range l.Items {
+			for _, d := range s.Spec.Devices {
+				a := d.Attributes
+				pool, healthy := deref(a[dradevice.AttrPool].StringValue), deref(a[dradevice.AttrHealthy].BoolValue)
+				all = append(all, fmt.Sprintf("%s(pool %s healthy %v)", d.Name, pool, healthy))
+				if pool == "igb-vf" && healthy {
+					devs[d.Name] = draDevice{name: d.Name, pf: deref(a[dradevice.AttrPFName].StringValue),
+						pcieRoot: deref(a["resource.kubernetes.io/pcieRoot"].StringValue), vfIndex: deref(a[dradevice.AttrVFIndex].IntValue)}
+				}
+			}
+		}
+		return len(devs) == n && len(all) == n, fmt.Errorf("%d slices: %s", len(l.Items), strings.Join(all, ", "))
+	})
+	return devs
+}
+
+// vfLine is what `ip link` says of the device's VF on its PF.
+func (e *e2e) vfLine(t *testing.T, d draDevice) string {
+	t.Helper()
+	out, err := e.c.Node.Sh(e.ctx, fmt.Sprintf("ip link show %s | grep ' vf %d '", d.pf, d.vfIndex))
+	if err != nil {
+		t.Fatalf("VF %d of %s: %v", d.vfIndex, d.pf, err)
+	}
+	return out
+}
+
+func deref[T any](p *T) T {
+	var z T
+	if p == nil {
+		return z
+	}
+	return *p
+}
+
+// pciOfDevice is the VF's PCI address in a DRA device name
+// (vf-0000-01-00-2 names 0000:01:00.2).
+func pciOfDevice(dev string) string {
+	s := strings.TrimPrefix(dev, "vf-")
+	if i := strings.LastIndex(s, "-"); i > 0 {
+		s = s[:i] + "." + s[i+1:]
+	}
+	return strings.Replace(s, "-", ":", 2)
+}
