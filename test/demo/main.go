@@ -195,6 +195,10 @@ func (d *demo) run(ctx context.Context) error {
 	d.done("%s", lastLine(out, "rtt"))
 	d.result("2 pods of a Deployment got VFs through the kubelet, Multus and sluice-cni, and pinged each other over them")
 
+	if err := d.dra(ctx, pods); err != nil {
+		return err
+	}
+
 	if err := d.rdma(ctx); err != nil {
 		return err
 	}
@@ -277,14 +281,18 @@ func (d *demo) systemReady(ctx context.Context) (bool, error) {
 // podCost measures what sluice adds per pod: a pod with a VF against one
 // on the cluster network alone, each created alone on the idle node.
 func (d *demo) podCost(ctx context.Context) error {
-	d.begin("Per-pod cost: pod create to Running, with a VF and without a secondary network")
+	d.begin("Per-pod cost: pod create to Running, with a VF (device plugin and Multus, or a DRA claim) and without a secondary network")
 	var times []time.Duration
 	for _, w := range []struct {
 		name, network string
 		vfs           int64
-	}{{"plain", "", 0}, {"with-vf", network, 1}} {
+	}{{"plain", "", 0}, {"with-vf", network, 1}, {"with-dra", "", 0}} {
 		created := time.Now()
-		if err := d.k.Create(ctx, cluster.Workload(namespace, w.name, w.network, pool, 1, w.vfs)); err != nil {
+		wl := cluster.Workload(namespace, w.name, w.network, pool, 1, w.vfs)
+		if w.name == "with-dra" {
+			wl = cluster.DRAWorkload(namespace, w.name, 1, draTemplate)
+		}
+		if err := d.k.Create(ctx, wl); err != nil {
 			return err
 		}
 		pods, err := d.c.RunningPods(ctx, namespace, w.name, 1, 4*time.Minute)
@@ -295,8 +303,10 @@ func (d *demo) podCost(ctx context.Context) error {
 	}
 	d.figures["podRunningWithoutVFSeconds"] = times[0].Seconds()
 	d.figures["podRunningWithVFSeconds"] = times[1].Seconds()
-	d.done("without %s, with a VF %s (%.2fx)", times[0].Round(100*time.Millisecond), times[1].Round(100*time.Millisecond), times[1].Seconds()/times[0].Seconds())
-	for _, n := range []string{"plain", "with-vf"} {
+	d.figures["podRunningWithDRAVFSeconds"] = times[2].Seconds()
+	d.done("without %s, with a VF %s (%.2fx), with a DRA-claimed VF %s (%.2fx the device plugin's)", times[0].Round(100*time.Millisecond),
+		times[1].Round(100*time.Millisecond), times[1].Seconds()/times[0].Seconds(), times[2].Round(100*time.Millisecond), times[2].Seconds()/times[1].Seconds())
+	for _, n := range []string{"plain", "with-vf", "with-dra"} {
 		if _, err := d.c.Run(ctx, "-n", namespace, "delete", "deployment", n, "--wait=false"); err != nil {
 			return err
 		}

@@ -258,15 +258,19 @@ func (r *report) markdown() string {
 	}
 	if r.node != nil {
 		fmt.Fprintf(&b, "\n## Real-cluster node: the pod path (QEMU igb, kubelet, containerd, Multus; `make demo`)\n\n")
-		fmt.Fprintf(&b, "Measured on the real-cluster node (control plane on the host, kubelet and containerd in the emulated node under TCG, no KVM): the policy's creation to 4 VFs allocatable at the real kubelet and to the first pod Running with its VF; pod create to Running with a VF against a pod on the cluster network alone (each alone on the idle node); a kubelet restart to the pool allocatable again in a node status posted after the restart; the average of ib_write_bw (200 RDMA writes of 4 KiB) between two pods of the soft-RoCE pool, from inside them (emulated NIC: a functional figure, not a NIC's).\n\n")
+		fmt.Fprintf(&b, "Measured on the real-cluster node (control plane on the host, kubelet and containerd in the emulated node under TCG, no KVM): the policy's creation to 4 VFs allocatable at the real kubelet and to the first pod Running with its VF; pod create to Running with a VF (device plugin and Multus), with a DRA-claimed VF, and on the cluster network alone (each alone on the idle node); a kubelet restart to the pool allocatable again in a node status posted after the restart; the average of ib_write_bw (200 RDMA writes of 4 KiB) between two pods of the soft-RoCE pool, from inside them (emulated NIC: a functional figure, not a NIC's).\n\n")
 		fmt.Fprintf(&b, "| figure | median | range | spread | runs |\n|---|---|---|---|---|\n")
 		for _, k := range sortedKeys(r.node) {
 			v := r.node[k]
 			fmt.Fprintf(&b, "| %s | %s | %s - %s | %s | %d |\n", k, num(median(v)), num(minOf(v)), num(maxOf(v)), spread(v), len(v))
 		}
-		// Within each run: a pod with a VF against one without.
-		with, without := r.node["podRunningWithVFSeconds"], r.node["podRunningWithoutVFSeconds"]
-		if len(with) > 0 && len(with) == len(without) {
+		// Within each run: a pod with a VF against one without, and a
+		// DRA-claimed VF against the device plugin's.
+		for _, c := range [][2]string{{"podRunningWithVFSeconds", "podRunningWithoutVFSeconds"}, {"podRunningWithDRAVFSeconds", "podRunningWithVFSeconds"}} {
+			with, without := r.node[c[0]], r.node[c[1]]
+			if len(with) == 0 || len(with) != len(without) {
+				continue
+			}
 			var rs []float64
 			for i := range with {
 				if without[i] > 0 {
@@ -274,7 +278,7 @@ func (r *report) markdown() string {
 				}
 			}
 			if len(rs) > 0 {
-				fmt.Fprintf(&b, "\n- podRunningWithVFSeconds / podRunningWithoutVFSeconds, within each run: median %.2fx (%.2f - %.2f)\n", median(rs), minOf(rs), maxOf(rs))
+				fmt.Fprintf(&b, "\n- %s / %s, within each run: median %.2fx (%.2f - %.2f)\n", c[0], c[1], median(rs), minOf(rs), maxOf(rs))
 			}
 		}
 	}
