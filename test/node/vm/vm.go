@@ -445,7 +445,10 @@ func qemuArgs(opts Options, initrd, runDir string) []string {
 		)
 	}
 	if opts.Disk != "" {
-		args = append(args, "-drive", "file="+opts.Disk+",if=virtio,format=raw,cache=unsafe,discard=unmap")
+		// On the root bus explicitly: QEMU would pick the last bus, a
+		// pxb-pcie expander with SplitRoots, which takes only bridges.
+		args = append(args, "-drive", "file="+opts.Disk+",if=none,id=disk0,format=raw,cache=unsafe,discard=unmap",
+			"-device", "virtio-blk-pci,drive=disk0,bus=pcie.0,romfile=")
 	}
 	cmdline = append(cmdline, opts.KernelArgs...)
 	return append(args, "-append", strings.Join(cmdline, " "))
