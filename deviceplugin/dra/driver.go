@@ -52,6 +52,9 @@ type Options struct {
 	// NRISocket is the runtime's NRI socket (StartNRI; DefaultNRISocket
 	// when empty).
 	NRISocket string
+	// NoNRI runs no NRI plugin: claims are prepared, but no VF's netdev
+	// moves into its pod. For runtimes without NRI.
+	NoNRI bool
 	// HostNetns is the network namespace the VFs' netdevs live in and
 	// come back to; empty: the agent's own (the host's).
 	HostNetns string
