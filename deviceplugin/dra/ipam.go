@@ -26,7 +26,14 @@ const DefaultCNIPath = "/opt/cni/bin"
 // ipamTimeout bounds one IPAM plugin run.
 const ipamTimeout = 30 * time.Second
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+// ipamType is the "type" of a validated IPAM object.
+func ipamType(raw []byte) string {
+	var m struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(raw, &m)
+	return m.Type
+}
 
 // ipamNetwork is the CNI network name the IPAM plugin is given: the same
 // for every claim whose ipam object is the same, so that host-local keeps
@@ -66,6 +73,11 @@ func (d *Driver) execIPAM(ctx context.Context, cmd string, ipamConf []byte, a *n
 	plugin, err := exe.FindInPath(a.IPAMType, filepath.SplitList(path))
 	if err != nil {
 		return nil, fmt.Errorf("IPAM plugin %s: %w: install it in %s (the agent's CNI path), or change ipam.type", a.IPAMType, err, path)
+	}
+	if cmd != "ADD" {
+		// A release also runs when the event that asked for it was
+		// cancelled (the undo of a sandbox creation that ran out of time).
+		ctx = context.WithoutCancel(ctx)
 	}
 	ctx, cancel := context.WithTimeout(ctx, ipamTimeout)
 	defer cancel()

@@ -597,21 +597,6 @@ func (d *Driver) Synchronize(ctx context.Context, pods []*api.PodSandbox) {
 	}
 }
 
-// ipamType is the "type" of a validated IPAM object.
-func ipamType(raw []byte) string {
-	t, _ := ipamField(raw, "type")
-	return t
-}
-
-func ipamField(raw []byte, field string) (string, bool) {
-	m := map[string]any{}
-	if err := jsonUnmarshal(raw, &m); err != nil {
-		return "", false
-	}
-	s, ok := m[field].(string)
-	return s, ok
-}
-
 // podArgs are the CNI_ARGS the IPAM plugin gets, as from a runtime.
 func podArgs(a *nodefiles.DRAAttachment) string {
 	return strings.Join([]string{"IgnoreUnknown=1", "K8S_POD_NAMESPACE=" + a.PodNamespace, "K8S_POD_NAME=" + a.PodName,
