@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +127,9 @@ type Driver struct {
 	// claim status writer (status.go).
 	nri     *nriConn
 	statusQ chan nodefiles.DRAClaim
+	// nriDial connects to the NRI socket (nil: a Unix socket dial); the
+	// tests cut the connection through it.
+	nriDial func(path string) (net.Conn, error)
 }
 
 // newDriver checks the options and reads the claim checkpoints, before the

@@ -125,13 +125,17 @@ func (d *Driver) StartNRI(ctx context.Context) error {
 
 func (d *Driver) connectNRI(ctx context.Context, sock string) error {
 	c := d.nri
-	s, err := stub.New(nriPlugin{d}, stub.WithPluginName(NRIPluginName), stub.WithPluginIdx(NRIPluginIndex),
+	opts := []stub.Option{stub.WithPluginName(NRIPluginName), stub.WithPluginIdx(NRIPluginIndex),
 		stub.WithSocketPath(sock), stub.WithOnClose(func() {
 			select {
 			case c.closed <- struct{}{}:
 			default:
 			}
-		}))
+		})}
+	if d.nriDial != nil {
+		opts = append(opts, stub.WithDialer(d.nriDial))
+	}
+	s, err := stub.New(nriPlugin{d}, opts...)
 	if err != nil {
 		return fmt.Errorf("DRA driver: NRI plugin: %w", err)
 	}

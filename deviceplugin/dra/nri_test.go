@@ -123,6 +123,8 @@ type nriEnv struct {
 	// pods are what the first runtime reports at a plugin's sync.
 	mu   sync.Mutex
 	pods []*adaptation.PodSandbox
+	// conns are the driver's connections to the runtimes.
+	conns sync.Map
 }
 
 func vfMAC(i int) string { return fmt.Sprintf("02:00:00:00:01:%02x", i) }
@@ -159,6 +161,13 @@ func newNRIEnv(t *testing.T) *nriEnv {
 	e.opts.NRISocket = filepath.Join(dir, "nri.sock")
 	e.opts.Log = testr.New(t)
 	e.restart()
+	e.d.nriDial = func(path string) (net.Conn, error) {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			e.conns.Store(c, true)
+		}
+		return c, err
+	}
 
 	adaptation.SetPluginRequestTimeout(time.Minute)
 	e.connect(func() []*adaptation.PodSandbox {
@@ -173,6 +182,11 @@ func newNRIEnv(t *testing.T) *nriEnv {
 // pods(), connects the driver to it, and waits until the runtime synced
 // the driver and took it in.
 func (e *nriEnv) connect(pods func() []*adaptation.PodSandbox) {
+	e.t.Helper()
+	e.startRuntime(pods, true)
+}
+
+func (e *nriEnv) startRuntime(pods func() []*adaptation.PodSandbox, connect bool) {
 	t := e.t
 	t.Helper()
 	synced := make(chan struct{}, 2)
@@ -195,13 +209,22 @@ func (e *nriEnv) connect(pods func() []*adaptation.PodSandbox) {
 	t.Cleanup(r.Stop)
 	<-synced // Start syncs the runtime's own (no) plugins
 	e.runtime = r
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := e.d.StartNRI(ctx); err != nil {
-		t.Fatal(err)
+	if connect {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		if err := e.d.StartNRI(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.d.StopNRI)
 	}
-	t.Cleanup(e.d.StopNRI)
 	e.waitSync(synced)
+}
+
+// connectRuntime starts a runtime on the env's socket that the driver,
+// already started, connects to by itself.
+func (e *nriEnv) connectRuntime(pods func() []*adaptation.PodSandbox) {
+	e.t.Helper()
+	e.startRuntime(pods, false)
 }
 
 // waitSync waits until the runtime synced the plugin and took it in.
@@ -633,5 +656,29 @@ func TestNRISyncGivesBackVFsOfGoneSandboxes(t *testing.T) {
 	}
 	if cp, _ := e.checkpoint(uid2); cp.Devices[0].Attachment == nil {
 		t.Error("the running sandbox's attachment was cleared")
+	}
+}
+
+// TestNRIReconnects: when the runtime goes away (a containerd restart),
+// the driver connects again to the runtime that comes back on the same
+// socket, and its sandbox events move VFs again.
+func TestNRIReconnects(t *testing.T) {
+	e := newNRIEnv(t)
+	if r := e.prepare(e.reservedClaim(uid1, 0, pod1, `"ifName": "net1"`)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	// The runtime dies: its end of the connection closes.
+	e.runtime.Stop()
+	e.conns.Range(func(c, _ any) bool {
+		c.(net.Conn).Close()
+		return true
+	})
+	e.connectRuntime(func() []*adaptation.PodSandbox { return nil })
+	pod, podNS := e.pod(pod1, "sandbox-1")
+	if err := e.run(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := linksOf(t, podNS)["net1"]; !ok {
+		t.Errorf("after the runtime came back: pod links %v, want net1", linksOf(t, podNS))
 	}
 }
