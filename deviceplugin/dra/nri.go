@@ -340,6 +340,9 @@ func (d *Driver) attach(ctx context.Context, uid types.UID, i int, pod *api.PodS
 	}
 	defer hostNS.Close()
 	podNS, err := host.OpenNetns(netns)
+	if errors.Is(err, host.ErrNotFound) {
+		return false, fmt.Errorf("the pod's network namespace: %w: the agent must see the runtime's network namespaces at the same path (the operator mounts /var/run/netns; with containerd's netns_mounts_under_state_dir, mount that directory too)", err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("the pod's network namespace: %w", err)
 	}
