@@ -596,7 +596,7 @@ func (d *Driver) Synchronize(ctx context.Context, pods []*api.PodSandbox) {
 			cl := d.claims.prepared[uid]
 			for _, cd := range cl.Devices {
 				if cd.Attachment == nil && podNetns(p) != "" {
-					d.log.Info("running pod has a prepared claim whose VF is not in it (its sandbox was created while the driver was not connected to the runtime): leaving it; delete the pod to move the VF in",
+					d.log.Info("running pod has a prepared claim whose VF is not in it (its sandbox was created while the driver was not connected to the runtime, or the move was cut short): leaving it; delete the pod to move the VF in",
 						"pod", podName(p), "claim", cl.Namespace+"/"+cl.Name, "device", cd.Device)
 				}
 			}

@@ -682,3 +682,38 @@ func TestNRIReconnects(t *testing.T) {
 		t.Errorf("after the runtime came back: pod links %v, want net1", linksOf(t, podNS))
 	}
 }
+
+// TestNRIRecoversCutShortMove: the agent died after the netdev moved and
+// before the attachment was marked Attached (the runtime gave up on the
+// event and runs the sandbox without it): at the next connection, the VF
+// is given back from the running sandbox, by the checkpoint alone.
+func TestNRIRecoversCutShortMove(t *testing.T) {
+	e := newNRIEnv(t)
+	_, netdev := e.vf(0)
+	before := linksOf(t, e.hostNS)[netdev]
+	if r := e.prepare(e.reservedClaim(uid1, 0, pod1, `"ifName": "net1", "mtu": 1400`)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	pod, podNS := e.pod(pod1, "sandbox-1")
+	if err := e.run(pod); err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := e.checkpoint(uid1)
+	cp.Devices[0].Attachment.State = nodefiles.DRAAttachmentAttaching
+	if err := nodefiles.NewDRAClaims(e.opts.ClaimsDir).Put(cp); err != nil {
+		t.Fatal(err)
+	}
+	e.d.StopNRI()
+	e.runtime.Stop()
+	e.restart()
+	e.connect(func() []*adaptation.PodSandbox { return []*adaptation.PodSandbox{pod} })
+	if l := linksOf(t, e.hostNS)[netdev]; fmt.Sprint(l) != fmt.Sprint(before) {
+		t.Errorf("host netdev = %+v, want %+v", l, before)
+	}
+	if l := linksOf(t, podNS); len(l) != 0 {
+		t.Errorf("pod links %v, want none", l)
+	}
+	if cp, _ := e.checkpoint(uid1); cp.Devices[0].Attachment != nil {
+		t.Errorf("attachment %+v left", cp.Devices[0].Attachment)
+	}
+}
