@@ -323,15 +323,23 @@ func (d *Driver) attach(ctx context.Context, uid types.UID, i int, pod *api.PodS
 	}
 
 	// The record first: a crash from here on leaves what gives the VF
-	// back.
+	// back. An undo that fails keeps it, for the sandbox's stop (which
+	// the runtime sends after a failed creation), the next sync or
+	// Unprepare to finish.
 	if err := d.setAttachment(uid, i, a); err != nil {
 		return false, err
 	}
+	undoFailed := false
 	defer func() {
-		if err != nil {
-			if cerr := d.setAttachment(uid, i, nil); cerr != nil {
-				d.log.Error(cerr, "undo: clear the attachment record", "pci", cd.PCIAddress)
-			}
+		if err == nil {
+			return
+		}
+		if undoFailed {
+			err = fmt.Errorf("%w; undoing it failed too (logged): VF %s stays recorded as in the pod until the sandbox's stop or the claim's Unprepare gives it back", err, cd.PCIAddress)
+			return
+		}
+		if cerr := d.setAttachment(uid, i, nil); cerr != nil {
+			d.log.Error(cerr, "undo: clear the attachment record", "pci", cd.PCIAddress)
 		}
 	}()
 	hostNS, err := d.hostNetns()
@@ -353,6 +361,11 @@ func (d *Driver) attach(ctx context.Context, uid types.UID, i int, pod *api.PodS
 		set.MTU = *cfg.MTU
 	}
 	if err := host.AttachNetdev(hostNS, vf.Netdev, podNS, set); err != nil {
+		// AttachNetdev undoes itself; if that failed too, the netdev is
+		// not back on the host, and the record stays.
+		if back, lerr := d.opts.Node.VF(cd.PCIAddress); lerr == nil && back.Netdev == "" {
+			undoFailed = true
+		}
 		if errors.Is(err, host.ErrNameInUse) {
 			return false, fmt.Errorf("the pod already has an interface called %s (%w): set another ifName in the claim's VFClaimConfig", a.IfName, err)
 		}
@@ -362,6 +375,7 @@ func (d *Driver) attach(ctx context.Context, uid types.UID, i int, pod *api.PodS
 		if err != nil {
 			if berr := d.netdevBack(hostNS, podNS, cd.PCIAddress, a); berr != nil {
 				d.log.Error(berr, "undo: move the netdev back", "pci", cd.PCIAddress)
+				undoFailed = true
 			}
 		}
 	}()
@@ -373,6 +387,7 @@ func (d *Driver) attach(ctx context.Context, uid types.UID, i int, pod *api.PodS
 			if err != nil {
 				if merr := d.opts.Node.MoveRDMADevice(podNS, a.RDMADevice, hostNS); merr != nil {
 					d.log.Error(merr, "undo: move the RDMA device back", "rdma", a.RDMADevice)
+					undoFailed = true
 				}
 			}
 		}()
@@ -387,6 +402,7 @@ func (d *Driver) attach(ctx context.Context, uid types.UID, i int, pod *api.PodS
 			if err != nil {
 				if derr := d.ipamDel(ctx, cfg.IPAM, a); derr != nil {
 					d.log.Error(derr, "undo: release the IPAM address", "pci", cd.PCIAddress)
+					undoFailed = true
 				}
 			}
 		}()
