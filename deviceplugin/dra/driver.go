@@ -139,7 +139,7 @@ func newDriver(o Options) (*Driver, error) {
 		return nil, err
 	}
 	o.defaults()
-	d := &Driver{opts: o, log: o.Log}
+	d := &Driver{opts: o, log: o.Log, nri: newNRIConn()}
 	if err := d.loadClaims(); err != nil {
 		return nil, err
 	}

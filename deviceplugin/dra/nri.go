@@ -66,31 +66,47 @@ func (p nriPlugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, _ []
 
 // nriConn is the driver's connection to the runtime: connected again
 // whenever the runtime closes it (a runtime restart, a request that ran
-// past the runtime's timeout).
+// past the runtime's timeout) or could not be reached.
 type nriConn struct {
-	mu      sync.Mutex
-	stub    stub.Stub
-	stopped bool
-	closed  chan struct{}
+	mu   sync.Mutex
+	stub stub.Stub
+	// enabled: StartNRI ran; connected: the runtime took the plugin in;
+	// lastErr: why not, when not.
+	enabled, connected, stopped bool
+	lastErr                     error
+	sock                        string
+	closed                      chan struct{}
+}
+
+func newNRIConn() *nriConn { return &nriConn{closed: make(chan struct{}, 1)} }
+
+func (c *nriConn) signal() {
+	select {
+	case c.closed <- struct{}{}:
+	default:
+	}
 }
 
 // StartNRI connects the driver to the runtime's NRI socket and keeps it
-// connected until ctx ends or StopNRI. The first connection must succeed:
-// the error says what to do when the socket is absent.
+// connected until ctx ends or StopNRI. A runtime that cannot be reached
+// (no socket: NRI off, or not mounted) does not stop the agent: the driver
+// logs why and what to do, tries again every 30 s at most, and until it is
+// connected fails the Prepare of claims whose VFs have a netdev, with the
+// same reason, so that no pod starts without its interface.
 func (d *Driver) StartNRI(ctx context.Context) error {
 	sock := d.opts.NRISocket
 	if sock == "" {
 		sock = DefaultNRISocket
 	}
-	if _, err := os.Stat(sock); err != nil {
-		return fmt.Errorf("DRA driver: NRI socket %s: %w: the runtime must serve NRI (containerd 2.x has it enabled unless [plugins.\"io.containerd.nri.v1.nri\"] disable = true), and the agent needs the socket's directory mounted (the operator's --node-dra mounts /var/run/nri); or point --dra-nri-socket at it", sock, err)
-	}
-	c := &nriConn{closed: make(chan struct{}, 1)}
-	d.nri = c
-	if err := d.connectNRI(ctx, sock); err != nil {
-		return err
-	}
+	c := d.nri
+	c.mu.Lock()
+	c.enabled, c.sock = true, sock
+	c.mu.Unlock()
 	d.statusWorker(ctx)
+	if err := d.connectNRI(ctx, sock); err != nil {
+		d.log.Error(err, "cannot connect to the runtime's NRI socket: retrying; until then, claims whose VFs have a netdev fail Prepare")
+		c.signal()
+	}
 	go func() {
 		for {
 			select {
@@ -106,9 +122,9 @@ func (d *Driver) StartNRI(ctx context.Context) error {
 				if stopped {
 					return
 				}
-				d.log.Info("NRI connection closed by the runtime: connecting again", "socket", sock)
 				err := d.connectNRI(ctx, sock)
 				if err == nil {
+					d.log.Info("connected to the runtime's NRI socket", "socket", sock)
 					break
 				}
 				d.log.Error(err, "cannot connect to the runtime's NRI socket; retrying", "in", delay)
@@ -123,30 +139,39 @@ func (d *Driver) StartNRI(ctx context.Context) error {
 	return nil
 }
 
-func (d *Driver) connectNRI(ctx context.Context, sock string) error {
+func (d *Driver) connectNRI(ctx context.Context, sock string) (err error) {
 	c := d.nri
+	defer func() {
+		c.mu.Lock()
+		c.connected, c.lastErr = err == nil, err
+		c.mu.Unlock()
+	}()
+	if _, err := os.Stat(sock); err != nil {
+		return fmt.Errorf("NRI socket %s: %w: the runtime must serve NRI (containerd 2.x does unless [plugins.\"io.containerd.nri.v1.nri\"] disable = true; CRI-O is not supported), and the agent needs the socket's directory mounted (the operator's --node-dra mounts /var/run/nri); or point the agent's --dra-nri-socket at it", sock, err)
+	}
 	opts := []stub.Option{stub.WithPluginName(NRIPluginName), stub.WithPluginIdx(NRIPluginIndex),
 		stub.WithSocketPath(sock), stub.WithOnClose(func() {
-			select {
-			case c.closed <- struct{}{}:
-			default:
-			}
+			c.mu.Lock()
+			c.connected, c.lastErr = false, fmt.Errorf("the runtime closed the NRI connection on %s: connecting again", sock)
+			c.mu.Unlock()
+			d.log.Info("NRI connection closed by the runtime: connecting again", "socket", sock)
+			c.signal()
 		})}
 	if d.nriDial != nil {
 		opts = append(opts, stub.WithDialer(d.nriDial))
 	}
 	s, err := stub.New(nriPlugin{d}, opts...)
 	if err != nil {
-		return fmt.Errorf("DRA driver: NRI plugin: %w", err)
+		return fmt.Errorf("NRI plugin: %w", err)
 	}
 	if err := s.Start(ctx); err != nil {
-		return fmt.Errorf("DRA driver: connect to the runtime's NRI socket %s: %w (is NRI enabled in containerd 2.x?)", sock, err)
+		return fmt.Errorf("connect to the runtime's NRI socket %s: %w (is NRI enabled in containerd 2.x?)", sock, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
 		s.Stop()
-		return nil
+		return errors.New("NRI plugin stopped")
 	}
 	c.stub = s
 	return nil
@@ -155,15 +180,31 @@ func (d *Driver) connectNRI(ctx context.Context, sock string) error {
 // StopNRI disconnects from the runtime.
 func (d *Driver) StopNRI() {
 	c := d.nri
-	if c == nil {
-		return
+	c.mu.Lock()
+	c.stopped = true
+	s := c.stub
+	c.mu.Unlock()
+	if s != nil {
+		s.Stop()
 	}
+}
+
+// nriReady refuses to prepare a claim whose VFs have a netdev while the
+// NRI plugin runs and is not connected: nothing would move the netdev
+// into the pod.
+func (d *Driver) nriReady(devs []*device) error {
+	c := d.nri
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stopped = true
-	if c.stub != nil {
-		c.stub.Stop()
+	if !c.enabled || c.connected {
+		return nil
 	}
+	for _, dv := range devs {
+		if dv.dev.Driver != host.VfioPci {
+			return fmt.Errorf("device %s: its netdev could not be moved into the pod: the driver is not connected to the runtime's NRI socket (%v)", dv.result.Device, c.lastErr)
+		}
+	}
+	return nil
 }
 
 // podNetns is the path of the sandbox's network namespace; "" for a pod

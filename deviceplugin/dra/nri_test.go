@@ -129,7 +129,9 @@ type nriEnv struct {
 
 func vfMAC(i int) string { return fmt.Sprintf("02:00:00:00:01:%02x", i) }
 
-func newNRIEnv(t *testing.T) *nriEnv {
+// newNRIEnvWithoutRuntime is the env before a runtime serves its socket
+// and the driver connects.
+func newNRIEnvWithoutRuntime(t *testing.T) *nriEnv {
 	t.Helper()
 	requireRoot(t)
 	cniDir, err := hostLocal()
@@ -170,6 +172,12 @@ func newNRIEnv(t *testing.T) *nriEnv {
 	}
 
 	adaptation.SetPluginRequestTimeout(time.Minute)
+	return e
+}
+
+func newNRIEnv(t *testing.T) *nriEnv {
+	t.Helper()
+	e := newNRIEnvWithoutRuntime(t)
 	e.connect(func() []*adaptation.PodSandbox {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -715,5 +723,39 @@ func TestNRIRecoversCutShortMove(t *testing.T) {
 	}
 	if cp, _ := e.checkpoint(uid1); cp.Devices[0].Attachment != nil {
 		t.Errorf("attachment %+v left", cp.Devices[0].Attachment)
+	}
+}
+
+// TestNRISocketAbsent: without the runtime's NRI socket the driver starts
+// (the agent keeps serving its other pools), and a claim whose VF has a
+// netdev fails Prepare with what to do, until the runtime appears and
+// the driver connects by itself.
+func TestNRISocketAbsent(t *testing.T) {
+	e := newNRIEnvWithoutRuntime(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := e.d.StartNRI(ctx); err != nil {
+		t.Fatalf("StartNRI without a socket = %v, want it to keep trying", err)
+	}
+	t.Cleanup(e.d.StopNRI)
+	c := e.reservedClaim(uid1, 0, pod1, `"ifName": "net1"`)
+	r := e.prepare(c)
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "not connected to the runtime's NRI socket") || !strings.Contains(r.Err.Error(), "containerd 2.x") ||
+		!strings.Contains(r.Err.Error(), e.opts.NRISocket) {
+		t.Fatalf("Prepare without NRI = %v, want the socket, the reason and what to do", r.Err)
+	}
+	if _, ok := e.checkpoint(uid1); ok {
+		t.Error("a refused claim was checkpointed")
+	}
+	e.connectRuntime(func() []*adaptation.PodSandbox { return nil })
+	if r := e.prepare(c); r.Err != nil {
+		t.Fatalf("Prepare once connected: %v", r.Err)
+	}
+	pod, podNS := e.pod(pod1, "sandbox-1")
+	if err := e.run(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := linksOf(t, podNS)["net1"]; !ok {
+		t.Errorf("pod links %v, want net1", linksOf(t, podNS))
 	}
 }

@@ -170,6 +170,9 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 	if err != nil {
 		return nil, err
 	}
+	if err := d.nriReady(devs); err != nil {
+		return nil, err
+	}
 
 	// Lock the VFs in address order (as one CNI command or the agent
 	// would), then check that nobody holds them.
