@@ -45,10 +45,13 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.BoolVar(&dp.CDI, "cdi", false, "hand devices out as CDI device names and write their CDI specs to --cdi-dir")
 	fs.StringVar(&dp.CDIDir, "cdi-dir", deviceplugin.DefaultCDIDir, "where CDI specs are written when --cdi is set")
 	fs.StringVar(&dp.DeviceInfoDir, "device-info-dir", deviceplugin.DefaultDeviceInfoDir, "where the device plugin writes each allocated VF's device-info file (Network Plumbing Working Group spec) for Multus")
-	serveDRA := fs.Bool("dra", false, "also run the DRA kubelet plugin, publishing the VFs of pools whose policy asks for allocation DRA in ResourceSlices and preparing their claims (needs resource.k8s.io/v1 and the kubelet's plugins and plugins_registry directories; the VF's netdev is not moved into the pod yet, see docs/dra.md)")
+	serveDRA := fs.Bool("dra", false, "also run the DRA kubelet plugin, publishing the VFs of pools whose policy asks for allocation DRA in ResourceSlices and preparing their claims, and the NRI plugin that moves each prepared VF's netdev into its pod at sandbox creation (needs resource.k8s.io/v1, the kubelet's plugins and plugins_registry directories, and containerd 2.x with NRI enabled: its socket, /var/run/netns and the CNI binaries; see docs/dra.md)")
 	var draOpts dra.Options
 	fs.StringVar(&draOpts.PluginDir, "dra-plugin-dir", "", `the DRA driver's socket directory; "" is /var/lib/kubelet/plugins/<driver>`)
 	fs.StringVar(&draOpts.RegistryDir, "dra-registry-dir", "", `the kubelet's plugin registration directory; "" is /var/lib/kubelet/plugins_registry`)
+	fs.StringVar(&draOpts.NRISocket, "dra-nri-socket", dra.DefaultNRISocket, "the container runtime's NRI socket, through which --dra moves claimed VFs into pods (containerd 2.x serves it unless NRI is disabled in its config); while it cannot be reached, claims of VFs with a netdev fail Prepare, saying why")
+	draNRI := fs.Bool("dra-nri", true, "with --dra, connect to the runtime's NRI socket and move each prepared VF's netdev into its pod; false prepares claims without moving anything (the pods get no interface on their VFs): only for runtimes without NRI")
+	fs.StringVar(&draOpts.CNIPath, "dra-cni-path", "", `where --dra looks for the IPAM plugins of claim configs; "" is $CNI_PATH, else /opt/cni/bin`)
 	fs.StringVar(&draOpts.ClaimsDir, "dra-claims-dir", "", `the DRA driver's claim checkpoints (what each prepared claim changed on its VFs); "" is <state-dir>/dra/claims. Kernel-lifetime state like the VFs: keep it on a host tmpfs, so that a reboot forgets both`)
 	newLogger := logFlag(fs)
 
@@ -65,6 +68,7 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 			dp.DevRoot, dp.SysRoot = o.DevRoot, o.SysRoot
 			o.DevicePlugin = &dp
 			if *serveDRA {
+				draOpts.NoNRI = !*draNRI
 				o.DRA = &draOpts
 			}
 		} else if *serveDRA {

@@ -62,8 +62,10 @@ type NodeDaemonSetOptions struct {
 	// --sriov-alias), so NetworkAttachmentDefinitions written for sriov-cni
 	// run sluice-cni; off, such an alias is removed.
 	SriovCNIAlias bool
-	// DRA runs the agent's DRA kubelet plugin (--dra), with the kubelet's
-	// plugins and plugins_registry directories mounted.
+	// DRA runs the agent's DRA kubelet plugin and NRI plugin (--dra),
+	// with the kubelet's plugins and plugins_registry directories, the
+	// runtime's NRI socket directory, /var/run/netns, /var/lib/cni/networks and the
+	// CNI binaries mounted.
 	DRA bool
 }
 
@@ -125,6 +127,23 @@ func nodeDaemonSet(o NodeDaemonSetOptions) *appsv1ac.DaemonSetApplyConfiguration
 		mounts = append(mounts, corev1ac.VolumeMount().WithName(m.volume).WithMountPath(m.mountPath))
 	}
 	volumes = append(volumes, hostPathVolume("cni-bin", "/opt/cni/bin", corev1.HostPathDirectoryOrCreate))
+	if o.DRA {
+		// The runtime's NRI socket: its sandbox events move the claimed
+		// VFs into the pods' network namespaces, which the runtime mounts
+		// under /var/run/netns after the agent started (hence the
+		// propagation). The IPAM plugins of claim configs run from the
+		// CNI binaries; host-local keeps its leases in the host's
+		// /var/lib/cni/networks.
+		volumes = append(volumes,
+			hostPathVolume("nri", "/var/run/nri", corev1.HostPathDirectoryOrCreate),
+			hostPathVolume("netns", "/var/run/netns", corev1.HostPathDirectoryOrCreate),
+			hostPathVolume("cni-networks", "/var/lib/cni/networks", corev1.HostPathDirectoryOrCreate))
+		mounts = append(mounts,
+			corev1ac.VolumeMount().WithName("nri").WithMountPath("/var/run/nri"),
+			corev1ac.VolumeMount().WithName("netns").WithMountPath("/var/run/netns").WithMountPropagation(corev1.MountPropagationHostToContainer),
+			corev1ac.VolumeMount().WithName("cni-networks").WithMountPath("/var/lib/cni/networks"),
+			corev1ac.VolumeMount().WithName("cni-bin").WithMountPath("/opt/cni/bin").WithReadOnly(true))
+	}
 
 	// Metrics are HTTPS for authorized scrapers only (--metrics-secure,
 	// the default): the agent is on the node's network.

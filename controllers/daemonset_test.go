@@ -1,8 +1,11 @@
 package controllers
 
 import (
+	"maps"
 	"slices"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // --node-cdi turns the agent's CDI mode on, with the spec directory the
@@ -41,6 +44,23 @@ func TestNodeDaemonSetDRA(t *testing.T) {
 		}
 		if (len(mounted) == 2) != on || (!on && len(mounted) != 0) {
 			t.Errorf("DRA %t: kubelet plugin directories mounted: %v", on, mounted)
+		}
+		// The NRI plugin's: the runtime's socket, the pods' network
+		// namespaces (mounted by the runtime later: propagated), the IPAM
+		// plugins and host-local's leases.
+		want := map[string]string{"/var/run/nri": "", "/var/run/netns": string(corev1.MountPropagationHostToContainer), "/opt/cni/bin": "", "/var/lib/cni/networks": ""}
+		got := map[string]string{}
+		for _, m := range agent.VolumeMounts {
+			if _, ok := want[*m.MountPath]; ok {
+				p := ""
+				if m.MountPropagation != nil {
+					p = string(*m.MountPropagation)
+				}
+				got[*m.MountPath] = p
+			}
+		}
+		if on && !maps.Equal(got, want) || !on && len(got) != 0 {
+			t.Errorf("DRA %t: NRI plugin mounts %v, want %v", on, got, want)
 		}
 	}
 }

@@ -36,9 +36,10 @@ const (
 // (VFNetwork) or the settings inline (VLAN, VLANQoS, MTU, Trust, SpoofChk,
 // IPAM), never both; MAC and IfName go with either.
 //
-// What Prepare applies today are the PF-side settings (VLAN, QoS, MAC,
-// trust, spoof checking). MTU, IPAM and IfName are validated and recorded
-// for the step that moves the VF into the pod's network namespace.
+// Prepare applies the PF-side settings (VLAN, QoS, MAC, trust, spoof
+// checking) and records the config in the claim's checkpoint; MTU, IPAM and
+// IfName apply when the DRA driver's NRI plugin moves the VF's netdev into
+// the pod's network namespace at sandbox creation.
 type ClaimConfig struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`

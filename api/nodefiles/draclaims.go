@@ -48,6 +48,50 @@ type DRAClaim struct {
 	CDISpec string           `json:"cdiSpec,omitempty"`
 	Devices []DRAClaimDevice `json:"devices"`
 	Created time.Time        `json:"created"`
+	// PodUIDs are the pods the claim is reserved for at Prepare
+	// (status.reservedFor, resource "pods"): the sandboxes whose creation
+	// moves the claim's VFs in. Absent in checkpoints of older agents.
+	PodUIDs []string `json:"podUIDs,omitempty"`
+}
+
+// DRA attachment states.
+const (
+	// DRAAttachmentAttaching: the attachment is recorded and the VF may
+	// be on its way into the pod. A driver that finds it without the
+	// event running gives the VF back.
+	DRAAttachmentAttaching = "Attaching"
+	// DRAAttachmentAttached: the VF is in the pod.
+	DRAAttachmentAttached = "Attached"
+)
+
+// DRAAttachment is what moving a claim's VF into a pod's network
+// namespace did, written before each change, so that the VF can be given
+// back after a crash at any point.
+type DRAAttachment struct {
+	State string `json:"state"`
+	// PodUID, PodNamespace, PodName and SandboxID name the pod sandbox;
+	// Netns is its network namespace.
+	PodUID       string `json:"podUID"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+	SandboxID    string `json:"sandboxID"`
+	Netns        string `json:"netns"`
+	// IfName is the VF's interface name in the pod.
+	IfName string `json:"ifName"`
+	// Original is the VF netdev in the host namespace before the move:
+	// its name, MAC, MTU and state come back.
+	Original host.NetdevState `json:"original"`
+	// MAC is the VF's MAC in the pod.
+	MAC string `json:"mac,omitempty"`
+	// RDMADevice is the RDMA device moved with it (exclusive RDMA mode).
+	RDMADevice string `json:"rdmaDevice,omitempty"`
+	// IPAMType and IPAMNetwork are the IPAM plugin run and the network
+	// name it was given, for its DEL; IPs the addresses it returned
+	// (CIDRs).
+	IPAMType    string    `json:"ipamType,omitempty"`
+	IPAMNetwork string    `json:"ipamNetwork,omitempty"`
+	IPs         []string  `json:"ips,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 // DRAClaimDevice is one VF of a claim.
@@ -66,11 +110,16 @@ type DRAClaimDevice struct {
 	Original host.VFSettings `json:"original"`
 	Applied  host.VFConfig   `json:"applied"`
 	// Config is the claim configuration that applied to the device
-	// (dradevice.ClaimConfig), kept for the step that moves the VF into
-	// the pod.
+	// (dradevice.ClaimConfig): its ifName, mtu and ipam apply when the VF
+	// moves into the pod.
 	Config json.RawMessage `json:"config,omitempty"`
 	// CDIDeviceIDs are the CDI devices Prepare returned for it.
 	CDIDeviceIDs []string `json:"cdiDeviceIDs,omitempty"`
+	// RDMADevice is the VF's RDMA device when its pool hands RDMA out:
+	// in exclusive RDMA mode it moves into the pod with the netdev.
+	RDMADevice string `json:"rdmaDevice,omitempty"`
+	// Attachment is set while the VF is (being) moved into a pod.
+	Attachment *DRAAttachment `json:"attachment,omitempty"`
 }
 
 // DRAClaims is a checkpoint directory.

@@ -116,3 +116,50 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// TestDRAClaimCompatible: a checkpoint an agent without the NRI step
+// wrote (no podUIDs, rdmaDevice nor attachment) still reads, and such a
+// claim is written back without the new fields; an attachment round-trips.
+func TestDRAClaimCompatible(t *testing.T) {
+	d := NewDRAClaims(filepath.Join(t.TempDir(), "claims"))
+	old := `{"uid":"` + uidA + `","namespace":"ml","name":"c","state":"Prepared","cdiSpec":"/var/run/cdi/x.json",` +
+		`"devices":[{"request":"vf","pool":"node-a","device":"vf-0000-3b-00-2","pciAddress":"0000:3b:00.2","pfName":"ens1f0","vfIndex":0,` +
+		`"original":{"MAC":"02:00:00:00:00:09","VLAN":0,"QoS":0,"VLANProto":33024,"SpoofChk":true,"Trust":false,"LinkState":"auto","MinTxRate":0,"MaxTxRate":0},` +
+		`"applied":{}}],"created":"2026-01-01T00:00:00Z"}`
+	if err := os.MkdirAll(d.Root(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Root(), uidA+".json"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := d.Get(uidA)
+	if err != nil || !ok || c.PodUIDs != nil || c.Devices[0].Attachment != nil || c.Devices[0].PCIAddress != "0000:3b:00.2" {
+		t.Fatalf("old checkpoint = %+v %v %v", c, ok, err)
+	}
+	if err := d.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(d.Root(), uidA+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"podUIDs", "rdmaDevice", "attachment"} {
+		if strings.Contains(string(b), `"`+f+`"`) {
+			t.Errorf("rewritten old checkpoint has %q: %s", f, b)
+		}
+	}
+
+	c.PodUIDs = []string{"9a1d0c3e-0001-4c5e-9e55-7d2f0c1a2b3c"}
+	c.Devices[0].RDMADevice = "mlx5_2"
+	c.Devices[0].Attachment = &DRAAttachment{State: DRAAttachmentAttached, PodUID: c.PodUIDs[0], PodNamespace: "ml", PodName: "p",
+		SandboxID: "abc", Netns: "/var/run/netns/cni-1", IfName: "net1", Original: host.NetdevState{Name: "ens1f0v0", MAC: "02:00:00:00:00:09", MTU: 1500, Up: true},
+		MAC: "02:00:00:00:00:09", RDMADevice: "mlx5_2", IPAMType: "host-local", IPAMNetwork: "sluice-dra-0123456789ab", IPs: []string{"10.0.0.2/24"},
+		Created: time.Unix(200, 0).UTC()}
+	if err := d.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := d.Get(uidA)
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Errorf("Get = %+v %v\nwant %+v", got, err, c)
+	}
+}

@@ -36,7 +36,7 @@ func TestAgentPublishesDRAPools(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	h := twoPFHarness(t, func(h *harness) {
 		h.opts.DevicePlugin = &deviceplugin.Options{KubeletDir: kubelet.Dir, Resync: time.Hour, LinkEvents: noLinkEvents{}}
-		h.opts.DRA = &dra.Options{PluginDir: dir + "/plugin", RegistryDir: dir + "/registry"}
+		h.opts.DRA = &dra.Options{PluginDir: dir + "/plugin", RegistryDir: dir + "/registry", NoNRI: true}
 	})
 	withDRA := func(s *sluicev1.NodeNetworkStateSpec) {
 		twoPFs(4, nil)(s)
@@ -113,7 +113,7 @@ func TestAgentPreparesDRAClaim(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	h := twoPFHarness(t, func(h *harness) {
 		h.opts.DevicePlugin = &deviceplugin.Options{KubeletDir: kubelet.Dir, Resync: time.Hour, LinkEvents: noLinkEvents{}, CDIDir: dir + "/cdi"}
-		h.opts.DRA = &dra.Options{PluginDir: dir + "/plugin", RegistryDir: dir + "/registry", AttachmentsDir: dir + "/attachments"}
+		h.opts.DRA = &dra.Options{PluginDir: dir + "/plugin", RegistryDir: dir + "/registry", AttachmentsDir: dir + "/attachments", NoNRI: true}
 	})
 	h.synced(sluicev1.SyncSucceeded, h.setSpec(func(s *sluicev1.NodeNetworkStateSpec) {
 		twoPFs(4, nil)(s)

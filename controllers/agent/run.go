@@ -183,6 +183,14 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 				return err
 			}
 			defer drv.Stop()
+			// The runtime's sandbox events move the prepared VFs into
+			// their pods.
+			if !draOpts.NoNRI {
+				if err := drv.StartNRI(ctx); err != nil {
+					return err
+				}
+				defer drv.StopNRI()
+			}
 			dpo.OnScan = func(t *deviceplugin.Tree) {
 				if err := drv.Publish(ctx, t); err != nil {
 					draOpts.Log.Error(err, "cannot publish the DRA devices; retrying at the next scan")

@@ -3,9 +3,13 @@
 // ResourceSlices, one device per VF, from the device plugin's own scans
 // (deviceplugin.Options.OnScan), so that both paths see one discovery.
 //
-// What exists: the slice content (Resources, Device) and a kubelet plugin
-// (Driver) that publishes it and keeps it exact on every rescan. What does
-// not: preparing a claim. Prepare and Unprepare answer that it is not
-// implemented yet; configuring the VF and moving it into the pod (NRI),
-// CDI for RDMA char devices, claim parameters and checkpointing come next.
+// The kubelet plugin (Driver) publishes the slices and keeps them exact on
+// every rescan (slices.go), and prepares claims: the PF-side settings of
+// their configs, CDI specs for the VFs' device nodes, and a checkpoint per
+// claim (prepare.go). Its NRI plugin (nri.go, StartNRI) moves each
+// prepared VF's netdev into its pod's network namespace when the runtime
+// creates the sandbox, runs the config's IPAM plugin (ipam.go), reports
+// the interface in the claim's status (status.go), and gives the VF back
+// when the sandbox stops, when the runtime no longer runs it, or at
+// Unprepare. See docs/dra.md.
 package dra

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,18 @@ type Options struct {
 	ClaimsDir, CDIDir, AttachmentsDir, LockDir string
 	// LockTimeout bounds the wait for a VF's lock (10 s).
 	LockTimeout time.Duration
+	// NRISocket is the runtime's NRI socket (StartNRI; DefaultNRISocket
+	// when empty).
+	NRISocket string
+	// NoNRI runs no NRI plugin: claims are prepared, but no VF's netdev
+	// moves into its pod. For runtimes without NRI.
+	NoNRI bool
+	// HostNetns is the network namespace the VFs' netdevs live in and
+	// come back to; empty: the agent's own (the host's).
+	HostNetns string
+	// CNIPath is where the claim configs' IPAM plugins are looked for
+	// ($CNI_PATH, else DefaultCNIPath, when empty).
+	CNIPath string
 	// Log receives the driver's logs; the zero value discards them.
 	Log logr.Logger
 }
@@ -105,9 +118,18 @@ type Driver struct {
 	// tree is the latest scan, where Prepare finds the claims' VFs.
 	tree *deviceplugin.Tree
 
-	// prepMu serialises Prepare and Unprepare, which own claims.
+	// prepMu serialises Prepare, Unprepare and the runtime's sandbox
+	// events (nri.go), which own claims.
 	prepMu sync.Mutex
 	claims *claims
+
+	// nri is the connection to the runtime (StartNRI); statusQ feeds the
+	// claim status writer (status.go).
+	nri     *nriConn
+	statusQ chan nodefiles.DRAClaim
+	// nriDial connects to the NRI socket (nil: a Unix socket dial); the
+	// tests cut the connection through it.
+	nriDial func(path string) (net.Conn, error)
 }
 
 // newDriver checks the options and reads the claim checkpoints, before the
@@ -117,7 +139,7 @@ func newDriver(o Options) (*Driver, error) {
 		return nil, err
 	}
 	o.defaults()
-	d := &Driver{opts: o, log: o.Log}
+	d := &Driver{opts: o, log: o.Log, nri: newNRIConn()}
 	if err := d.loadClaims(); err != nil {
 		return nil, err
 	}

@@ -21,14 +21,14 @@ import (
 	"github.com/sluice-net/sluice/host"
 )
 
-// Prepare and Unprepare, without the network namespace: Prepare applies
-// the claim's PF-side settings to each of its VFs on this node and hands
-// the containers the VFs' device nodes through one CDI spec per claim;
-// Unprepare puts everything back. Both work from the claim checkpoints
-// (package nodefiles), which say which VFs are held and what they were
-// before. Moving the VF's netdev into the pod (through NRI, at sandbox
-// creation) is a later step: it will read the checkpoint's recorded
-// configuration (ifName, MTU, IPAM) and the devices' PCI addresses.
+// Prepare and Unprepare: Prepare applies the claim's PF-side settings to
+// each of its VFs on this node, records the pods the claim is reserved for
+// and hands the containers the VFs' device nodes through one CDI spec per
+// claim; Unprepare gives back a VF still in a pod (nri.go) and puts
+// everything back. Both work from the claim checkpoints (package
+// nodefiles), which say which VFs are held and what they were before.
+// Moving the VF's netdev into the pod happens at sandbox creation, through
+// NRI (nri.go).
 
 // Node is what Prepare and Unprepare need of the node; *host.Host is it.
 type Node interface {
@@ -38,6 +38,10 @@ type Node interface {
 	host.VFConfigurer
 	// DevPath maps a /dev path as containers see it to the node's.
 	DevPath(p string) string
+	// RDMANetnsMode and MoveRDMADevice move a VF's RDMA device with its
+	// netdev in exclusive RDMA mode (nri.go).
+	RDMANetnsMode() (string, error)
+	MoveRDMADevice(from *host.Netns, name string, to *host.Netns) error
 }
 
 // CDIClass is the CDI class of the claims' devices: their CDI kind is
@@ -166,6 +170,9 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 	if err != nil {
 		return nil, err
 	}
+	if err := d.nriReady(devs); err != nil {
+		return nil, err
+	}
 
 	// Lock the VFs in address order (as one CNI command or the agent
 	// would), then check that nobody holds them.
@@ -183,6 +190,7 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 	cl := nodefiles.DRAClaim{
 		UID: string(c.UID), Namespace: c.Namespace, Name: c.Name, State: nodefiles.DRAClaimPreparing,
 		CDISpec: nodefiles.DRAClaimCDISpecPath(d.opts.CDIDir, string(c.UID)), Created: time.Now().UTC(),
+		PodUIDs: reservedPods(c),
 	}
 	for _, dv := range devs {
 		vf, err := d.opts.Node.VF(dv.dev.PCIAddress)
@@ -199,6 +207,9 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 		}
 		if dv.cfg != nil {
 			cd.Config = c.Status.Allocation.Devices.Config[dv.cfgIndex].Opaque.Parameters.Raw
+		}
+		if dv.dev.RDMA != nil && dv.pool.Pool.RDMA {
+			cd.RDMADevice = dv.dev.RDMA.Name
 		}
 		cl.Devices = append(cl.Devices, cd)
 	}
@@ -306,6 +317,18 @@ func (d *Driver) plan(c *resourceapi.ResourceClaim) ([]*device, error) {
 		}
 	}
 	return devs, nil
+}
+
+// reservedPods are the UIDs of the pods the claim is reserved for: the
+// sandboxes its VFs move into (nri.go).
+func reservedPods(c *resourceapi.ResourceClaim) []string {
+	var out []string
+	for _, r := range c.Status.ReservedFor {
+		if r.APIGroup == "" && r.Resource == "pods" && r.UID != "" {
+			out = append(out, string(r.UID))
+		}
+	}
+	return out
 }
 
 func source(s resourceapi.AllocationConfigSource) string {
@@ -469,6 +492,14 @@ func (d *Driver) unprepare(uid types.UID) error {
 			return nil
 		}
 		cl = got
+	}
+	// A VF still in a pod (its sandbox's stop was not seen: the agent
+	// was down, the runtime's NRI off) comes back first.
+	if _, ok := d.claims.prepared[uid]; ok {
+		if err := d.giveBackAll(context.Background(), uid, nil); err != nil {
+			return err
+		}
+		cl = d.claims.prepared[uid]
 	}
 	if err := d.release(cl, cl.Devices, true); err != nil {
 		return err
