@@ -165,6 +165,18 @@ func (pd *PoolDevices) sameAs(o *PoolDevices) bool {
 	return true
 }
 
+// Attachment is sluice-cni's attachment record of the VF at pciAddress at
+// the scan: ok when a pod holds it through the CNI.
+func (t *Tree) Attachment(pciAddress string) (r nodefiles.Record, ok bool) {
+	r, ok = t.attached[pciAddress]
+	return r, ok
+}
+
+// NewTreeAttached is NewTree with the CNI's attachment records at the scan.
+func NewTreeAttached(snap *host.Snapshot, cfg *Config, attached map[string]nodefiles.Record) *Tree {
+	return buildTree(scanInput{snap: snap, cfg: cfg, attached: attached})
+}
+
 // scanInput is everything a scan reads.
 type scanInput struct {
 	snap *host.Snapshot

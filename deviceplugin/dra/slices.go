@@ -27,7 +27,10 @@ func DeviceName(pciAddress string) string {
 // device-name order, split into slices of at most
 // resourceapi.ResourceSliceMaxDevices. Device-plugin pools are left out. A
 // VF that two DRA pools select (the operator never renders that) is
-// published once, in the pool of the first name.
+// published once, in the pool of the first name. A VF a pod holds through
+// sluice-cni (a pool moved from the device plugin to DRA under running
+// pods) is left out until that pod gives it back: the scheduler must not
+// allocate it, and Prepare would refuse it.
 func Resources(node string, t *deviceplugin.Tree) (resourceslice.DriverResources, error) {
 	var devs []resourceapi.Device
 	if t != nil {
@@ -40,6 +43,9 @@ func Resources(node string, t *deviceplugin.Tree) (resourceslice.DriverResources
 			for i := range pd.Devices {
 				d := &pd.Devices[i]
 				if seen[d.PCIAddress] {
+					continue
+				}
+				if _, held := t.Attachment(d.PCIAddress); held {
 					continue
 				}
 				seen[d.PCIAddress] = true

@@ -14,6 +14,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/utils/ptr"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host/hosttest"
 )
@@ -261,5 +262,35 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want it to say %q", tc.o, err, tc.want)
 		}
+	}
+}
+
+// TestResourcesLeaveOutVFsHeldThroughTheCNI: a VF a pod holds through
+// sluice-cni (its pool moved to DRA under the pod) is not published until
+// the pod gives it back.
+func TestResourcesLeaveOutVFsHeldThroughTheCNI(t *testing.T) {
+	n := testNode(t, 2)
+	snap, err := n.Host().Discover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := deviceplugin.ParseConfig([]byte(config), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := n.VFAddress(cx0, 1)
+	tree := deviceplugin.NewTreeAttached(snap, c, map[string]nodefiles.Record{held: {PCIAddress: held, PodNamespace: "ns", PodName: "old"}})
+	res, err := Resources("node-a", tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range res.Pools["node-a"].Slices {
+		for _, d := range s.Devices {
+			names = append(names, d.Name)
+		}
+	}
+	if slices.Contains(names, DeviceName(held)) || len(names) != 3 {
+		t.Errorf("devices %v: want the 3 VFs of the DRA pools but %s, which a pod holds", names, held)
 	}
 }

@@ -32,7 +32,8 @@ type draDevice struct {
 // and takes 4 VFs of the second PF too, which sits under a root complex of
 // its own. The operator runs the agents' DRA plugin by default on a
 // cluster that serves resource.k8s.io/v1. The kubelet stops advertising
-// the pool and the node's ResourceSlices list its VFs. A claim for 5 VFs
+// the pool and the node's ResourceSlices list its VFs, but for one a
+// device-plugin pod still holds until that pod goes. A claim for 5 VFs
 // under one pcieRoot stays Pending with the scheduler's reason (8 are
 // free, at most 4 under a root); one for 2 gets two of one PF. Pods with
 // a ResourceClaimTemplate get a VF with the claim's VLAN and MTU, its
@@ -55,6 +56,13 @@ func (e *e2e) dra(t *testing.T) {
 			fmt.Errorf("--dra in the template: %v; status %+v", dra, st)
 	})
 
+	// A device-plugin pod holds one of the pool's VFs when the pool moves
+	// to DRA: that VF is published only once the pod gives it back.
+	e.deleteDeployment(t, "pingers") // left by PodsPingOverVFs when run alone
+	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, workloadDeployment("holder", 1, 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	holder := e.runningPods(t, "holder", 1, 5*time.Minute)
 	gen := e.nnsGeneration(t)
 	e.kubectl(t, "patch", "networknodepolicy", "emulated-igb", "--type", "merge", "-p",
 		`{"spec":{"allocation":"DRA","nicSelector":{"pfNames":["eth0","eth1"]}}}`)
@@ -72,6 +80,9 @@ func (e *e2e) dra(t *testing.T) {
 	if _, err := cs.ResourceV1().DeviceClasses().Get(e.ctx, draClass, metav1.GetOptions{}); err != nil {
 		t.Fatalf("DeviceClass %s: %v", draClass, err)
 	}
+	e.draDevices(t, draPoolVF-1)
+	t.Logf("pod %s holds its VF through the device plugin: %d devices published", holder[0].Name, draPoolVF-1)
+	e.deleteDeployment(t, "holder")
 	devs := e.draDevices(t, draPoolVF)
 	roots := map[string]int{}
 	for _, d := range devs {

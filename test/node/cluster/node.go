@@ -410,6 +410,9 @@ conntrack: {maxPerCore: 0}
 	// node's CPU (shims 6-8% each, containerd 26%: measured with the
 	// test pods running); every 10 s, as cAdvisor did before, they cost
 	// a tenth of that.
+	// NRI plugins get 2 s per event by default; past it containerd
+	// disconnects the plugin and starts the sandbox without it. The DRA
+	// driver's sandbox step (VF move, IPAM) can take longer under TCG.
 	containerdConfig = `version = 3
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -417,5 +420,7 @@ state = "/run/containerd"
   address = "/run/containerd/containerd.sock"
 [plugins."io.containerd.cri.v1.runtime"]
   stats_collect_period = "10s"
+[plugins."io.containerd.nri.v1.nri"]
+  plugin_request_timeout = "30s"
 `
 )
