@@ -42,7 +42,10 @@ for b in "$CLUSTER_NODE_BIN/containerd" "$CLUSTER_NODE_BIN/containerd-shim-runc-
 	"$CLUSTER_NODE_BIN/runc" "$CLUSTER_KUBE_BIN/kubelet" "$CLUSTER_KUBE_BIN/kube-proxy"; do
 	ln -sf "$b" /usr/local/bin/
 done
-for p in bridge host-local loopback portmap multus; do ln -sf "$CLUSTER_NODE_BIN/$p" /opt/cni/bin/; done
+for p in bridge loopback portmap multus; do ln -sf "$CLUSTER_NODE_BIN/$p" /opt/cni/bin/; done
+# host-local is copied: the agent's DRA driver runs it from its container,
+# which mounts /opt/cni/bin but not the link's target.
+cp "$CLUSTER_NODE_BIN/host-local" /opt/cni/bin/host-local.tmp && mv /opt/cni/bin/host-local.tmp /opt/cni/bin/host-local
 cp "$CLUSTER_FILES/ca.crt" "$CLUSTER_FILES/kubelet.kubeconfig" "$CLUSTER_FILES/kube-proxy.kubeconfig" \
 	"$CLUSTER_FILES/kubelet.yaml" "$CLUSTER_FILES/kube-proxy.yaml" /etc/kubernetes/
 cp "$CLUSTER_FILES/00-multus.conf" /etc/cni/net.d/
