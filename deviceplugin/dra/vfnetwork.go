@@ -75,6 +75,8 @@ func (d *Driver) resolveVFNetwork(ctx context.Context, ns string, cfg *dradevice
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil, fmt.Errorf("vfNetwork %s: there is no VFNetwork %s: create it, or fix vfNetwork.name and vfNetwork.namespace (empty: the claim's namespace, %s)", key, key, ns)
+	case apierrors.IsForbidden(err):
+		return nil, nil, fmt.Errorf("vfNetwork %s: read the VFNetwork: %w: the agent's ServiceAccount needs get on vfnetworks.sluice.dev (config/rbac/agent_role.yaml)", key, err)
 	case err != nil:
 		return nil, nil, fmt.Errorf("vfNetwork %s: read the VFNetwork: %w", key, err)
 	}

@@ -20,10 +20,15 @@ import (
 type fakeVFNetworks struct {
 	m     map[types.NamespacedName]*sluicev1.VFNetwork
 	calls int
+	// fail, when set, is every read's answer.
+	fail error
 }
 
 func (f *fakeVFNetworks) GetVFNetwork(_ context.Context, key types.NamespacedName) (*sluicev1.VFNetwork, error) {
 	f.calls++
+	if f.fail != nil {
+		return nil, f.fail
+	}
 	v, ok := f.m[key]
 	if !ok {
 		return nil, apierrors.NewNotFound(sluicev1.GroupVersion.WithResource("vfnetworks").GroupResource(), key.Name)
@@ -174,6 +179,13 @@ func TestPrepareVFNetworkRefused(t *testing.T) {
 			t.Fatalf("%s: a refused claim left a checkpoint", tc.name)
 		}
 	}
+	// The API refuses the read.
+	f.fail = apierrors.NewForbidden(sluicev1.GroupVersion.WithResource("vfnetworks").GroupResource(), "rated", nil)
+	if r := e.prepare(claim(uid1, both, opaque(resourceapi.AllocationConfigSourceClaim, vfnRef("rated", "sluice-system")))); r.Err == nil ||
+		!strings.Contains(r.Err.Error(), "the agent's ServiceAccount needs get on vfnetworks.sluice.dev") {
+		t.Errorf("read refused: Prepare = %v", r.Err)
+	}
+	f.fail = nil
 	// A platform VFNetwork in the claim's namespace is the platform's own:
 	// pods of other namespaces get none.
 	f.add("sluice-system", "home", sluicev1.VFNetworkSpec{ResourceName: "rail"})
