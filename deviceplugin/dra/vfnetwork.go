@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -59,10 +60,13 @@ func NewVFNetworkClient(cfg *rest.Config) (VFNetworkGetter, error) {
 	return VFNetworksFrom(c), nil
 }
 
+// vfNetworkReadTimeout bounds the read of one VFNetwork.
+const vfNetworkReadTimeout = 10 * time.Second
+
 // resolveVFNetwork reads the VFNetwork cfg names for a claim in namespace
 // ns and returns it with the config its settings make: cfg's mac and
 // ifName, and the VFNetwork's settings in place of the reference. The
-// errors name the field and the fix; where says which config it is.
+// errors name the field and the fix; the caller adds which config it is.
 func (d *Driver) resolveVFNetwork(ctx context.Context, ns string, cfg *dradevice.ClaimConfig) (*sluicev1.VFNetwork, *dradevice.ClaimConfig, error) {
 	key := types.NamespacedName{Namespace: cfg.VFNetwork.Namespace, Name: cfg.VFNetwork.Name}
 	if key.Namespace == "" {
@@ -71,6 +75,10 @@ func (d *Driver) resolveVFNetwork(ctx context.Context, ns string, cfg *dradevice
 	if d.opts.VFNetworks == nil {
 		return nil, nil, fmt.Errorf("vfNetwork %s: this driver reads no VFNetworks (dra.Options.VFNetworks is unset): give the settings inline", key)
 	}
+	// Prepare holds the lock the runtime's sandbox events wait for: a slow
+	// API server must not hold them for long.
+	ctx, cancel := context.WithTimeout(ctx, vfNetworkReadTimeout)
+	defer cancel()
 	vfn, err := d.opts.VFNetworks.GetVFNetwork(ctx, key)
 	switch {
 	case apierrors.IsNotFound(err):
