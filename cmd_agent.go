@@ -21,7 +21,7 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	namespace := envOr("POD_NAMESPACE", agent.DefaultNamespace)
 	kubeconfig.RegisterFlags(fs)
 	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's Kubernetes name, also its NodeNetworkState's (NODE_NAME when set)")
-	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the drain slot Leases, which the operator creates: the agent's own (POD_NAMESPACE when set)")
+	fs.StringVar(&o.Namespace, "namespace", namespace, "namespace of the drain slot Leases, which the operator creates: the agent's own, the operator's (POD_NAMESPACE when set); the DRA driver takes its VFNetworks as the platform's (docs/vfnetwork.md)")
 	fs.IntVar(&o.MaxUnavailable, "max-unavailable", 1, "nodes that may drain for a VF change at once, cluster-wide (the same on every agent)")
 	fs.StringVar(&o.SysRoot, "sys-root", agent.DefaultSysRoot, "where the host's sysfs is mounted")
 	fs.StringVar(&o.DevRoot, "dev-root", agent.DefaultDevRoot, "where the host's /dev is mounted")

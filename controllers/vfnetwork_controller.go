@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/sluice-net/sluice/api/tenancy"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
 
@@ -58,7 +59,7 @@ const errNotManaged = constError("not managed by this VFNetwork")
 // NetworkAttachmentDefinition of the same name, in spec.networkNamespace or
 // the VFNetwork's own namespace, and keeps it as rendered. A tenant's
 // VFNetwork (outside PlatformNamespace) that asks for what only a platform
-// VFNetwork may (tenancy.go) gets no NetworkAttachmentDefinition.
+// VFNetwork may (package api/tenancy) gets no NetworkAttachmentDefinition.
 type VFNetworkReconciler struct {
 	Client client.Client
 	Scheme *runtime.Scheme
@@ -314,11 +315,7 @@ func managedBy(vfn *sluicev1.VFNetwork, nad *nadv1.NetworkAttachmentDefinition) 
 }
 
 func nadKey(vfn *sluicev1.VFNetwork) types.NamespacedName {
-	ns := vfn.Spec.NetworkNamespace
-	if ns == "" {
-		ns = vfn.Namespace
-	}
-	return types.NamespacedName{Namespace: ns, Name: vfn.Name}
+	return types.NamespacedName{Namespace: tenancy.NetworkNamespace(vfn), Name: vfn.Name}
 }
 
 func parseKey(s string) types.NamespacedName {

@@ -36,8 +36,10 @@ const (
 // (VFNetwork) or the settings inline (VLAN, VLANQoS, MTU, Trust, SpoofChk,
 // IPAM), never both; MAC and IfName go with either.
 //
-// Prepare applies the PF-side settings (VLAN, QoS, MAC, trust, spoof
-// checking) and records the config in the claim's checkpoint; MTU, IPAM and
+// Prepare resolves a VFNetwork into the settings it gives (its VLAN, QoS,
+// MTU, trust, spoof checking and IPAM, deviceplugin/dra's vfnetwork.go),
+// applies the PF-side settings (VLAN, QoS, MAC, trust, spoof checking) and
+// records the config, resolved, in the claim's checkpoint; MTU, IPAM and
 // IfName apply when the DRA driver's NRI plugin moves the VF's netdev into
 // the pod's network namespace at sandbox creation.
 type ClaimConfig struct {

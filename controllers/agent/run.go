@@ -167,6 +167,10 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 			// Kernel-lifetime state, as the agent's own.
 			d.ClaimsDir = filepath.Join(o.StateDir, "dra", "claims")
 		}
+		if d.PlatformNamespace == "" {
+			// The agents run in the operator's namespace (its DaemonSet).
+			d.PlatformNamespace = o.Namespace
+		}
 		draOpts = &d
 	}
 	return func(ctx context.Context) error {
@@ -177,6 +181,13 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 					return fmt.Errorf("DRA driver: API client: %w", err)
 				}
 				draOpts.KubeClient = cs
+			}
+			if draOpts.VFNetworks == nil {
+				vfn, err := dra.NewVFNetworkClient(cfg)
+				if err != nil {
+					return fmt.Errorf("DRA driver: %w", err)
+				}
+				draOpts.VFNetworks = vfn
 			}
 			drv, err := dra.Start(ctx, *draOpts)
 			if err != nil {

@@ -62,6 +62,13 @@ type Options struct {
 	// CNIPath is where the claim configs' IPAM plugins are looked for
 	// ($CNI_PATH, else DefaultCNIPath, when empty).
 	CNIPath string
+	// VFNetworks reads the VFNetworks claim configs name (vfNetwork);
+	// nil: such configs fail Prepare.
+	VFNetworks VFNetworkGetter
+	// PlatformNamespace is the operator's namespace: its VFNetworks are
+	// the platform's (package api/tenancy), which decides the namespaces
+	// whose claims may name a VFNetwork.
+	PlatformNamespace string
 	// Log receives the driver's logs; the zero value discards them.
 	Log logr.Logger
 }

@@ -3,6 +3,7 @@ package dra
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/sluice-net/sluice/api/dradevice"
 	"github.com/sluice-net/sluice/api/nodefiles"
+	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/deviceplugin"
 	"github.com/sluice-net/sluice/host"
 )
@@ -108,12 +110,12 @@ func (d *Driver) loadClaims() error {
 
 // PrepareResourceClaims prepares each claim on its own: one failing does
 // not fail the others.
-func (d *Driver) PrepareResourceClaims(_ context.Context, cs []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+func (d *Driver) PrepareResourceClaims(ctx context.Context, cs []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	d.prepMu.Lock()
 	defer d.prepMu.Unlock()
 	out := make(map[types.UID]kubeletplugin.PrepareResult, len(cs))
 	for _, c := range cs {
-		devs, err := d.prepare(c)
+		devs, err := d.prepare(ctx, c)
 		if err != nil {
 			err = fmt.Errorf("claim %s/%s: %w", c.Namespace, c.Name, err)
 			d.log.Error(err, "prepare failed", "uid", c.UID)
@@ -146,12 +148,14 @@ type device struct {
 	pool   *deviceplugin.PoolDevices
 	dev    *deviceplugin.Device
 	// cfg is the configuration that applies (nil: none) and cfgIndex its
-	// index in the allocation's config.
+	// index in the allocation's config; vfn is the VFNetwork it names,
+	// whose settings cfg holds (vfnetwork.go).
 	cfg      *dradevice.ClaimConfig
 	cfgIndex int
+	vfn      *sluicev1.VFNetwork
 }
 
-func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device, err error) {
+func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device, err error) {
 	if cl, ok := d.claims.prepared[c.UID]; ok {
 		// Prepared already (the kubelet retries, or restarted): the same
 		// answer, and the VFs are not touched again.
@@ -166,7 +170,7 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 	if c.Status.Allocation == nil {
 		return nil, errors.New("not allocated: the scheduler has not allocated it yet")
 	}
-	devs, err := d.plan(c)
+	devs, err := d.plan(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +209,14 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 			PCIAddress: vf.PCIAddress, PFName: vf.PFName, VFIndex: vf.Index, Original: vf.Settings,
 			Applied: vfConfig(dv.cfg), CDIDeviceIDs: []string{d.cdiID(c.UID, dv.result.Device)},
 		}
-		if dv.cfg != nil {
+		switch {
+		case dv.vfn != nil:
+			// The VFNetwork's settings, resolved: the NRI step and a
+			// restart read them here.
+			if cd.Config, err = json.Marshal(dv.cfg); err != nil {
+				return nil, fmt.Errorf("device %s: record the settings of VFNetwork %s/%s: %w", dv.result.Device, dv.vfn.Namespace, dv.vfn.Name, err)
+			}
+		case dv.cfg != nil:
 			cd.Config = c.Status.Allocation.Devices.Config[dv.cfgIndex].Opaque.Parameters.Raw
 		}
 		if dv.dev.RDMA != nil && dv.pool.Pool.RDMA {
@@ -249,10 +260,12 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) (_ []kubeletplugin.Device
 }
 
 // plan finds the claim's devices of this driver on this node in the
-// latest scan, with the configuration that applies to each.
-func (d *Driver) plan(c *resourceapi.ResourceClaim) ([]*device, error) {
+// latest scan, with the configuration that applies to each (a VFNetwork's
+// resolved).
+func (d *Driver) plan(ctx context.Context, c *resourceapi.ResourceClaim) ([]*device, error) {
 	alloc := &c.Status.Allocation.Devices
 	cfgs := make([]*dradevice.ClaimConfig, len(alloc.Config))
+	vfns := make([]*sluicev1.VFNetwork, len(alloc.Config))
 	for i, ac := range alloc.Config {
 		if ac.Opaque == nil || ac.Opaque.Driver != d.opts.DriverName {
 			continue
@@ -262,8 +275,9 @@ func (d *Driver) plan(c *resourceapi.ResourceClaim) ([]*device, error) {
 			return nil, fmt.Errorf("config of the %s (allocation config[%d], opaque parameters for %s): %w", source(ac.Source), i, d.opts.DriverName, err)
 		}
 		if cfg.VFNetwork != nil {
-			return nil, fmt.Errorf("config of the %s (allocation config[%d]): vfNetwork %s: VFNetwork references are not resolved for DRA claims yet: give vlan, vlanQoS, trust and spoofChk inline",
-				source(ac.Source), i, cfg.VFNetwork.Name)
+			if vfns[i], cfg, err = d.resolveVFNetwork(ctx, c.Namespace, cfg); err != nil {
+				return nil, fmt.Errorf("config of the %s (allocation config[%d]): %w", source(ac.Source), i, err)
+			}
 		}
 		cfgs[i] = cfg
 	}
@@ -292,8 +306,13 @@ func (d *Driver) plan(c *resourceapi.ResourceClaim) ([]*device, error) {
 		// after the class's.
 		for i, ac := range alloc.Config {
 			if cfgs[i] != nil && forRequest(ac.Requests, r.Request) {
-				dv.cfg, dv.cfgIndex = cfgs[i], i
+				dv.cfg, dv.cfgIndex, dv.vfn = cfgs[i], i, vfns[i]
 			}
+		}
+		if v := dv.vfn; v != nil && v.Spec.ResourceName != pd.Pool.Name {
+			ac := alloc.Config[dv.cfgIndex]
+			return nil, fmt.Errorf("config of the %s (allocation config[%d]): vfNetwork %s/%s serves pool %s (spec.resourceName), but device %s (request %s) is a VF of pool %s: name a VFNetwork whose resourceName is %s, or request the device from pool %s's DeviceClass",
+				source(ac.Source), dv.cfgIndex, v.Namespace, v.Name, v.Spec.ResourceName, r.Device, r.Request, pd.Pool.Name, pd.Pool.Name, v.Spec.ResourceName)
 		}
 		devs = append(devs, dv)
 	}

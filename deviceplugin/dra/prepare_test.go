@@ -492,7 +492,7 @@ func TestPrepareErrors(t *testing.T) {
 		{"unknown field", claim(uid1, both, opaque(resourceapi.AllocationConfigSourceClaim, `{`+hdr+`, "vlanid": 1}`)),
 			"config of the claim (allocation config[0], opaque parameters for sluice.dev): vlanid: unknown field"},
 		{"vfNetwork", claim(uid1, both, opaque(resourceapi.AllocationConfigSourceClaim, `{`+hdr+`, "vfNetwork": {"name": "rail-a"}}`)),
-			"VFNetwork references are not resolved for DRA claims yet"},
+			"config of the claim (allocation config[0]): vfNetwork ml/rail-a: this driver reads no VFNetworks"},
 		{"mac for two", claim(uid1, both, opaque(resourceapi.AllocationConfigSourceClaim, `{`+hdr+`, "mac": "02:00:00:00:00:01"}`)),
 			"sets mac or ifName, which name one VF, and applies to 2 devices"},
 		{"ifName for two", claim(uid1, both, opaque(resourceapi.AllocationConfigSourceClaim, `{`+hdr+`, "ifName": "net1"}`, "rail")),

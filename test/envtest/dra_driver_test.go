@@ -30,6 +30,16 @@ import (
 // admission policy of config/ apply to it.
 func agentClientset(t *testing.T, ns string, node *corev1.Node) kubernetes.Interface {
 	t.Helper()
+	cs, err := kubernetes.NewForConfig(agentConfig(t, ns, node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// agentConfig is the API configuration of agentClientset.
+func agentConfig(t *testing.T, ns string, node *corev1.Node) *rest.Config {
+	t.Helper()
 	ctx := context.Background()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sluice-node-dra-" + node.Name[len(node.Name)-4:]},
@@ -52,11 +62,7 @@ func agentClientset(t *testing.T, ns string, node *corev1.Node) kubernetes.Inter
 	}
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = tr.Status.Token
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
+	return cfg
 }
 
 const (

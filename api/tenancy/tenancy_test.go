@@ -1,4 +1,4 @@
-package controllers
+package tenancy
 
 import (
 	"strings"
@@ -42,7 +42,7 @@ func TestTenantRefusal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: "team-a"}, Spec: open}
 			tc.mutate(&n.Spec)
-			got := TenantRefusal(n, "sluice-system")
+			got := Refusal(n, "sluice-system")
 			if len(tc.want) == 0 {
 				if got != "" {
 					t.Fatalf("refused: %s", got)
@@ -57,8 +57,55 @@ func TestTenantRefusal(t *testing.T) {
 			}
 			// The same VFNetwork in the operator's namespace is the platform's.
 			n.Namespace = "sluice-system"
-			if got := TenantRefusal(n, "sluice-system"); got != "" {
+			if got := Refusal(n, "sluice-system"); got != "" {
 				t.Errorf("platform VFNetwork refused: %s", got)
+			}
+		})
+	}
+}
+
+func TestUseRefusal(t *testing.T) {
+	const platform = "sluice-system"
+	vfn := func(ns, networkNS string, mutate func(*sluicev1.VFNetworkSpec)) *sluicev1.VFNetwork {
+		n := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: ns},
+			Spec: sluicev1.VFNetworkSpec{ResourceName: "pool", NetworkNamespace: networkNS}}
+		if mutate != nil {
+			mutate(&n.Spec)
+		}
+		return n
+	}
+	vlan := func(s *sluicev1.VFNetworkSpec) { s.VLAN = 100 }
+	cases := []struct {
+		name string
+		n    *sluicev1.VFNetwork
+		ns   string
+		// want is in the refusal; empty: allowed.
+		want []string
+	}{
+		{"tenant, own namespace", vfn("team-a", "", nil), "team-a", nil},
+		{"tenant, other namespace", vfn("team-a", "", nil), "team-b",
+			[]string{"VFNetwork team-a/net is namespace team-a's", "not team-b's", "create the VFNetwork in team-b"}},
+		{"tenant asking for a VLAN", vfn("team-a", "", vlan), "team-a",
+			[]string{"the operator renders nothing for it: a VFNetwork outside namespace sluice-system may not ask for this: spec.vlan 100"}},
+		{"platform, for the namespace", vfn(platform, "team-a", vlan), "team-a", nil},
+		{"platform, for another namespace", vfn(platform, "team-b", vlan), "team-a",
+			[]string{"platform VFNetwork for namespace team-b", "not team-a", "spec.networkNamespace: team-a"}},
+		{"platform, for its own namespace", vfn(platform, "", nil), "team-a",
+			[]string{"platform VFNetwork for namespace sluice-system"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := UseRefusal(tc.n, platform, tc.ns)
+			if len(tc.want) == 0 && got != "" {
+				t.Fatalf("refused: %s", got)
+			}
+			if len(tc.want) > 0 && got == "" {
+				t.Fatal("allowed")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("refusal %q does not say %q", got, w)
+				}
 			}
 		})
 	}
