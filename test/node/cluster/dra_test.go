@@ -83,6 +83,11 @@ func (e *e2e) dra(t *testing.T) {
 	e.draDevices(t, draPoolVF-1)
 	t.Logf("pod %s holds its VF through the device plugin: %d devices published", holder[0].Name, draPoolVF-1)
 	e.deleteDeployment(t, "holder")
+	// sluice-cni's DEL gave the VF back under its own name.
+	if out, err := e.c.Node.Sh(e.ctx, "ip -br link | grep -c '^net1'; true"); err != nil || strings.TrimSpace(out) != "0" {
+		links, _ := e.c.Node.Sh(e.ctx, "ip -br link")
+		t.Errorf("the holder's VF is in the host as net1 after its DEL (%v):\n%s", err, links)
+	}
 	devs := e.draDevices(t, draPoolVF)
 	roots := map[string]int{}
 	for _, d := range devs {
