@@ -197,7 +197,10 @@ spec:
 		t.Fatalf("ping over the DRA VFs: %v\n%s", err, out)
 	}
 
+	e.agentKilledMidClaim(t)
+
 	e.deleteDeployment(t, "dra-ping")
+	e.deleteDeployment(t, "dra-crash")
 	eventually(t, 2*time.Minute, "no claim left in demo", func() (bool, error) {
 		l, err := cs.ResourceV1().ResourceClaims(demoNS).List(e.ctx, metav1.ListOptions{})
 		if err != nil {
@@ -213,7 +216,42 @@ spec:
 			t.Errorf("%s after the pods went (%v): a VF kept the claim's VLAN?\n%s", pf, err, out)
 		}
 	}
+	if out, err := e.c.Node.Sh(e.ctx, "ls -A /run/sluice/dra/claims /run/sluice/attachments 2>/dev/null | grep -c json; true"); err != nil || strings.TrimSpace(out) != "0" {
+		t.Errorf("claim checkpoints or attachment records left (%v): %s", err, out)
+	}
 	e.draDevices(t, draPoolVF)
+}
+
+// agentKilledMidClaim: the agent is killed (SIGKILL) as soon as a new
+// claim's checkpoint appears, in Prepare or in the sandbox step after it.
+// The kubelet restarts it, the kubelet and containerd retry, and the pod
+// runs with its VF set up once; the step's final checks find nothing
+// leaked after the pods go.
+func (e *e2e) agentKilledMidClaim(t *testing.T) {
+	cs := e.c.CP.Client
+	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-crash", 1, "dra-vlan"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	if err := Poll(e.ctx, 3*time.Minute, 100*time.Millisecond, "a checkpoint of the dra-crash claim", func() (bool, error) {
+		out, err := e.c.Node.Sh(e.ctx, `grep -h -o '"name":"dra-crash[^"]*","state":"[A-Za-z]*"' /run/sluice/dra/claims/*.json 2>/dev/null; true`)
+		state = strings.TrimSpace(out)
+		return state != "", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.c.Node.Sh(e.ctx, "pkill -9 -f '/usr/local/bin/sluice agent'"); err != nil {
+		t.Fatalf("kill the agent: %v %s", err, out)
+	}
+	t.Logf("agent killed at checkpoint %s", state)
+	pods := e.runningPods(t, "dra-crash", 1, 6*time.Minute)
+	out := e.kubectl(t, "-n", demoNS, "exec", pods[0].Name, "--", "sh", "-c", "cat /sys/class/net/dra0/mtu; ls /sys/class/net | grep -vcx -e lo -e eth0")
+	if f := strings.Fields(out); len(f) != 2 || f[0] != "1400" || f[1] != "1" {
+		t.Errorf("pod %s after the agent's restart: dra0 MTU and extra interfaces %q, want 1400 and exactly dra0", pods[0].Name, out)
+	}
+	if n := e.vfsInPods(t); n != 3 {
+		t.Errorf("%d igbvf netdevs in pods, want 3 (dra-ping's 2 and dra-crash's 1): none handed out twice, none stranded", n)
+	}
 }
 
 // railsTemplate is a ResourceClaimTemplate for n VFs of the DRA pool under
