@@ -524,8 +524,9 @@ func (d *Driver) unprepare(uid types.UID) error {
 // release restores devs (the claim's VFs that Prepare may have changed)
 // to their original settings, then removes the claim's CDI spec, its
 // checkpoint, which stays when a VF cannot be restored (the kubelet
-// retries Unprepare), and last its VFs' holds. A VF that is gone from the node has nothing to
-// restore. lock takes each VF's lock; the caller holds them otherwise.
+// retries Unprepare), and last its VFs' holds. A VF that is gone from the
+// node has nothing to restore. lock takes each VF's lock; the caller holds
+// them otherwise.
 func (d *Driver) release(cl nodefiles.DRAClaim, devs []nodefiles.DRAClaimDevice, lock bool) error {
 	var errs []error
 	for _, cd := range devs {
