@@ -52,7 +52,7 @@ func agentCommand(fs *flag.FlagSet) func(ctx context.Context) error {
 	fs.StringVar(&draOpts.NRISocket, "dra-nri-socket", dra.DefaultNRISocket, "the container runtime's NRI socket, through which --dra moves claimed VFs into pods (containerd 2.x serves it unless NRI is disabled in its config); while it cannot be reached, claims of VFs with a netdev fail Prepare, saying why")
 	draNRI := fs.Bool("dra-nri", true, "with --dra, connect to the runtime's NRI socket and move each prepared VF's netdev into its pod; false prepares claims without moving anything (the pods get no interface on their VFs): only for runtimes without NRI")
 	fs.StringVar(&draOpts.CNIPath, "dra-cni-path", "", `where --dra looks for the IPAM plugins of claim configs; "" is $CNI_PATH, else /opt/cni/bin`)
-	fs.StringVar(&draOpts.ClaimsDir, "dra-claims-dir", "", `the DRA driver's claim checkpoints (what each prepared claim changed on its VFs); "" is <state-dir>/dra/claims. Kernel-lifetime state like the VFs: keep it on a host tmpfs, so that a reboot forgets both`)
+	fs.StringVar(&draOpts.ClaimsDir, "dra-claims-dir", "", `the DRA driver's claim checkpoints (what each prepared claim changed on its VFs); "" is <state-dir>/dra/claims. Kernel-lifetime state like the VFs: keep it on a host tmpfs, so that a reboot forgets both. sluice-cni reads the per-VF holds (its vfs/ directory) at the default, /run/sluice/dra/claims, only`)
 	newLogger := logFlag(fs)
 
 	return func(ctx context.Context) error {

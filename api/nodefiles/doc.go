@@ -31,8 +31,12 @@
 //     claim, holding its VFs and their settings before Prepare, and the
 //     claims' CDI specs (WriteDRAClaimCDISpec), also left alone by the
 //     device plugin's clean-up. The driver refuses a VF that an
-//     attachment record holds; the CNI and the agent do not read the
-//     checkpoints yet.
+//     attachment record holds. The checkpoints' per-VF index, the holds
+//     (DRAHold, <claims dir>/vfs/<pci>.json), says which claim holds a VF
+//     at the cost of one open: the CNI refuses a held VF on ADD and the
+//     agent counts it as in use. The driver writes a VF's hold before the
+//     checkpoint and removes it after, and its start removes holds left
+//     without a checkpoint by a crash (draholds.go).
 //
 // What describes kernel state (records, locks, the gate, the CNI's cache)
 // lives under /run, so it cannot outlive the VFs it describes: a reboot

@@ -20,7 +20,8 @@ import (
 // DRAClaimPrepared once every VF is configured and the claim's CDI spec is
 // written; Unprepare restores the VFs from it and removes it last. A
 // checkpoint holds its VFs: no other claim, and no CNI attachment, gets
-// them while it exists. The files live under /run like the attachment
+// them while it exists; the holds (draholds.go) say so per VF to the
+// programs that must not list the checkpoints. The files live under /run like the attachment
 // records: a reboot recreates the VFs with their defaults and must also
 // forget the claims, so that the kubelet's next Prepare configures them
 // again.
@@ -212,20 +213,24 @@ func (d DRAClaims) List() (claims []DRAClaim, bad []UnreadableClaim, err error) 
 }
 
 // RemoveTemporaries deletes the temporary files of writes a crash
-// interrupted (WriteFileAtomic's hidden .<name>.json.* files): the
-// checkpoint they were to replace, if any, is still whole.
+// interrupted (WriteFileAtomic's hidden .<name>.json.* files), of
+// checkpoints and of holds: the file they were to replace, if any, is
+// still whole.
 func (d DRAClaims) RemoveTemporaries() error {
-	entries, err := os.ReadDir(d.root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("list %s: %w", d.root, err)
-	}
 	var errs []error
-	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, ".json.") {
-			errs = append(errs, RemoveFile(filepath.Join(d.root, n)))
+	for _, dir := range []string{d.root, d.HoldsDir()} {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s: %w", dir, err))
+			continue
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, ".json.") {
+				errs = append(errs, RemoveFile(filepath.Join(dir, n)))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -99,6 +99,9 @@ func (p *Plugin) add(args *skel.CmdArgs) (_ *current.Result, _ *Config, err erro
 		return nil, nil, fmt.Errorf("look up VF %s: %w", conf.PCI, err)
 	}
 	p.mark("VF lookup")
+	if err := draHeld(conf); err != nil {
+		return nil, nil, err
+	}
 	cch := cache{dir: conf.cacheDir()}
 	var unreadable *nodefiles.UnreadableError
 	if rec, ok, err := att.Get(conf.PCI); errors.As(err, &unreadable) {
@@ -367,6 +370,23 @@ func (p *Plugin) moveOut(hostNS, podNS *host.Netns, e entry) {
 	if err := hostNS.RestoreNetdev(name, *e.Netdev); err != nil {
 		p.logf("undo: restore netdev %s: %v", e.Netdev.Name, err)
 	}
+}
+
+// draHeld refuses a VF that a DRA claim holds: its hold file (one open,
+// under the VF's lock, which the DRA driver's Prepare holds while it
+// writes the hold) names the claim. It runs before anything changes.
+func draHeld(conf *Config) error {
+	h, ok, err := nodefiles.NewDRAClaims(conf.draClaimsDir()).Hold(conf.PCI)
+	var unreadable *nodefiles.UnreadableError
+	switch {
+	case errors.As(err, &unreadable):
+		return cniError(ErrVFUnavailable, "VF %s has an unreadable DRA hold (%v), so a ResourceClaim may hold it: the sluice agent removes it at its start if no claim checkpoint backs it; if no claim uses the VF, delete %s", conf.PCI, unreadable.Err, unreadable.Path)
+	case err != nil:
+		return fmt.Errorf("VF %s: %w", conf.PCI, err)
+	case ok:
+		return cniError(ErrVFUnavailable, "VF %s is held by DRA ResourceClaim %s (uid %s), prepared on this node: its pool is DRA-allocated, so its VFs go to pods through ResourceClaims, not through this network's extended resource; give the pod a ResourceClaim, or move the pool back to the device plugin once the claim's pods are gone", conf.PCI, h.Claim(), h.ClaimUID)
+	}
+	return nil
 }
 
 // staleRecord reports whether an attachment record outlived what it

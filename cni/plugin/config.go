@@ -35,12 +35,14 @@ type BaseConf struct {
 	// DeviceID is the VF's PCI address, which Multus fills in from the
 	// device plugin's allocation.
 	DeviceID string `json:"deviceID,omitempty"`
-	// CacheDir, AttachmentsDir, LockDir and StatsDir override the node
-	// defaults (tests use them).
+	// CacheDir, AttachmentsDir, LockDir, StatsDir and DRAClaimsDir (the
+	// DRA driver's claim checkpoints, whose holds ADD reads) override the
+	// node defaults (tests use them).
 	CacheDir       string `json:"cacheDir,omitempty"`
 	AttachmentsDir string `json:"attachmentsDir,omitempty"`
 	LockDir        string `json:"lockDir,omitempty"`
 	StatsDir       string `json:"statsDir,omitempty"`
+	DRAClaimsDir   string `json:"draClaimsDir,omitempty"`
 	// RuntimeConfig is what the runtime (Multus) passes for the
 	// capabilities the configuration declares: "mac" sets the VF's MAC,
 	// "ips" the addresses the IPAM plugin (static, host-local) assigns,
@@ -91,6 +93,9 @@ func (c *BaseConf) attachmentsDir() string {
 	return or(c.AttachmentsDir, nodefiles.DefaultAttachmentsDir)
 }
 func (c *BaseConf) lockDir() string { return or(c.LockDir, DefaultLockDir) }
+func (c *BaseConf) draClaimsDir() string {
+	return or(c.DRAClaimsDir, nodefiles.DefaultDRAClaimsDir)
+}
 
 // deviceID is runtimeConfig.deviceID, else the top-level deviceID.
 func (c *BaseConf) deviceID() string { return or(c.RuntimeConfig.DeviceID, c.DeviceID) }

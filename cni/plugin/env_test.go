@@ -173,6 +173,7 @@ func (e *env) dirs() map[string]any {
 		"attachmentsDir": filepath.Join(e.dir, "attachments"),
 		"lockDir":        filepath.Join(e.dir, "locks"),
 		"statsDir":       filepath.Join(e.dir, "stats"),
+		"draClaimsDir":   filepath.Join(e.dir, "dra", "claims"),
 	}
 }
 

@@ -12,6 +12,13 @@
 // the VF, with the same original state. DEL uses them to restore the VF and removes them last. All of
 // ADD, DEL and GC for one VF hold an exclusive flock on the VF's lock file.
 //
+// # VFs a DRA claim holds
+//
+// ADD refuses, under the VF's lock and before it changes anything, a VF
+// the DRA driver prepared for a ResourceClaim: the claim's hold file
+// (nodefiles.DRAHold, one per VF, one open to read) names it. ADD never
+// lists the claim checkpoints.
+//
 // # DEL without a namespace or a cache entry
 //
 // When the pod's namespace is gone, the kernel has already returned the VF's

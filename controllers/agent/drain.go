@@ -36,7 +36,7 @@ func liveUsers(ctx context.Context, pods podReader, src UsageSource, node string
 	out := vfUsers{}
 	for vf, refs := range raw {
 		for _, p := range refs {
-			if p.unknown() {
+			if p.unknown() || p.claim() {
 				out[vf] = appendPod(out[vf], p) // nothing to ask the API
 				continue
 			}
@@ -180,10 +180,17 @@ func (s *syncRun) drain(ctx context.Context, held []*pfPlan) (gone bool, err err
 	if !slices.ContainsFunc(pods, func(p PodRef) bool { return !p.noEviction() }) {
 		// No eviction can free these VFs: do not take a drain slot
 		// another node could use.
-		hint := "their runtime has still to run the CNI DEL"
-		if slices.ContainsFunc(pods, PodRef.unknown) {
-			hint = "if no pod uses those VFs, delete the files"
+		var hints []string
+		if slices.ContainsFunc(pods, func(p PodRef) bool { return p.TearingDown }) {
+			hints = append(hints, "their runtime has still to run the CNI DEL")
 		}
+		if slices.ContainsFunc(pods, func(p PodRef) bool { return p.claim() && !p.unknown() }) {
+			hints = append(hints, "a DRA claim holds its VFs until the kubelet unprepares it, once no pod on the node uses it: delete the claim's pods")
+		}
+		if slices.ContainsFunc(pods, PodRef.unknown) {
+			hints = append(hints, "if nothing uses those VFs, delete the files")
+		}
+		hint := strings.Join(hints, "; ")
 		st.Drain = &sluicev1.DrainStatus{State: sluicev1.DrainWaiting, Pods: names, Reason: fmt.Sprintf(
 			"%s; held by %s: %s", why, podList(pods), hint)}
 		return false, nil

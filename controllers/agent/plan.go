@@ -307,6 +307,11 @@ func planVF(g sluicev1.VFGroup, vf *host.VF, rec *pfRecord, pods []PodRef) (vfSt
 	if g.SpoofChk != nil && *g.SpoofChk != vf.Settings.SpoofChk {
 		s.spoofChk = g.SpoofChk
 	}
+	if slices.ContainsFunc(pods, PodRef.claim) {
+		// A DRA claim's settings are the claim's: its Unprepare puts back
+		// the VF's, and the next sync applies the policy's then.
+		s.trust, s.spoofChk = nil, nil
+	}
 	return s, s.rebind || s.mtu != 0 || s.trust != nil || s.spoofChk != nil
 }
 
@@ -409,7 +414,20 @@ func (p *pfPlan) line() string {
 	}
 	line := head + strings.Join(parts, "; ")
 	if pods := p.pods(); len(pods) > 0 {
-		line += "; drain: evicts " + podList(pods)
+		var claims, others []PodRef
+		for _, pod := range pods {
+			if pod.claim() {
+				claims = append(claims, pod)
+			} else {
+				others = append(others, pod)
+			}
+		}
+		if len(others) > 0 {
+			line += "; drain: evicts " + podList(others)
+		}
+		if len(claims) > 0 {
+			line += "; waits for the kubelet to unprepare " + podList(claims)
+		}
 	}
 	return line
 }

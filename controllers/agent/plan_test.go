@@ -36,6 +36,7 @@ func external(s sluicev1.InterfaceSpec) sluicev1.InterfaceSpec {
 func TestDrainDecisions(t *testing.T) {
 	podA := PodRef{Namespace: "ns", Name: "a"}
 	podB := PodRef{Namespace: "ns", Name: "b"}
+	claimX := PodRef{Claim: "ml/x", ClaimUID: "6f1c9a52-0d3e-4c1b-8a44-2b7e0c9d1a01", DRAHold: true}
 	four := iface(pfA, "ens1f0", 4, group("p1", "0-3", sluicev1.DeviceTypeNetdevice))
 	type setup struct {
 		vfs     int // VFs on pfA at the start
@@ -54,6 +55,7 @@ func TestDrainDecisions(t *testing.T) {
 		spec      []sluicev1.InterfaceSpec
 		wantPods  []PodRef
 		wantLine  []string // substrings of pfA's (or the only) change line
+		notLine   []string // substrings it must not have
 		wantReady []string
 		wantErr   string
 	}{
@@ -118,6 +120,27 @@ func TestDrainDecisions(t *testing.T) {
 			setup:    setup{vfs: 2, used: map[int][]PodRef{0: {podA}}},
 			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 2, sluicev1.VFGroup{Policy: "p1", VFRange: "0-1", DeviceType: sluicev1.DeviceTypeNetdevice, Trust: ptr.To(true), SpoofChk: ptr.To(false)})},
 			wantLine: []string{"vf 0 trust off -> on, spoofchk on -> off"},
+		},
+		{
+			name:     "trust and spoofchk of a VF a DRA claim holds stay the claim's",
+			setup:    setup{vfs: 2, used: map[int][]PodRef{0: {claimX}}},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 2, sluicev1.VFGroup{Policy: "p1", VFRange: "0-1", DeviceType: sluicev1.DeviceTypeNetdevice, Trust: ptr.To(true), SpoofChk: ptr.To(false)})},
+			wantLine: []string{"vf 1 trust off -> on, spoofchk on -> off"},
+			notLine:  []string{"vf 0"},
+		},
+		{
+			name:     "a VF count change waits for a DRA claim on one of the VFs, and evicts the claim's pod",
+			setup:    setup{vfs: 4, used: map[int][]PodRef{1: {claimX, podA}}},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 6, group("p1", "0-5", sluicev1.DeviceTypeNetdevice))},
+			wantPods: []PodRef{claimX, podA},
+			wantLine: []string{"numVfs 4 -> 6", "drain: evicts ns/a; waits for the kubelet to unprepare DRA ResourceClaim ml/x"},
+		},
+		{
+			name:     "rebinding a VF a DRA claim holds waits for the claim",
+			setup:    setup{vfs: 4, used: map[int][]PodRef{2: {claimX}}},
+			spec:     []sluicev1.InterfaceSpec{iface(pfA, "ens1f0", 4, group("p1", "0-1", sluicev1.DeviceTypeNetdevice), group("p2", "2-3", sluicev1.DeviceTypeVfioPci))},
+			wantPods: []PodRef{claimX},
+			wantLine: []string{"vf 2 driver igbvf -> vfio-pci", "waits for the kubelet to unprepare DRA ResourceClaim ml/x"},
 		},
 		{
 			name: "the MTU of a VF whose netdev is in a pod cannot change live",
@@ -246,6 +269,11 @@ func TestDrainDecisions(t *testing.T) {
 			for _, w := range tc.wantLine {
 				if !strings.Contains(lines, w) {
 					t.Errorf("change lines %q lack %q", lines, w)
+				}
+			}
+			for _, w := range tc.notLine {
+				if strings.Contains(lines, w) {
+					t.Errorf("change lines %q have %q", lines, w)
 				}
 			}
 			if tc.wantLine == nil && tc.wantErr == "" && tc.wantPods == nil && len(plan.changing()) > 0 {

@@ -47,7 +47,7 @@ func (k kubeletUsage) VFUsers(ctx context.Context) (map[string][]PodRef, error) 
 
 func appendPod(pods []PodRef, p PodRef) []PodRef {
 	for _, q := range pods {
-		if q.Namespace == p.Namespace && q.Name == p.Name {
+		if q.Namespace == p.Namespace && q.Name == p.Name && q.Record == p.Record && q.DRAHold == p.DRAHold && q.ClaimUID == p.ClaimUID {
 			return pods
 		}
 	}

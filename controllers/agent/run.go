@@ -164,8 +164,7 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 			d.LockDir = o.LockDir
 		}
 		if d.ClaimsDir == "" {
-			// Kernel-lifetime state, as the agent's own.
-			d.ClaimsDir = filepath.Join(o.StateDir, "dra", "claims")
+			d.ClaimsDir = draClaimsDir(*o)
 		}
 		if d.PlatformNamespace == "" {
 			// The agents run in the operator's namespace (its DaemonSet).
@@ -224,5 +223,17 @@ func defaultUsage(o Options) UsageSource {
 	if o.AttachmentsDir != "" {
 		m = append(m, attachmentUsage{dir: nodefiles.NewAttachments(o.AttachmentsDir)})
 	}
+	// Read even without the DRA driver: claims it prepared before it was
+	// turned off hold their VFs until they are unprepared.
+	m = append(m, draUsage{claims: nodefiles.NewDRAClaims(draClaimsDir(o))})
 	return m
+}
+
+// draClaimsDir is the DRA driver's checkpoints' directory: kernel-lifetime
+// state, as the agent's own.
+func draClaimsDir(o Options) string {
+	if o.DRA != nil && o.DRA.ClaimsDir != "" {
+		return o.DRA.ClaimsDir
+	}
+	return filepath.Join(o.StateDir, "dra", "claims")
 }

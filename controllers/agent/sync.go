@@ -209,7 +209,7 @@ func (s *syncRun) converge(ctx context.Context) error {
 				}
 				// A pod got one of the VFs between the plan and the gate's
 				// closing: the next plan holds the PF for a drain.
-				ctrl.LoggerFrom(ctx).Info("a pod attached a VF this change touches; holding the change for a drain", "pf", p.label, "pods", pods)
+				ctrl.LoggerFrom(ctx).Info("a pod or a DRA claim took a VF this change touches; holding the change for a drain", "pf", p.label, "pods", pods)
 				continue
 			}
 			ctrl.LoggerFrom(ctx).Info("applying", "pf", p.label, "change", p.line())

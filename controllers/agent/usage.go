@@ -23,16 +23,41 @@ type PodRef struct {
 	// the host namespace: the runtime has not run its sandbox's CNI DEL
 	// yet. Nothing can be evicted; the VF is in use until the DEL.
 	TearingDown bool
+	// Claim ("namespace/name") and ClaimUID are set, without a pod name,
+	// for a VF a DRA ResourceClaim holds (its hold file, package
+	// nodefiles): prepared on this node, it holds the VF until the kubelet
+	// unprepares it, once no pod on the node uses it. No eviction frees it
+	// directly; evicting the claim's pods (listed beside it when the
+	// driver moved the VF into them) leads there. Claim is "" and Record
+	// the file's path for a hold that cannot be parsed.
+	Claim, ClaimUID string
+	// DRAHold marks a holder read from a DRA hold.
+	DRAHold bool
 }
 
 // unknown is a holder the agent cannot name.
 func (p PodRef) unknown() bool { return p.Name == "" && p.Record != "" }
 
-// noEviction is a holder no eviction can free: unknown, or tearing down.
-func (p PodRef) noEviction() bool { return p.unknown() || p.TearingDown }
+// claim is a DRA claim holding the VF, named or not.
+func (p PodRef) claim() bool { return p.DRAHold }
+
+// noEviction is a holder no eviction can free: unknown, tearing down, or
+// a DRA claim.
+func (p PodRef) noEviction() bool { return p.unknown() || p.TearingDown || p.claim() }
+
+// sameHolder tells whether p and q are the same pod, record or claim.
+func (p PodRef) sameHolder(q PodRef) bool {
+	return p.Namespace == q.Namespace && p.Name == q.Name && p.Record == q.Record && p.DRAHold == q.DRAHold && p.ClaimUID == q.ClaimUID
+}
 
 // String is "namespace/name".
 func (p PodRef) String() string {
+	switch {
+	case p.claim() && p.Record != "":
+		return "an unknown DRA claim (unreadable DRA hold " + p.Record + ")"
+	case p.claim():
+		return "DRA ResourceClaim " + p.Claim + " (prepared on this node)"
+	}
 	if p.unknown() {
 		return "an unknown pod (unreadable attachment record " + p.Record + ")"
 	}
@@ -61,7 +86,7 @@ func (m multiUsage) VFUsers(ctx context.Context) (map[string][]PodRef, error) {
 		}
 		for vf, pods := range u {
 			for _, p := range pods {
-				if !slices.ContainsFunc(out[vf], func(q PodRef) bool { return q.Namespace == p.Namespace && q.Name == p.Name && q.Record == p.Record }) {
+				if !slices.ContainsFunc(out[vf], p.sameHolder) {
 					out[vf] = append(out[vf], p)
 				}
 			}
@@ -91,6 +116,45 @@ func (a attachmentUsage) VFUsers(context.Context) (map[string][]PodRef, error) {
 			continue // no pod identity: the runtime is not Kubernetes'
 		}
 		out[r.PCIAddress] = append(out[r.PCIAddress], PodRef{Namespace: r.PodNamespace, Name: r.PodName, UID: r.PodUID})
+	}
+	return out, nil
+}
+
+// draUsage reads the DRA driver's holds: a VF with a hold is held by the
+// claim it names (a PodRef with Claim set), and by the pods the driver
+// moved it into (from the claim's checkpoint), which are what a drain can
+// evict so that the kubelet unprepares the claim.
+type draUsage struct{ claims nodefiles.DRAClaims }
+
+func (d draUsage) VFUsers(context.Context) (map[string][]PodRef, error) {
+	holds, bad, err := d.claims.Holds()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]PodRef{}
+	for _, u := range bad {
+		out[u.PCIAddress] = append(out[u.PCIAddress], PodRef{Record: u.Path, DRAHold: true})
+	}
+	checkpoints := map[string]*nodefiles.DRAClaim{}
+	for _, h := range holds {
+		out[h.PCIAddress] = append(out[h.PCIAddress], PodRef{Claim: h.Claim(), ClaimUID: h.ClaimUID, DRAHold: true})
+		cl, seen := checkpoints[h.ClaimUID]
+		if !seen {
+			// A checkpoint that is gone or unreadable names no pod: the
+			// claim alone holds the VF.
+			if c, ok, err := d.claims.Get(h.ClaimUID); err == nil && ok {
+				cl = &c
+			}
+			checkpoints[h.ClaimUID] = cl
+		}
+		if cl == nil {
+			continue
+		}
+		for _, cd := range cl.Devices {
+			if a := cd.Attachment; cd.PCIAddress == h.PCIAddress && a != nil && a.PodName != "" {
+				out[h.PCIAddress] = append(out[h.PCIAddress], PodRef{Namespace: a.PodNamespace, Name: a.PodName, UID: a.PodUID})
+			}
+		}
 	}
 	return out, nil
 }

@@ -105,6 +105,7 @@ func (d *Driver) loadClaims() error {
 			c.unfinished[types.UID(cl.UID)] = cl
 		}
 	}
+	d.syncHolds(bad)
 	return nil
 }
 
@@ -190,6 +191,9 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) (_ [
 	if err := d.checkFree(devs); err != nil {
 		return nil, err
 	}
+	if err := d.checkHolds(c.UID, devs); err != nil {
+		return nil, err
+	}
 
 	cl := nodefiles.DRAClaim{
 		UID: string(c.UID), Namespace: c.Namespace, Name: c.Name, State: nodefiles.DRAClaimPreparing,
@@ -225,10 +229,14 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) (_ [
 		cl.Devices = append(cl.Devices, cd)
 	}
 
-	// The checkpoint first: from here on, a crash leaves what restores the
-	// VFs, and the VFs are held.
-	if err := d.claims.store.Put(cl); err != nil {
+	// The holds, then the checkpoint: from here on, a crash leaves what
+	// restores the VFs, and the VFs are held, for the CNI and the agent
+	// too.
+	if err := d.putHolds(cl); err != nil {
 		return nil, err
+	}
+	if err := d.claims.store.Put(cl); err != nil {
+		return nil, d.dropCheckpoint(cl, err)
 	}
 	var configured []nodefiles.DRAClaimDevice
 	defer func() {
@@ -504,7 +512,10 @@ func (d *Driver) unprepare(uid types.UID) error {
 		switch {
 		case errors.As(err, &unreadable):
 			d.log.Error(err, "removing the unreadable checkpoint of an unprepared claim: its VFs keep the settings the claim gave them", "uid", uid)
-			return d.claims.store.Delete(string(uid))
+			if err := d.claims.store.Delete(string(uid)); err != nil {
+				return err
+			}
+			return d.removeHoldsOf(string(uid))
 		case err != nil:
 			return err
 		case !found:
@@ -530,10 +541,11 @@ func (d *Driver) unprepare(uid types.UID) error {
 }
 
 // release restores devs (the claim's VFs that Prepare may have changed)
-// to their original settings, then removes the claim's CDI spec and, last,
-// its checkpoint, which stays when a VF cannot be restored (the kubelet
-// retries Unprepare). A VF that is gone from the node has nothing to
-// restore. lock takes each VF's lock; the caller holds them otherwise.
+// to their original settings, then removes the claim's CDI spec, its
+// checkpoint, which stays when a VF cannot be restored (the kubelet
+// retries Unprepare), and last its VFs' holds. A VF that is gone from the
+// node has nothing to restore. lock takes each VF's lock; the caller holds
+// them otherwise.
 func (d *Driver) release(cl nodefiles.DRAClaim, devs []nodefiles.DRAClaimDevice, lock bool) error {
 	var errs []error
 	for _, cd := range devs {
@@ -547,7 +559,10 @@ func (d *Driver) release(cl nodefiles.DRAClaim, devs []nodefiles.DRAClaimDevice,
 	if err := nodefiles.RemoveDRAClaimCDISpec(cl.CDISpec); err != nil {
 		return err
 	}
-	return d.claims.store.Delete(cl.UID)
+	if err := d.claims.store.Delete(cl.UID); err != nil {
+		return err
+	}
+	return d.removeHolds(cl)
 }
 
 func (d *Driver) restore(cd nodefiles.DRAClaimDevice, lock bool) error {
