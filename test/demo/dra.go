@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluice-net/sluice/api/dradevice"
@@ -49,8 +50,12 @@ func (d *demo) dra(ctx context.Context, pingers []corev1.Pod) error {
 		return err
 	}
 	d.done("Running %s after its creation", firstRunning(pods, created).Round(100*time.Millisecond))
-	nd, err := d.c.ClaimNetworkData(ctx, &pods[0])
-	if err != nil {
+	// The driver writes the claim's status beside the sandbox's start.
+	var nd []resourceapi.NetworkDeviceData
+	if err := cluster.Poll(ctx, time.Minute, time.Second, "the claim's networkData", func() (bool, error) {
+		nd, err = d.c.ClaimNetworkData(ctx, &pods[0])
+		return err == nil, err
+	}); err != nil {
 		return err
 	}
 	d.info("%s: claim status networkData: %s %v MAC %s", pods[0].Name, nd[0].InterfaceName, nd[0].IPs, nd[0].HardwareAddress)

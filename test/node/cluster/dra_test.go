@@ -182,10 +182,13 @@ spec:
 		if vlan := e.vfLine(t, dev); !strings.Contains(vlan, "vlan 100") {
 			t.Errorf("pod %s: VF %s on %s: %q, want vlan 100", p.Name, vf, dev.pf, vlan)
 		}
-		nd, err := e.c.ClaimNetworkData(e.ctx, &p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The driver writes the claim's status beside the sandbox's start.
+		var nd []resourceapi.NetworkDeviceData
+		eventually(t, time.Minute, "networkData in the claim of "+p.Name, func() (bool, error) {
+			var err error
+			nd, err = e.c.ClaimNetworkData(e.ctx, &p)
+			return err == nil, err
+		})
 		if len(nd) != 1 || nd[0].InterfaceName != "dra0" || len(nd[0].IPs) != 1 {
 			t.Fatalf("claim %s: networkData %+v, want dra0 with one address", cl.Name, nd)
 		}
