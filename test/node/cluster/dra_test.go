@@ -243,7 +243,7 @@ func (e *e2e) agentKilledMidClaim(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := e.c.Node.Sh(e.ctx, "pkill -9 -f '/usr/local/bin/sluice agent'"); err != nil {
+	if out, err := e.c.Node.Sh(e.ctx, "pkill -9 -f '/usr/local/bin/[s]luice agent'"); err != nil {
 		t.Fatalf("kill the agent: %v %s", err, out)
 	}
 	t.Logf("agent killed at checkpoint %s", state)
