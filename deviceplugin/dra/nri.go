@@ -48,6 +48,15 @@ func (p nriPlugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error
 	return p.d.RunPodSandbox(ctx, pod)
 }
 
+// CreateContainer moves in what RunPodSandbox did not: a sandbox created
+// while the driver was not connected to the runtime (the runtime runs
+// without plugins that are gone). A container is then created only with
+// its pod's VFs in place; an error fails its creation, which the kubelet
+// retries.
+func (p nriPlugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, _ *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	return nil, nil, p.d.RunPodSandbox(ctx, pod)
+}
+
 // StopPodSandbox gives the pod's VFs back.
 func (p nriPlugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	return p.d.StopPodSandbox(ctx, pod)
@@ -224,9 +233,14 @@ func podName(pod *api.PodSandbox) string { return pod.GetNamespace() + "/" + pod
 // network namespace. All or nothing: on a failure every VF this event
 // moved is given back, and the error names the claim, the device and the
 // fix.
-func (d *Driver) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) (err error) {
+func (d *Driver) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	d.prepMu.Lock()
 	defer d.prepMu.Unlock()
+	return d.attachPod(ctx, pod)
+}
+
+// attachPod is RunPodSandbox with prepMu held.
+func (d *Driver) attachPod(ctx context.Context, pod *api.PodSandbox) (err error) {
 	uids := d.claimsOfPod(pod.GetUid())
 	if len(uids) == 0 {
 		return nil
@@ -648,16 +662,24 @@ func (d *Driver) Synchronize(ctx context.Context, pods []*api.PodSandbox) {
 			d.log.Error(err, "cannot give a VF back at the sync with the runtime; retried at the next sync or the claim's Unprepare")
 		}
 	}
+	// A sandbox created while the driver was not connected: its VFs go in
+	// now, into the running pod (containers created from here on find
+	// them in place, see CreateContainer).
 	for _, p := range pods {
+		missing := false
 		for _, uid := range d.claimsOfPod(p.GetUid()) {
-			cl := d.claims.prepared[uid]
-			for _, cd := range cl.Devices {
-				if cd.Attachment == nil && podNetns(p) != "" {
-					d.log.Info("running pod has a prepared claim whose VF is not in it (its sandbox was created while the driver was not connected to the runtime, or the move was cut short): leaving it; delete the pod to move the VF in",
-						"pod", podName(p), "claim", cl.Namespace+"/"+cl.Name, "device", cd.Device)
-				}
+			for _, cd := range d.claims.prepared[uid].Devices {
+				missing = missing || (cd.Attachment == nil && podNetns(p) != "")
 			}
 		}
+		if !missing {
+			continue
+		}
+		if err := d.attachPod(ctx, p); err != nil {
+			d.log.Error(err, "cannot move the VFs of a pod whose sandbox was created while the driver was not connected to the runtime; retried when its next container is created", "pod", podName(p))
+			continue
+		}
+		d.log.Info("moved the VFs of a running pod whose sandbox was created while the driver was not connected to the runtime", "pod", podName(p))
 	}
 }
 

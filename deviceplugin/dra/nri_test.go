@@ -694,7 +694,8 @@ func TestNRIReconnects(t *testing.T) {
 // TestNRIRecoversCutShortMove: the agent died after the netdev moved and
 // before the attachment was marked Attached (the runtime gave up on the
 // event and runs the sandbox without it): at the next connection, the VF
-// is given back from the running sandbox, by the checkpoint alone.
+// is given back from the running sandbox, by the checkpoint alone, and
+// moved in again whole.
 func TestNRIRecoversCutShortMove(t *testing.T) {
 	e := newNRIEnv(t)
 	_, netdev := e.vf(0)
@@ -715,14 +716,57 @@ func TestNRIRecoversCutShortMove(t *testing.T) {
 	e.runtime.Stop()
 	e.restart()
 	e.connect(func() []*adaptation.PodSandbox { return []*adaptation.PodSandbox{pod} })
-	if l := linksOf(t, e.hostNS)[netdev]; fmt.Sprint(l) != fmt.Sprint(before) {
-		t.Errorf("host netdev = %+v, want %+v", l, before)
+	if _, ok := linksOf(t, e.hostNS)[netdev]; ok {
+		t.Errorf("host still has %s (was %+v)", netdev, before)
 	}
-	if l := linksOf(t, podNS); len(l) != 0 {
-		t.Errorf("pod links %v, want none", l)
+	if l, ok := linksOf(t, podNS)["net1"]; !ok || l.MTU != 1400 {
+		t.Errorf("pod links %v, want net1 at MTU 1400", linksOf(t, podNS))
 	}
-	if cp, _ := e.checkpoint(uid1); cp.Devices[0].Attachment != nil {
-		t.Errorf("attachment %+v left", cp.Devices[0].Attachment)
+	if cp, _ := e.checkpoint(uid1); cp.Devices[0].Attachment == nil || cp.Devices[0].Attachment.State != nodefiles.DRAAttachmentAttached {
+		t.Errorf("attachment %+v, want Attached", cp.Devices[0].Attachment)
+	}
+}
+
+// TestNRISandboxCreatedWhileDisconnected: the runtime created a pod's
+// sandbox while the driver was not connected (the agent restarting after
+// Prepare): the driver moves the VF in at its next connection.
+func TestNRISandboxCreatedWhileDisconnected(t *testing.T) {
+	e := newNRIEnv(t)
+	if r := e.prepare(e.reservedClaim(uid1, 0, pod1, `"ifName": "net1"`)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	e.d.StopNRI()
+	e.runtime.Stop()
+	pod, podNS := e.pod(pod1, "sandbox-1") // created meanwhile, without the plugin
+	e.restart()
+	e.connect(func() []*adaptation.PodSandbox { return []*adaptation.PodSandbox{pod} })
+	if _, ok := linksOf(t, podNS)["net1"]; !ok {
+		t.Errorf("pod links %v, want net1", linksOf(t, podNS))
+	}
+}
+
+// TestNRICreateContainerMovesMissingVF: a container of a pod whose VF is
+// not in its sandbox (the claim prepared after the sandbox's event) is
+// created only once the VF is moved in.
+func TestNRICreateContainerMovesMissingVF(t *testing.T) {
+	e := newNRIEnv(t)
+	pod, podNS := e.pod(pod1, "sandbox-1")
+	if err := e.run(pod); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.prepare(e.reservedClaim(uid1, 0, pod1, `"ifName": "net1"`)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, ok := linksOf(t, podNS)["net1"]; ok {
+		t.Fatal("net1 in the pod before any event: the test would prove nothing")
+	}
+	_, err := e.runtime.CreateContainer(context.Background(), &adaptation.CreateContainerRequest{Pod: pod,
+		Container: &adaptation.Container{Id: "c1", PodSandboxId: pod.Id, Name: "app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := linksOf(t, podNS)["net1"]; !ok {
+		t.Errorf("after CreateContainer: pod links %v, want net1", linksOf(t, podNS))
 	}
 }
 
