@@ -114,17 +114,12 @@ func (d DRAClaims) DeleteHold(pci, uid string) error {
 	return wrap("DRA hold of VF "+pci, RemoveFile(d.holdPath(pci)))
 }
 
-// UnreadableHold is a hold file that cannot be parsed: its VF is held by
-// a claim no one can name.
-type UnreadableHold struct {
-	PCIAddress string
-	Path       string
-	Err        error
-}
+// A hold file that cannot be parsed is an Unreadable, as an attachment
+// record is: its VF is held by a claim no one can name.
 
 // Holds returns every hold, sorted by PCI address, and apart from them
 // the files that cannot be parsed. An absent directory has none.
-func (d DRAClaims) Holds() (holds []DRAHold, bad []UnreadableHold, err error) {
+func (d DRAClaims) Holds() (holds []DRAHold, bad []Unreadable, err error) {
 	names, err := JSONNames(d.HoldsDir())
 	if err != nil {
 		return nil, nil, fmt.Errorf("DRA holds: %w", err)
@@ -133,14 +128,14 @@ func (d DRAClaims) Holds() (holds []DRAHold, bad []UnreadableHold, err error) {
 		pci := strings.TrimSuffix(n, ".json")
 		path := filepath.Join(d.HoldsDir(), n)
 		if checkPCI(pci) != nil {
-			bad = append(bad, UnreadableHold{PCIAddress: pci, Path: path, Err: errors.New("the file name is not a PCI address")})
+			bad = append(bad, Unreadable{PCIAddress: pci, Path: path, Err: errors.New("the file name is not a PCI address")})
 			continue
 		}
 		h, ok, err := d.Hold(pci)
 		var u *UnreadableError
 		switch {
 		case errors.As(err, &u):
-			bad = append(bad, UnreadableHold{PCIAddress: pci, Path: u.Path, Err: u.Err})
+			bad = append(bad, Unreadable{PCIAddress: pci, Path: u.Path, Err: u.Err})
 		case err != nil:
 			return nil, nil, err
 		case ok:
