@@ -114,11 +114,10 @@ func (d DRAClaims) DeleteHold(pci, uid string) error {
 	return wrap("DRA hold of VF "+pci, RemoveFile(d.holdPath(pci)))
 }
 
-// A hold file that cannot be parsed is an Unreadable, as an attachment
-// record is: its VF is held by a claim no one can name.
-
 // Holds returns every hold, sorted by PCI address, and apart from them
-// the files that cannot be parsed. An absent directory has none.
+// the files that cannot be parsed (Unreadable, as for attachment records:
+// their VF is held by a claim no one can name). An absent directory has
+// none.
 func (d DRAClaims) Holds() (holds []DRAHold, bad []Unreadable, err error) {
 	names, err := JSONNames(d.HoldsDir())
 	if err != nil {
