@@ -22,14 +22,13 @@ const (
 )
 
 // dra shows a DRA pool beside the device-plugin pools: the
-// emulated-igb-dra policy publishes VF 6 in the node's ResourceSlices, a
+// emulated-igb-dra policy publishes a VF of the second PF in the node's ResourceSlices, a
 // pod claims it through a ResourceClaimTemplate, and pings a device-plugin
 // pod over it. The pod is deleted again, so that podCost finds the VF
 // free.
 func (d *demo) dra(ctx context.Context, pingers []corev1.Pod) error {
-	d.begin("A DRA pool beside them: the emulated-igb-dra policy (VF 6, allocation DRA) and a pod claiming it")
-	if _, err := d.c.Run(ctx, "apply", "-f", "config/samples/networknodepolicy_emulated_igb_dra.yaml",
-		"-f", "config/samples/resourceclaimtemplate_emulated_igb_dra.yaml"); err != nil {
+	d.begin("A DRA pool beside them: the emulated-igb-dra policy (a VF of the second PF, allocation DRA) and a pod claiming it")
+	if _, err := d.c.Run(ctx, "apply", "-f", "config/samples/resourceclaimtemplate_emulated_igb_dra.yaml"); err != nil {
 		return err
 	}
 	if err := cluster.Poll(ctx, 4*time.Minute, time.Second, "the igb-dra VF in the node's ResourceSlices", func() (bool, error) {
@@ -38,7 +37,7 @@ func (d *demo) dra(ctx context.Context, pingers []corev1.Pod) error {
 	}); err != nil {
 		return err
 	}
-	d.done("VF 6 published in a ResourceSlice, DeviceClass %s.sluice.dev rendered", draPool)
+	d.done("the VF published in a ResourceSlice, DeviceClass %s.sluice.dev rendered", draPool)
 	d.kubectl(ctx, "get", "deviceclasses,resourceslices")
 
 	created := time.Now()

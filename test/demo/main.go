@@ -111,7 +111,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	defer console.Close()
 	d.begin("Bringing up the cluster")
-	d.c, err = cluster.Up(ctx, cluster.Config{Root: d.root, Dir: d.dir, Console: console,
+	// Two PFs: the second carries the DRA pool's VF.
+	d.c, err = cluster.Up(ctx, cluster.Config{Root: d.root, Dir: d.dir, Console: console, PFs: 2,
 		Progress: func(f string, a ...any) { d.info(f, a...) }})
 	if err != nil {
 		return err
@@ -134,14 +135,16 @@ func (d *demo) run(ctx context.Context) error {
 	d.done("operator and agent run from the built image")
 	d.kubectl(ctx, "-n", "sluice-system", "get", "pods", "-o", "wide")
 
-	d.begin("The emulated-igb NetworkNodePolicy and VFNetwork samples, and their soft-RoCE siblings")
+	d.begin("The emulated-igb NetworkNodePolicy and VFNetwork samples, their soft-RoCE siblings and the DRA pool's policy")
 	if _, err := d.c.Run(ctx, "label", "node", cluster.NodeName, "sluice.dev/emulated=true", "--overwrite"); err != nil {
 		return err
 	}
 	policyAt := time.Now()
 	if _, err := d.c.Run(ctx, "apply", "-f", "config/samples/namespace_demo.yaml",
 		"-f", "config/samples/networknodepolicy_emulated_igb.yaml", "-f", "config/samples/vfnetwork_emulated_igb.yaml",
-		"-f", "config/samples/networknodepolicy_emulated_igb_roce.yaml", "-f", "config/samples/vfnetwork_emulated_igb_roce.yaml"); err != nil {
+		"-f", "config/samples/networknodepolicy_emulated_igb_roce.yaml", "-f", "config/samples/vfnetwork_emulated_igb_roce.yaml",
+		// The DRA pool's VF, on the second PF.
+		"-f", "config/samples/networknodepolicy_emulated_igb_dra.yaml"); err != nil {
 		return err
 	}
 	if err := d.c.WaitAllocatable(ctx, pool, 4, time.Time{}, 5*time.Minute); err != nil {
@@ -151,7 +154,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.c.WaitAllocatable(ctx, rocePool, 2, time.Time{}, 3*time.Minute); err != nil {
 		return err
 	}
-	d.done("6 VFs created and configured, then advertised: the kubelet reports 4 %s and 2 %s allocatable", pool, rocePool)
+	d.done("6 VFs created and configured, then advertised: the kubelet reports 4 %s and 2 %s allocatable (and the second PF has the DRA pool's VF)", pool, rocePool)
 	d.kubectl(ctx, "get", "networknodepolicies,nodenetworkstates")
 	d.kubectl(ctx, "get", "node", cluster.NodeName, "-o", "jsonpath={.status.allocatable}")
 
