@@ -126,13 +126,28 @@ type Unreadable struct {
 // An absent directory is an empty registry; err is the directory's own
 // failure, or a record that exists and cannot be read at all.
 func (d Attachments) List() (recs []Record, bad []Unreadable, err error) {
-	names, err := JSONNames(d.root)
+	return listByPCI(d.root, "attachments", nil, d.Get, func(r Record) string { return r.PCIAddress })
+}
+
+// listByPCI reads the <pci>.json files of dir with get, sorted by PCI
+// address, and apart from them the files that cannot be parsed (or whose
+// name checkName refuses, when given). An absent directory has none; err
+// is the directory's own failure, or a file that exists and cannot be
+// read at all. what names the files in errors.
+func listByPCI[T any](dir, what string, checkName func(pci string) error, get func(pci string) (T, bool, error), pciOf func(T) string) (items []T, bad []Unreadable, err error) {
+	names, err := JSONNames(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("attachments: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	for _, name := range names {
 		pci := strings.TrimSuffix(name, ".json")
-		r, ok, err := d.Get(pci)
+		if checkName != nil {
+			if err := checkName(pci); err != nil {
+				bad = append(bad, Unreadable{PCIAddress: pci, Path: filepath.Join(dir, name), Err: err})
+				continue
+			}
+		}
+		it, ok, err := get(pci)
 		var u *UnreadableError
 		switch {
 		case errors.As(err, &u):
@@ -140,11 +155,11 @@ func (d Attachments) List() (recs []Record, bad []Unreadable, err error) {
 		case err != nil:
 			return nil, nil, err
 		case ok:
-			recs = append(recs, r)
+			items = append(items, it)
 		}
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].PCIAddress < recs[j].PCIAddress })
-	return recs, bad, nil
+	sort.Slice(items, func(i, j int) bool { return pciOf(items[i]) < pciOf(items[j]) })
+	return items, bad, nil
 }
 
 // QuarantineDir is where Quarantine moves unreadable records, under the

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strings"
 	"time"
 )
 
@@ -119,30 +117,13 @@ func (d DRAClaims) DeleteHold(pci, uid string) error {
 // their VF is held by a claim no one can name). An absent directory has
 // none.
 func (d DRAClaims) Holds() (holds []DRAHold, bad []Unreadable, err error) {
-	names, err := JSONNames(d.HoldsDir())
-	if err != nil {
-		return nil, nil, fmt.Errorf("DRA holds: %w", err)
-	}
-	for _, n := range names {
-		pci := strings.TrimSuffix(n, ".json")
-		path := filepath.Join(d.HoldsDir(), n)
+	notPCI := func(pci string) error {
 		if checkPCI(pci) != nil {
-			bad = append(bad, Unreadable{PCIAddress: pci, Path: path, Err: errors.New("the file name is not a PCI address")})
-			continue
+			return errors.New("the file name is not a PCI address")
 		}
-		h, ok, err := d.Hold(pci)
-		var u *UnreadableError
-		switch {
-		case errors.As(err, &u):
-			bad = append(bad, Unreadable{PCIAddress: pci, Path: u.Path, Err: u.Err})
-		case err != nil:
-			return nil, nil, err
-		case ok:
-			holds = append(holds, h)
-		}
+		return nil
 	}
-	sort.Slice(holds, func(i, j int) bool { return holds[i].PCIAddress < holds[j].PCIAddress })
-	return holds, bad, nil
+	return listByPCI(d.HoldsDir(), "DRA holds", notPCI, d.Hold, func(h DRAHold) string { return h.PCIAddress })
 }
 
 // RemoveHoldFile removes a hold whatever it says (the driver's start-up
