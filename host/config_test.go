@@ -409,3 +409,69 @@ func TestConfigureVFFrom(t *testing.T) {
 		t.Errorf("settings after a failed configure = %+v, want %+v", after, before)
 	}
 }
+
+// TestConfigureVFOneRequest: the settings that differ go to the kernel in
+// one request (as sluice-cni's ADD sends them), two when trust goes on and
+// the MAC changes, none when nothing does.
+func TestConfigureVFOneRequest(t *testing.T) {
+	n := hosttest.New(t)
+	n.AddPF(hosttest.ConnectX6(cx, "ens1f0", 0))
+	n.SetNumVFs(cx, 1)
+	h := n.Host()
+	vlan, on, off := 100, true, false
+	cfg := host.VFConfig{VLAN: &vlan, Trust: &on, SpoofChk: &off}
+	for _, c := range []struct {
+		name string
+		cfg  host.VFConfig
+		want int
+	}{
+		{"vlan, trust and spoofchk", cfg, 1},
+		{"the same again", cfg, 0},
+		{"trust off and a MAC", host.VFConfig{Trust: &off, MAC: ptr("02:aa:bb:cc:dd:01")}, 1},
+		{"trust on and a MAC", host.VFConfig{Trust: &on, MAC: ptr("02:aa:bb:cc:dd:02"), SpoofChk: &on}, 2},
+	} {
+		before := n.VFInfoCalls()
+		if err := h.ConfigureVF("ens1f0", 0, c.cfg); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := n.VFInfoCalls() - before; got != c.want {
+			t.Errorf("%s: %d requests, want %d", c.name, got, c.want)
+		}
+	}
+	got, _ := h.VFSettingsOf("ens1f0", 0)
+	if want := (host.VFSettings{MAC: "02:aa:bb:cc:dd:02", VLAN: 100, VLANProto: host.VLANProto8021Q, Trust: true, SpoofChk: true, LinkState: got.LinkState}); got != want {
+		t.Errorf("settings = %+v, want %+v", got, want)
+	}
+}
+
+// TestConfigureVFRefused: the kernel applies a request's settings in its
+// order and stops at the refused one; the ones it applied are put back
+// (also those it applies before the one refused, which a one-at-a-time
+// retry, in its own order, would not reach) and the error names the
+// refused one.
+func TestConfigureVFRefused(t *testing.T) {
+	mac, vlan, maxR, on, off := "02:aa:bb:cc:dd:ee", 42, 100, true, false
+	for _, c := range []struct {
+		refused, want string
+		cfg           host.VFConfig
+	}{
+		{"LinkSetVfRate", "set tx rate min 0 max 100", host.VFConfig{MAC: &mac, VLAN: &vlan, MaxTxRate: &maxR, SpoofChk: &off}},
+		{"LinkSetVfTrust", "set trust on", host.VFConfig{VLAN: &vlan, Trust: &on, SpoofChk: &off}},
+	} {
+		n := hosttest.New(t)
+		n.AddPF(hosttest.ConnectX6(cx, "ens1f0", 0))
+		n.SetNumVFs(cx, 1)
+		h := n.Host()
+		before, _ := h.VFSettingsOf("ens1f0", 0)
+		n.FailNetlink(c.refused, syscall.EOPNOTSUPP)
+		err := h.ConfigureVF("ens1f0", 0, c.cfg)
+		if err == nil || !strings.Contains(err.Error(), "ens1f0 vf 0: "+c.want) || !errors.Is(err, syscall.EOPNOTSUPP) {
+			t.Errorf("%s refused: err = %v, want %q named", c.refused, err, c.want)
+		}
+		if after, _ := h.VFSettingsOf("ens1f0", 0); after != before {
+			t.Errorf("%s refused: settings = %+v, want them back to %+v", c.refused, after, before)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

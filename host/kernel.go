@@ -19,13 +19,30 @@ type LinkReader interface {
 // VFSetter changes a PF's per-VF settings and link MTUs.
 type VFSetter interface {
 	LinkSetMTU(link netlink.Link, mtu int) error
-	LinkSetVfHardwareAddr(link netlink.Link, vf int, hwaddr net.HardwareAddr) error
-	LinkSetVfVlanQosProto(link netlink.Link, vf, vlan, qos, proto int) error
-	LinkSetVfTrust(link netlink.Link, vf int, state bool) error
-	LinkSetVfSpoofchk(link netlink.Link, vf int, check bool) error
-	LinkSetVfState(link netlink.Link, vf int, state uint32) error
-	LinkSetVfRate(link netlink.Link, vf, minRate, maxRate int) error
+	// LinkSetVfInfo sends several settings of one VF in one request. The
+	// kernel applies them in a fixed order (MAC, VLAN, rate, spoof check,
+	// link state, trust) and stops at the first the driver refuses,
+	// leaving those before it applied.
+	LinkSetVfInfo(link netlink.Link, vf int, set VFInfoSet) error
 }
+
+// VFInfoSet is the settings of one VF that one LinkSetVfInfo request
+// carries; nil fields are not sent.
+type VFInfoSet struct {
+	MAC       net.HardwareAddr
+	VLAN      *VFVLAN
+	Rate      *VFRate
+	SpoofChk  *bool
+	LinkState *uint32
+	Trust     *bool
+}
+
+// VFVLAN is a VF's VLAN tag: ID, priority and protocol (VLANProto8021Q or
+// VLANProto8021AD).
+type VFVLAN struct{ VLAN, QoS, Proto int }
+
+// VFRate is a VF's TX rate limits in Mbps; 0 is no limit.
+type VFRate struct{ Min, Max int }
 
 // RDMASystem reads and sets the kernel's RDMA network-namespace mode.
 type RDMASystem interface {

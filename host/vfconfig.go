@@ -95,46 +95,91 @@ func vfInfoOf(vf int, s VFSettings) (netlink.VfInfo, error) {
 	return i, nil
 }
 
-// configureVF applies cfg to VF vf of link, whose settings are old.
-func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VFConfig) (err error) {
-	pfName := link.Attrs().Name
-	dev := fmt.Sprintf("%s vf %d", pfName, vf)
-	var undo []func()
-	defer func() {
-		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
-	// step applies one setting and registers how to put it back.
-	step := func(name string, apply, revert func() error) error {
-		if e := apply(); e != nil {
-			return stepErr(dev, name, e)
-		}
-		undo = append(undo, func() { _ = revert() })
+// configureVF applies cfg to VF vf of link, whose settings are old: the
+// settings that differ go in one request (two when trust goes on and the
+// MAC changes: trust first, as some drivers only take a MAC for a trusted
+// VF; the kernel applies a request's MAC before its trust).
+// When the driver refuses a request, what it applied is put back and the
+// settings are applied one at a time, so that the error names the one
+// refused; that one's failure undoes the others.
+func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VFConfig) error {
+	dev := fmt.Sprintf("%s vf %d", link.Attrs().Name, vf)
+	steps, err := vfSteps(old, cfg)
+	if err != nil {
+		return stepErr(dev, err.name, err.err)
+	}
+	if len(steps) == 0 {
 		return nil
 	}
-
-	// Trust first: some drivers only accept a MAC change from a trusted VF,
-	// and spoof checking last, once the MAC it checks is in place.
-	if cfg.Trust != nil && *cfg.Trust != (old.Trust == 1) {
-		want := *cfg.Trust
-		if err := step("set trust "+onOff(want), func() error { return h.nl.LinkSetVfTrust(link, vf, want) },
-			func() error { return h.nl.LinkSetVfTrust(link, vf, old.Trust == 1) }); err != nil {
-			return err
+	groups := [][]vfStep{steps}
+	if len(steps) > 1 && steps[0].set.Trust != nil && *steps[0].set.Trust && steps[1].set.MAC != nil {
+		groups = [][]vfStep{steps[:1], steps[1:]}
+	}
+	for i, g := range groups {
+		var set VFInfoSet
+		for _, s := range g {
+			set = set.with(s.set)
+		}
+		if err := h.nl.LinkSetVfInfo(link, vf, set); err != nil {
+			h.revertVF(link, vf, steps[:len(groups[0])*i+len(g)])
+			return h.configureVFStepwise(link, vf, dev, steps)
 		}
 	}
+	return nil
+}
+
+// configureVFStepwise applies steps one request each, in order; a refused
+// one undoes those before it, and its error names it.
+func (h *Host) configureVFStepwise(link netlink.Link, vf int, dev string, steps []vfStep) error {
+	for i, s := range steps {
+		if err := h.nl.LinkSetVfInfo(link, vf, s.set); err != nil {
+			h.revertVF(link, vf, steps[:i+1])
+			return stepErr(dev, s.name, err)
+		}
+	}
+	return nil
+}
+
+// revertVF puts back the old value of each of steps, last first, one
+// request each, so that one the driver refuses does not stop the others.
+func (h *Host) revertVF(link netlink.Link, vf int, steps []vfStep) {
+	for i := len(steps) - 1; i >= 0; i-- {
+		_ = h.nl.LinkSetVfInfo(link, vf, steps[i].revert)
+	}
+}
+
+// vfStep is one VF setting to change: its new value and its old one.
+type vfStep struct {
+	name        string
+	set, revert VFInfoSet
+}
+
+type stepError struct {
+	name string
+	err  error
+}
+
+// vfSteps lists the settings of cfg that differ from old, in the order
+// they are applied one at a time: trust first, spoof checking last (once
+// the MAC it checks is in place). A setting that cannot be applied is
+// refused here, before any is.
+func vfSteps(old netlink.VfInfo, cfg VFConfig) ([]vfStep, *stepError) {
+	var steps []vfStep
+	if cfg.Trust != nil && *cfg.Trust != (old.Trust == 1) {
+		want, was := *cfg.Trust, old.Trust == 1
+		steps = append(steps, vfStep{"set trust " + onOff(want), VFInfoSet{Trust: &want}, VFInfoSet{Trust: &was}})
+	}
 	if cfg.MAC != nil {
-		mac, perr := net.ParseMAC(*cfg.MAC)
-		if perr != nil {
-			return stepErr(dev, "set mac", fmt.Errorf("invalid MAC %q: %w", *cfg.MAC, perr))
+		mac, err := net.ParseMAC(*cfg.MAC)
+		if err != nil {
+			return nil, &stepError{"set mac", fmt.Errorf("invalid MAC %q: %w", *cfg.MAC, err)}
 		}
 		if mac.String() != old.Mac.String() {
-			if err := step("set mac "+mac.String(), func() error { return h.nl.LinkSetVfHardwareAddr(link, vf, mac) },
-				func() error { return h.nl.LinkSetVfHardwareAddr(link, vf, old.Mac) }); err != nil {
-				return err
+			was := old.Mac
+			if was == nil {
+				was = make(net.HardwareAddr, 6)
 			}
+			steps = append(steps, vfStep{"set mac " + mac.String(), VFInfoSet{MAC: mac}, VFInfoSet{MAC: was}})
 		}
 	}
 	if cfg.VLAN != nil {
@@ -143,18 +188,15 @@ func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VF
 			proto = VLANProto8021Q
 		}
 		if vlan < 0 || vlan > 4095 || qos < 0 || qos > 7 {
-			return stepErr(dev, "set vlan", fmt.Errorf("vlan must be 0-4095 and qos 0-7, got %d and %d", vlan, qos))
+			return nil, &stepError{"set vlan", fmt.Errorf("vlan must be 0-4095 and qos 0-7, got %d and %d", vlan, qos)}
 		}
 		oldProto := old.VlanProto
 		if oldProto == 0 {
 			oldProto = VLANProto8021Q
 		}
 		if vlan != old.Vlan || qos != old.Qos || proto != oldProto {
-			if err := step(fmt.Sprintf("set vlan %d qos %d proto %#x", vlan, qos, proto),
-				func() error { return h.nl.LinkSetVfVlanQosProto(link, vf, vlan, qos, proto) },
-				func() error { return h.nl.LinkSetVfVlanQosProto(link, vf, old.Vlan, old.Qos, oldProto) }); err != nil {
-				return err
-			}
+			steps = append(steps, vfStep{fmt.Sprintf("set vlan %d qos %d proto %#x", vlan, qos, proto),
+				VFInfoSet{VLAN: &VFVLAN{vlan, qos, proto}}, VFInfoSet{VLAN: &VFVLAN{old.Vlan, old.Qos, oldProto}}})
 		}
 	}
 	if cfg.MinTxRate != nil || cfg.MaxTxRate != nil {
@@ -166,36 +208,51 @@ func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VF
 			maxR = *cfg.MaxTxRate
 		}
 		if maxR != 0 && minR > maxR {
-			return stepErr(dev, "set tx rate", fmt.Errorf("min_tx_rate %d exceeds max_tx_rate %d", minR, maxR))
+			return nil, &stepError{"set tx rate", fmt.Errorf("min_tx_rate %d exceeds max_tx_rate %d", minR, maxR)}
 		}
 		if minR != int(old.MinTxRate) || maxR != int(old.MaxTxRate) {
-			if err := step(fmt.Sprintf("set tx rate min %d max %d", minR, maxR),
-				func() error { return h.nl.LinkSetVfRate(link, vf, minR, maxR) },
-				func() error { return h.nl.LinkSetVfRate(link, vf, int(old.MinTxRate), int(old.MaxTxRate)) }); err != nil {
-				return err
-			}
+			steps = append(steps, vfStep{fmt.Sprintf("set tx rate min %d max %d", minR, maxR),
+				VFInfoSet{Rate: &VFRate{minR, maxR}}, VFInfoSet{Rate: &VFRate{int(old.MinTxRate), int(old.MaxTxRate)}}})
 		}
 	}
 	if cfg.LinkState != nil {
-		st, perr := vfLinkState(*cfg.LinkState)
-		if perr != nil {
-			return stepErr(dev, "set link state", perr)
+		st, err := vfLinkState(*cfg.LinkState)
+		if err != nil {
+			return nil, &stepError{"set link state", err}
 		}
 		if st != old.LinkState {
-			if err := step("set state "+*cfg.LinkState, func() error { return h.nl.LinkSetVfState(link, vf, st) },
-				func() error { return h.nl.LinkSetVfState(link, vf, old.LinkState) }); err != nil {
-				return err
-			}
+			was := old.LinkState
+			steps = append(steps, vfStep{"set state " + *cfg.LinkState, VFInfoSet{LinkState: &st}, VFInfoSet{LinkState: &was}})
 		}
 	}
 	if cfg.SpoofChk != nil && *cfg.SpoofChk != old.Spoofchk {
-		want := *cfg.SpoofChk
-		if err := step("set spoofchk "+onOff(want), func() error { return h.nl.LinkSetVfSpoofchk(link, vf, want) },
-			func() error { return h.nl.LinkSetVfSpoofchk(link, vf, old.Spoofchk) }); err != nil {
-			return err
-		}
+		want, was := *cfg.SpoofChk, old.Spoofchk
+		steps = append(steps, vfStep{"set spoofchk " + onOff(want), VFInfoSet{SpoofChk: &want}, VFInfoSet{SpoofChk: &was}})
 	}
-	return nil
+	return steps, nil
+}
+
+// with is s with the fields o sets.
+func (s VFInfoSet) with(o VFInfoSet) VFInfoSet {
+	if o.MAC != nil {
+		s.MAC = o.MAC
+	}
+	if o.VLAN != nil {
+		s.VLAN = o.VLAN
+	}
+	if o.Rate != nil {
+		s.Rate = o.Rate
+	}
+	if o.SpoofChk != nil {
+		s.SpoofChk = o.SpoofChk
+	}
+	if o.LinkState != nil {
+		s.LinkState = o.LinkState
+	}
+	if o.Trust != nil {
+		s.Trust = o.Trust
+	}
+	return s
 }
 
 // VFConfigurer applies PF-side VF settings, all or none; *Host is one.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/sluice-net/sluice/host"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -192,6 +193,50 @@ func (n *Node) LinkSetVfRate(link netlink.Link, vf, minRate, maxRate int) error 
 	return n.setVF("LinkSetVfRate", link, vf, func(v *fakeLinkVF) {
 		v.pf.settings[v.i].MinTxRate, v.pf.settings[v.i].MaxTxRate = minRate, maxRate
 	})
+}
+
+// LinkSetVfInfo applies set's settings as the kernel does, in its order,
+// each through its one-setting call (and that call's injected failure),
+// stopping at the first refused and leaving those before it applied.
+func (n *Node) LinkSetVfInfo(link netlink.Link, vf int, set host.VFInfoSet) error {
+	var steps []func() error
+	if set.MAC != nil {
+		steps = append(steps, func() error { return n.LinkSetVfHardwareAddr(link, vf, set.MAC) })
+	}
+	if v := set.VLAN; v != nil {
+		steps = append(steps, func() error { return n.LinkSetVfVlanQosProto(link, vf, v.VLAN, v.QoS, v.Proto) })
+	}
+	if r := set.Rate; r != nil {
+		steps = append(steps, func() error { return n.LinkSetVfRate(link, vf, r.Min, r.Max) })
+	}
+	if set.SpoofChk != nil {
+		steps = append(steps, func() error { return n.LinkSetVfSpoofchk(link, vf, *set.SpoofChk) })
+	}
+	if set.LinkState != nil {
+		steps = append(steps, func() error { return n.LinkSetVfState(link, vf, *set.LinkState) })
+	}
+	if set.Trust != nil {
+		steps = append(steps, func() error { return n.LinkSetVfTrust(link, vf, *set.Trust) })
+	}
+	if len(steps) == 0 {
+		return syscall.EINVAL
+	}
+	n.mu.Lock()
+	n.vfInfoCalls++
+	n.mu.Unlock()
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VFInfoCalls counts the LinkSetVfInfo requests made so far.
+func (n *Node) VFInfoCalls() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.vfInfoCalls
 }
 
 // RdmaSystemGetNetnsMode returns the RDMA netns mode.

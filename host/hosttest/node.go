@@ -91,9 +91,10 @@ type Node struct {
 	nextIOMMU   int
 	rdmaMode    string
 	// otherNetns counts namespaces that make an RDMA mode switch fail.
-	otherNetns int
-	writeFail  map[string]error
-	nlFail     map[string]error
+	otherNetns  int
+	writeFail   map[string]error
+	nlFail      map[string]error
+	vfInfoCalls int
 	// defaultRoutes are the netdevs carrying a default route.
 	defaultRoutes map[string]bool
 	writes        []string
