@@ -3,7 +3,8 @@
 # the igb NIC and the backports kernel (igb/igbvf/rdma_rxe modules) from
 # bookworm-backports, busybox for the guest's init, and the RDMA/network
 # user-space the guest runs from the host's shared root (with nftables and
-# iptables for the real-cluster node's kube-proxy and bridge plugin).
+# iptables for the real-cluster node's kube-proxy and bridge plugin, gdb to
+# stop the real agent inside a DRA Prepare).
 #
 # Idempotent: when everything is present it does nothing and exits 0.
 set -euo pipefail
@@ -19,7 +20,7 @@ flock 9
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in busybox-static iproute2 iputils-ping rdma-core rdmacm-utils ibverbs-utils ibverbs-providers perftest kmod cpio nftables iptables procps e2fsprogs; do
+for p in busybox-static iproute2 iputils-ping rdma-core rdmacm-utils ibverbs-utils ibverbs-providers perftest kmod cpio nftables iptables procps e2fsprogs gdb; do
   have_pkg "$p" || need+=("$p")
 done
 qemu_ok() {

@@ -200,7 +200,7 @@ spec:
 		t.Fatalf("ping over the DRA VFs: %v\n%s", err, out)
 	}
 
-	e.agentKilledMidClaim(t)
+	e.agentKilledInPrepare(t)
 
 	e.deleteDeployment(t, "dra-ping")
 	e.deleteDeployment(t, "dra-crash")
@@ -227,28 +227,61 @@ spec:
 	e.draDevices(t, draPoolVF)
 }
 
-// agentKilledMidClaim: the agent is killed (SIGKILL) as soon as a new
-// claim's checkpoint appears, in Prepare or in the sandbox step after it.
-// The kubelet restarts it, the kubelet and containerd retry, and the pod
-// runs with its VF set up once; the step's final checks find nothing
-// leaked after the pods go.
-func (e *e2e) agentKilledMidClaim(t *testing.T) {
+// agentKilledInPrepare: the agent is killed (SIGKILL) inside Prepare,
+// after it checkpointed the claim as Preparing and set the VF's VLAN on
+// the PF, before the claim's CDI spec and the Prepared checkpoint. No real
+// fault stops it there on demand, so a debugger does: gdb, attached to the
+// running agent, breaks on nodefiles.WriteDRAClaimCDISpec. The kubelet
+// restarts the agent, which undoes the unfinished claim; the kubelet and
+// containerd retry, and the pod runs with its VF set up once. The step's
+// final checks find nothing leaked after the pods go.
+func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	cs := e.c.CP.Client
+	pid, err := e.c.Node.Sh(e.ctx, "pgrep -f '/usr/local/bin/[s]luice agent'")
+	pid = strings.TrimSpace(pid)
+	if err != nil || strings.ContainsAny(pid, " \n") {
+		t.Fatalf("the agent's pid: %q %v", pid, err)
+	}
+	// --readnever: the ELF symbol table names the function; the DWARF of a
+	// 100 MB binary would take minutes to read under TCG.
+	const bp = "github.com/sluice-net/sluice/api/nodefiles.WriteDRAClaimCDISpec"
+	if out, err := e.c.Node.Sh(e.ctx, "rm -f /run/sluice-bp.*; setsid -f gdb -nx --readnever -batch -p "+pid+
+		` -ex 'handle all nostop noprint pass' -ex "break '`+bp+`'" -ex 'shell touch /run/sluice-bp.set'`+
+		` -ex continue -ex 'shell touch /run/sluice-bp.hit' -ex 'shell sleep 900' </dev/null >/run/sluice-bp.log 2>&1`); err != nil {
+		t.Fatalf("start gdb: %v %s", err, out)
+	}
+	defer func() { _, _ = e.c.Node.Sh(e.ctx, "pkill -f '[g]db -nx --readnever'; true") }()
+	waitFile := func(name string) {
+		t.Helper()
+		if err := Poll(e.ctx, 4*time.Minute, 500*time.Millisecond, name, func() (bool, error) {
+			out, err := e.c.Node.Sh(e.ctx, "test -e "+name+" && echo yes; true")
+			return strings.TrimSpace(out) == "yes", err
+		}); err != nil {
+			log, _ := e.c.Node.Sh(e.ctx, "cat /run/sluice-bp.log")
+			t.Fatalf("%v; gdb's log:\n%s", err, log)
+		}
+	}
+	waitFile("/run/sluice-bp.set")
+	vlan100 := func() int {
+		out, _ := e.c.Node.Sh(e.ctx, "ip link show eth0; ip link show eth1")
+		return strings.Count(out, "vlan 100")
+	}
+	before := vlan100()
 	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-crash", 1, "dra-vlan"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var state string
-	if err := Poll(e.ctx, 3*time.Minute, 100*time.Millisecond, "a checkpoint of the dra-crash claim", func() (bool, error) {
-		out, err := e.c.Node.Sh(e.ctx, `grep -h -o '"name":"dra-crash[^"]*","state":"[A-Za-z]*"' /run/sluice/dra/claims/*.json 2>/dev/null; true`)
-		state = strings.TrimSpace(out)
-		return state != "", err
-	}); err != nil {
-		t.Fatal(err)
+	waitFile("/run/sluice-bp.hit")
+	out, err := e.c.Node.Sh(e.ctx, `grep -h -o '"name":"dra-crash[^"]*","state":"[A-Za-z]*"' /run/sluice/dra/claims/*.json`)
+	if err != nil || !strings.Contains(out, `"state":"Preparing"`) || strings.Count(out, `"state":`) != 1 {
+		t.Fatalf("at the breakpoint, want the dra-crash claim checkpointed as Preparing: %v\n%s", err, out)
 	}
-	if out, err := e.c.Node.Sh(e.ctx, "pkill -9 -f '/usr/local/bin/[s]luice agent'"); err != nil {
+	if n := vlan100(); n != before+1 {
+		t.Fatalf("at the breakpoint, %d VFs have VLAN 100, want %d: Prepare had not configured its VF yet", n, before+1)
+	}
+	if out, err := e.c.Node.Sh(e.ctx, "kill -9 "+pid); err != nil {
 		t.Fatalf("kill the agent: %v %s", err, out)
 	}
-	t.Logf("agent killed at checkpoint %s", state)
+	t.Logf("agent killed inside Prepare: claim checkpointed Preparing, its VF's VLAN set, no CDI spec or Prepared checkpoint yet: %s", strings.TrimSpace(out))
 	pods := e.runningPods(t, "dra-crash", 1, 6*time.Minute)
 	// A sandbox the runtime created while the agent was down gets its VF
 	// when the agent connects again.

@@ -4,7 +4,7 @@
 // real igb VFs and soft-RoCE devices discovered through sysfs and netlink,
 // advertised to a fake kubelet (deviceplugin/kubelettest) on a unix socket,
 // and health changes (PF carrier lost, VF unbound, rxe deleted) reported
-// within a second.
+// from events, well before the periodic resync (healthBound).
 package deviceplugin
 
 import (
@@ -26,8 +26,13 @@ import (
 	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
 
-// healthBound is how soon a health change must reach the kubelet.
-const healthBound = time.Second
+// healthBound is how soon a health change (or a kubelet restart) must
+// reach the kubelet: well under the plugin's 30 s safety resync
+// (deviceplugin.DefaultResync, which these tests keep), so that only the
+// event path meets it. A quiet host takes under a second (logged); under
+// TCG on a loaded host (a cold make test building beside the VM) a
+// re-registration once took more than one, so the bound is not a second.
+const healthBound = 5 * time.Second
 
 // plugin is the device plugin running in this process against the real
 // node, with a fake kubelet.
@@ -278,7 +283,7 @@ func TestKubeletRestart(t *testing.T) {
 	if err := p.kubelet.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	p.timed(t, res, "registered again after a kubelet restart", time.Second, func(s kubelettest.Snapshot) bool {
+	p.timed(t, res, "registered again after a kubelet restart", healthBound, func(s kubelettest.Snapshot) bool {
 		return s.Registered && s.Streaming && len(s.Devices) == 1
 	})
 }
