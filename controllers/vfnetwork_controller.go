@@ -140,32 +140,61 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
 
-	if !crossNamespace && controllerutil.ContainsFinalizer(vfn, NADFinalizer) && status.NetworkAttachmentDefinition == target.String() {
+	if !crossNamespace && status.NetworkAttachmentDefinition == target.String() {
 		// Back in its own namespace: the owner reference takes over.
-		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
-		if err := r.Client.Update(ctx, vfn); err != nil {
-			return reconcile.Result{}, fmt.Errorf("remove finalizer from VFNetwork %s: %w", req, err)
+		if err := r.removeFinalizer(ctx, vfn); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
-	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
-		vfn.Status = *status
-		if err := r.Client.Status().Update(ctx, vfn); err != nil {
-			return reconcile.Result{}, errors.Join(result, fmt.Errorf("update status of VFNetwork %s: %w", req, err))
-		}
+	if err := r.writeStatus(ctx, vfn, status); err != nil {
+		return reconcile.Result{}, errors.Join(result, err)
 	}
 	return reconcile.Result{}, result
 }
 
 // refuse handles a tenant VFNetwork that asks for what only a platform
-// VFNetwork may (refusal is TenantRefusal's message): every NetworkAttachmentDefinition it rendered before
-// (before the operator refused such objects, or under an earlier spec) is
-// deleted, its finalizer goes once nothing is left in another namespace,
-// and Ready says which fields and how to fix them. Unlike an invalid IPAM,
-// which keeps the last good NetworkAttachmentDefinition, a refusal keeps
-// none: no pod attaches through a VFNetwork its namespace may not have.
+// VFNetwork may (refusal is TenantRefusal's message): every
+// NetworkAttachmentDefinition it rendered before (before the operator
+// refused such objects, or under an earlier spec) is withdrawn, and Ready
+// says which fields and how to fix them. Unlike an invalid IPAM, which
+// keeps the last good NetworkAttachmentDefinition, a refusal keeps none: no
+// pod attaches through a VFNetwork its namespace may not have.
 func (r *VFNetworkReconciler) refuse(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName, refusal string) error {
-	key := client.ObjectKeyFromObject(vfn)
-	keys := []types.NamespacedName{key, target}
+	return r.withdraw(ctx, vfn, target, metav1.Condition{Status: metav1.ConditionFalse, Reason: ReasonPlatformOnly, Message: refusal})
+}
+
+// withdraw leaves a VFNetwork without NetworkAttachmentDefinitions: every
+// one it rendered (in its namespace, the target's, or the one its status
+// names) is deleted, its finalizer goes once nothing is left in another
+// namespace, and cond (Status, Reason, Message) becomes its Ready
+// condition. A deletion that failed is added to the message and retried.
+func (r *VFNetworkReconciler) withdraw(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName, cond metav1.Condition) error {
+	errs := r.deleteRendered(ctx, vfn, target)
+	status := vfn.Status.DeepCopy()
+	status.ObservedGeneration = vfn.Generation
+	if len(errs) == 0 {
+		status.NetworkAttachmentDefinition = ""
+	} else {
+		cond.Message += fmt.Sprintf(" (removing what it rendered before failed, retrying: %v)", errors.Join(errs...))
+	}
+	cond.Type, cond.ObservedGeneration = sluicev1.ConditionReady, vfn.Generation
+	meta.SetStatusCondition(&status.Conditions, cond)
+	if len(errs) == 0 {
+		if err := r.removeFinalizer(ctx, vfn); err != nil {
+			return err
+		}
+	}
+	if err := r.writeStatus(ctx, vfn, status); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// deleteRendered deletes the NetworkAttachmentDefinitions the VFNetwork
+// may have rendered: in its own namespace, in target, and the one its
+// status names.
+func (r *VFNetworkReconciler) deleteRendered(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName) []error {
+	keys := []types.NamespacedName{client.ObjectKeyFromObject(vfn), target}
 	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" {
 		keys = append(keys, parseKey(prev))
 	}
@@ -181,31 +210,30 @@ func (r *VFNetworkReconciler) refuse(ctx context.Context, vfn *sluicev1.VFNetwor
 		}
 		deleted[k] = true
 	}
-	status := vfn.Status.DeepCopy()
-	status.ObservedGeneration = vfn.Generation
-	msg := refusal
-	if len(errs) == 0 {
-		status.NetworkAttachmentDefinition = ""
-	} else {
-		msg += fmt.Sprintf(" (removing what it rendered before failed, retrying: %v)", errors.Join(errs...))
+	return errs
+}
+
+// removeFinalizer takes NADFinalizer off the VFNetwork, if it is there.
+func (r *VFNetworkReconciler) removeFinalizer(ctx context.Context, vfn *sluicev1.VFNetwork) error {
+	if !controllerutil.RemoveFinalizer(vfn, NADFinalizer) {
+		return nil
 	}
-	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation,
-		Reason: ReasonPlatformOnly, Message: msg,
-	})
-	if len(errs) == 0 && controllerutil.ContainsFinalizer(vfn, NADFinalizer) {
-		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
-		if err := r.Client.Update(ctx, vfn); err != nil {
-			return fmt.Errorf("remove finalizer from VFNetwork %s: %w", key, err)
-		}
+	if err := r.Client.Update(ctx, vfn); err != nil {
+		return fmt.Errorf("remove finalizer from VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
 	}
-	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
-		vfn.Status = *status
-		if err := r.Client.Status().Update(ctx, vfn); err != nil {
-			errs = append(errs, fmt.Errorf("update status of VFNetwork %s: %w", key, err))
-		}
+	return nil
+}
+
+// writeStatus writes status as the VFNetwork's, unless it is already.
+func (r *VFNetworkReconciler) writeStatus(ctx context.Context, vfn *sluicev1.VFNetwork, status *sluicev1.VFNetworkStatus) error {
+	if equality.Semantic.DeepEqual(&vfn.Status, status) {
+		return nil
 	}
-	return errors.Join(errs...)
+	vfn.Status = *status
+	if err := r.Client.Status().Update(ctx, vfn); err != nil {
+		return fmt.Errorf("update status of VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
+	}
+	return nil
 }
 
 // resource is the device-plugin resource pods of the VFNetwork need.
@@ -227,11 +255,7 @@ func (r *VFNetworkReconciler) finalize(ctx context.Context, vfn *sluicev1.VFNetw
 			return err
 		}
 	}
-	controllerutil.RemoveFinalizer(vfn, NADFinalizer)
-	if err := r.Client.Update(ctx, vfn); err != nil {
-		return fmt.Errorf("remove finalizer from VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
-	}
-	return nil
+	return r.removeFinalizer(ctx, vfn)
 }
 
 // ensureNAD creates the NetworkAttachmentDefinition or puts back what was
