@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/sluice-net/sluice/api/dradevice"
 	"github.com/sluice-net/sluice/api/tenancy"
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 )
@@ -44,6 +45,10 @@ const (
 	ReasonInvalidIPAM   = "InvalidIPAM"
 	ReasonNADNotManaged = "NADNotManaged"
 	ReasonRenderFailed  = "RenderFailed"
+	// ReasonClaimReference: the pool is allocated through DRA, so pods use
+	// the VFNetwork through a ResourceClaim's config, not a
+	// NetworkAttachmentDefinition (none is rendered).
+	ReasonClaimReference = "ClaimReference"
 )
 
 // constError is an error that can be a constant.
@@ -59,7 +64,9 @@ const errNotManaged = constError("not managed by this VFNetwork")
 // NetworkAttachmentDefinition of the same name, in spec.networkNamespace or
 // the VFNetwork's own namespace, and keeps it as rendered. A tenant's
 // VFNetwork (outside PlatformNamespace) that asks for what only a platform
-// VFNetwork may (package api/tenancy) gets no NetworkAttachmentDefinition.
+// VFNetwork may (package api/tenancy) gets no NetworkAttachmentDefinition,
+// and neither does a VFNetwork of a DRA pool (pods name it in their
+// ResourceClaims' config instead).
 type VFNetworkReconciler struct {
 	Client client.Client
 	Scheme *runtime.Scheme
@@ -90,6 +97,13 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if refusal := TenantRefusal(vfn, r.PlatformNamespace); refusal != "" {
 		return reconcile.Result{}, r.refuse(ctx, vfn, target, refusal)
 	}
+	pool, err := r.poolOf(ctx, vfn.Spec.ResourceName)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if pool.dra {
+		return reconcile.Result{}, r.withdraw(ctx, vfn, target, r.claimReference(vfn, target))
+	}
 
 	// A NAD left behind in another namespace by an earlier networkNamespace.
 	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" && prev != target.String() {
@@ -110,12 +124,8 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	cond := metav1.Condition{Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation}
 	var result error
 
-	softRoCE, err := r.softRoCEPool(ctx, vfn.Spec.ResourceName)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
 	resource := r.resource(vfn)
-	config, err := renderCNIConfig(vfn, resource, softRoCE)
+	config, err := renderCNIConfig(vfn, resource, pool.softRoCE)
 	var invalid *invalidSpecError
 	switch {
 	case errors.As(err, &invalid):
@@ -140,32 +150,74 @@ func (r *VFNetworkReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
 
-	if !crossNamespace && controllerutil.ContainsFinalizer(vfn, NADFinalizer) && status.NetworkAttachmentDefinition == target.String() {
+	if !crossNamespace && status.NetworkAttachmentDefinition == target.String() {
 		// Back in its own namespace: the owner reference takes over.
-		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
-		if err := r.Client.Update(ctx, vfn); err != nil {
-			return reconcile.Result{}, fmt.Errorf("remove finalizer from VFNetwork %s: %w", req, err)
+		if err := r.removeFinalizer(ctx, vfn); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
-	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
-		vfn.Status = *status
-		if err := r.Client.Status().Update(ctx, vfn); err != nil {
-			return reconcile.Result{}, errors.Join(result, fmt.Errorf("update status of VFNetwork %s: %w", req, err))
-		}
+	if err := r.writeStatus(ctx, vfn, status); err != nil {
+		return reconcile.Result{}, errors.Join(result, err)
 	}
 	return reconcile.Result{}, result
 }
 
 // refuse handles a tenant VFNetwork that asks for what only a platform
-// VFNetwork may (refusal is TenantRefusal's message): every NetworkAttachmentDefinition it rendered before
-// (before the operator refused such objects, or under an earlier spec) is
-// deleted, its finalizer goes once nothing is left in another namespace,
-// and Ready says which fields and how to fix them. Unlike an invalid IPAM,
-// which keeps the last good NetworkAttachmentDefinition, a refusal keeps
-// none: no pod attaches through a VFNetwork its namespace may not have.
+// VFNetwork may (refusal is TenantRefusal's message): every
+// NetworkAttachmentDefinition it rendered before (before the operator
+// refused such objects, or under an earlier spec) is withdrawn, and Ready
+// says which fields and how to fix them. Unlike an invalid IPAM, which
+// keeps the last good NetworkAttachmentDefinition, a refusal keeps none: no
+// pod attaches through a VFNetwork its namespace may not have.
 func (r *VFNetworkReconciler) refuse(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName, refusal string) error {
-	key := client.ObjectKeyFromObject(vfn)
-	keys := []types.NamespacedName{key, target}
+	return r.withdraw(ctx, vfn, target, metav1.Condition{Status: metav1.ConditionFalse, Reason: ReasonPlatformOnly, Message: refusal})
+}
+
+// claimReference is the Ready condition of a VFNetwork of a DRA pool: it
+// works, through claims, and says how a claim names it.
+func (r *VFNetworkReconciler) claimReference(vfn *sluicev1.VFNetwork, target types.NamespacedName) metav1.Condition {
+	return metav1.Condition{
+		Status: metav1.ConditionTrue, Reason: ReasonClaimReference,
+		Message: fmt.Sprintf("pool %s is allocated through DRA (spec.allocation DRA on its NetworkNodePolicies), so no NetworkAttachmentDefinition is rendered: "+
+			"pods in namespace %s use this VFNetwork through a ResourceClaim or ResourceClaimTemplate for DeviceClass %s whose device config has opaque parameters for driver %s "+
+			"with apiVersion: %s, kind: %s and vfNetwork: {name: %s, namespace: %s}",
+			vfn.Spec.ResourceName, target.Namespace, dradevice.DeviceClassName(vfn.Spec.ResourceName, r.ResourcePrefix), dradevice.DriverName(r.ResourcePrefix),
+			dradevice.ClaimConfigAPIVersion, dradevice.ClaimConfigKind, vfn.Name, vfn.Namespace),
+	}
+}
+
+// withdraw leaves a VFNetwork without NetworkAttachmentDefinitions: every
+// one it rendered (in its namespace, the target's, or the one its status
+// names) is deleted, its finalizer goes once nothing is left in another
+// namespace, and cond (Status, Reason, Message) becomes its Ready
+// condition. A deletion that failed is added to the message and retried.
+func (r *VFNetworkReconciler) withdraw(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName, cond metav1.Condition) error {
+	errs := r.deleteRendered(ctx, vfn, target)
+	status := vfn.Status.DeepCopy()
+	status.ObservedGeneration = vfn.Generation
+	if len(errs) == 0 {
+		status.NetworkAttachmentDefinition = ""
+	} else {
+		cond.Message += fmt.Sprintf(" (removing what it rendered before failed, retrying: %v)", errors.Join(errs...))
+	}
+	cond.Type, cond.ObservedGeneration = sluicev1.ConditionReady, vfn.Generation
+	meta.SetStatusCondition(&status.Conditions, cond)
+	if len(errs) == 0 {
+		if err := r.removeFinalizer(ctx, vfn); err != nil {
+			return err
+		}
+	}
+	if err := r.writeStatus(ctx, vfn, status); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// deleteRendered deletes the NetworkAttachmentDefinitions the VFNetwork
+// may have rendered: in its own namespace, in target, and the one its
+// status names.
+func (r *VFNetworkReconciler) deleteRendered(ctx context.Context, vfn *sluicev1.VFNetwork, target types.NamespacedName) []error {
+	keys := []types.NamespacedName{client.ObjectKeyFromObject(vfn), target}
 	if prev := vfn.Status.NetworkAttachmentDefinition; prev != "" {
 		keys = append(keys, parseKey(prev))
 	}
@@ -181,31 +233,30 @@ func (r *VFNetworkReconciler) refuse(ctx context.Context, vfn *sluicev1.VFNetwor
 		}
 		deleted[k] = true
 	}
-	status := vfn.Status.DeepCopy()
-	status.ObservedGeneration = vfn.Generation
-	msg := refusal
-	if len(errs) == 0 {
-		status.NetworkAttachmentDefinition = ""
-	} else {
-		msg += fmt.Sprintf(" (removing what it rendered before failed, retrying: %v)", errors.Join(errs...))
+	return errs
+}
+
+// removeFinalizer takes NADFinalizer off the VFNetwork, if it is there.
+func (r *VFNetworkReconciler) removeFinalizer(ctx context.Context, vfn *sluicev1.VFNetwork) error {
+	if !controllerutil.RemoveFinalizer(vfn, NADFinalizer) {
+		return nil
 	}
-	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: vfn.Generation,
-		Reason: ReasonPlatformOnly, Message: msg,
-	})
-	if len(errs) == 0 && controllerutil.ContainsFinalizer(vfn, NADFinalizer) {
-		controllerutil.RemoveFinalizer(vfn, NADFinalizer)
-		if err := r.Client.Update(ctx, vfn); err != nil {
-			return fmt.Errorf("remove finalizer from VFNetwork %s: %w", key, err)
-		}
+	if err := r.Client.Update(ctx, vfn); err != nil {
+		return fmt.Errorf("remove finalizer from VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
 	}
-	if !equality.Semantic.DeepEqual(&vfn.Status, status) {
-		vfn.Status = *status
-		if err := r.Client.Status().Update(ctx, vfn); err != nil {
-			errs = append(errs, fmt.Errorf("update status of VFNetwork %s: %w", key, err))
-		}
+	return nil
+}
+
+// writeStatus writes status as the VFNetwork's, unless it is already.
+func (r *VFNetworkReconciler) writeStatus(ctx context.Context, vfn *sluicev1.VFNetwork, status *sluicev1.VFNetworkStatus) error {
+	if equality.Semantic.DeepEqual(&vfn.Status, status) {
+		return nil
 	}
-	return errors.Join(errs...)
+	vfn.Status = *status
+	if err := r.Client.Status().Update(ctx, vfn); err != nil {
+		return fmt.Errorf("update status of VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
+	}
+	return nil
 }
 
 // resource is the device-plugin resource pods of the VFNetwork need.
@@ -227,11 +278,7 @@ func (r *VFNetworkReconciler) finalize(ctx context.Context, vfn *sluicev1.VFNetw
 			return err
 		}
 	}
-	controllerutil.RemoveFinalizer(vfn, NADFinalizer)
-	if err := r.Client.Update(ctx, vfn); err != nil {
-		return fmt.Errorf("remove finalizer from VFNetwork %s/%s: %w", vfn.Namespace, vfn.Name, err)
-	}
-	return nil
+	return r.removeFinalizer(ctx, vfn)
 }
 
 // ensureNAD creates the NetworkAttachmentDefinition or puts back what was
@@ -334,24 +381,53 @@ func (r *VFNetworkReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// softRoCEPool reports whether a NetworkNodePolicy makes resource a
-// soft-RoCE pool: its attachments then create the pod's soft-RoCE device.
-func (r *VFNetworkReconciler) softRoCEPool(ctx context.Context, resource string) (bool, error) {
+// poolKind is what the applied (not dry-run) NetworkNodePolicies of a
+// resourceName make of its pool, for the VFNetworks of that pool.
+type poolKind struct {
+	// softRoCE: attachments create the pod's soft-RoCE device.
+	softRoCE bool
+	// dra: the pool is allocated through DRA, so no pod can ask for its
+	// device-plugin resource and the VFNetwork renders no
+	// NetworkAttachmentDefinition.
+	dra bool
+}
+
+// poolOf reads the pool of resource from the NetworkNodePolicies.
+//
+// The pool counts as DRA only when every applied policy of it asks for
+// DRA. Policies that disagree on allocation conflict on each node they
+// both select: the merge applies the one that takes precedence there, and
+// the other's Conflict condition says why (no need to say it here too).
+// So the device plugin may still serve the pool on some nodes: the
+// NetworkAttachmentDefinition stays for those, and a DRA claim, which
+// never reads it, is not hindered by it.
+func (r *VFNetworkReconciler) poolOf(ctx context.Context, resource string) (poolKind, error) {
 	var l sluicev1.NetworkNodePolicyList
 	if err := r.Client.List(ctx, &l); err != nil {
-		return false, fmt.Errorf("list NetworkNodePolicies: %w", err)
+		return poolKind{}, fmt.Errorf("list NetworkNodePolicies: %w", err)
 	}
+	var k poolKind
+	applied, dra := 0, 0
 	for i := range l.Items {
 		s := &l.Items[i].Spec
-		if s.ResourceName == resource && !s.DryRun && s.RDMA != nil && s.RDMA.Enabled && s.RDMA.Provider == sluicev1.RDMAProviderSoftRoCE {
-			return true, nil
+		if s.ResourceName != resource || s.DryRun || l.Items[i].DeletionTimestamp != nil {
+			continue
+		}
+		applied++
+		if s.DRA() {
+			dra++
+		}
+		if s.RDMA != nil && s.RDMA.Enabled && s.RDMA.Provider == sluicev1.RDMAProviderSoftRoCE {
+			k.softRoCE = true
 		}
 	}
-	return false, nil
+	k.dra = applied > 0 && dra == applied
+	return k, nil
 }
 
 // networksOfPolicy maps a NetworkNodePolicy to the VFNetworks of its pool,
-// whose configuration depends on the pool's RDMA provider.
+// whose configuration depends on the pool's RDMA provider, and whether they
+// render at all on its allocation.
 func (r *VFNetworkReconciler) networksOfPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
 	p, ok := obj.(*sluicev1.NetworkNodePolicy)
 	if !ok {

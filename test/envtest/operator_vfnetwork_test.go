@@ -321,3 +321,112 @@ func softRoCEPolicy(t *testing.T) (string, *sluicev1.NetworkNodePolicy) {
 	createPolicy(t, p)
 	return pool, p
 }
+
+// waitNoNAD waits until the NAD is gone.
+func waitNoNAD(t *testing.T, ns, name string) {
+	t.Helper()
+	eventually(t, "NetworkAttachmentDefinition "+ns+"/"+name+" gone", func() error {
+		if _, err := getNAD(ns, name); !apierrors.IsNotFound(err) {
+			return errorf("NAD: %v", err)
+		}
+		return nil
+	})
+}
+
+// claimReference waits for the VFNetwork to report that its pool is DRA
+// and checks that it has no NAD and tells how a claim names it.
+func claimReference(t *testing.T, ns, name, claimNS string) *sluicev1.VFNetwork {
+	t.Helper()
+	n := vfnReady(t, ns, name, metav1.ConditionTrue, "ClaimReference")
+	if n.Status.NetworkAttachmentDefinition != "" {
+		t.Errorf("status.networkAttachmentDefinition = %q, want none", n.Status.NetworkAttachmentDefinition)
+	}
+	c := meta.FindStatusCondition(n.Status.Conditions, sluicev1.ConditionReady)
+	for _, want := range []string{
+		"DRA", "ResourceClaim", n.Spec.ResourceName + ".sluice.dev", "apiVersion: sluice.dev/v1alpha1", "kind: VFClaimConfig",
+		"vfNetwork: {name: " + name + ", namespace: " + ns + "}", "namespace " + claimNS, "no NetworkAttachmentDefinition",
+	} {
+		if !strings.Contains(c.Message, want) {
+			t.Errorf("ClaimReference message %q does not say %q", c.Message, want)
+		}
+	}
+	if _, err := getNAD(claimNS, name); !apierrors.IsNotFound(err) {
+		t.Errorf("NAD %s/%s of a DRA pool: %v", claimNS, name, err)
+	}
+	return n
+}
+
+// A VFNetwork of a DRA pool gets no NAD (no device plugin serves the
+// resource it would ask for) and says how claims use it; it follows the
+// pool between DRA and the device plugin. While a device-plugin policy
+// feeds the pool too, the NAD stays, for the nodes that policy wins.
+func TestOperatorVFNetworkDRAPool(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	ns, pool := env.Namespace(t), uniqueName(t, "pool")
+	p := draPolicy(uniqueName(t, "dra"), pool)
+	createPolicy(t, p)
+	vfn := &sluicev1.VFNetwork{ObjectMeta: metav1.ObjectMeta{Name: "net", Namespace: ns}, Spec: sluicev1.VFNetworkSpec{ResourceName: pool, MTU: 1400}}
+	if err := env.Client.Create(ctx, vfn); err != nil {
+		t.Fatal(err)
+	}
+	claimReference(t, ns, "net", ns)
+
+	want := `{"cniVersion":"1.0.0","name":"net","type":"sluice-cni","mtu":1400}`
+	editPolicy(t, p.Name, func(s *sluicev1.NetworkNodePolicySpec) { s.Allocation = sluicev1.AllocationDevicePlugin })
+	nadConfig(t, ns, "net", want)
+	vfnReady(t, ns, "net", metav1.ConditionTrue, "Rendered")
+
+	editPolicy(t, p.Name, func(s *sluicev1.NetworkNodePolicySpec) { s.Allocation = sluicev1.AllocationDRA })
+	waitNoNAD(t, ns, "net")
+	claimReference(t, ns, "net", ns)
+
+	// A device-plugin policy of the same pool: the pools conflict on the
+	// nodes both select, and the NAD is rendered for the device plugin's.
+	dp := validPolicy(uniqueName(t, "dp"))
+	dp.Spec.ResourceName = pool
+	createPolicy(t, dp)
+	nadConfig(t, ns, "net", want)
+	vfnReady(t, ns, "net", metav1.ConditionTrue, "Rendered")
+	if err := env.Client.Delete(ctx, dp); err != nil {
+		t.Fatal(err)
+	}
+	waitNoNAD(t, ns, "net")
+	claimReference(t, ns, "net", ns)
+}
+
+// A platform VFNetwork rendered into another namespace: when its pool
+// moves to DRA, the NAD there and the finalizer go; back on the device
+// plugin, both return.
+func TestOperatorVFNetworkOtherNamespaceDRAPool(t *testing.T) {
+	startOperator(t)
+	home, target, name, pool := operatorNamespace, env.Namespace(t), uniqueName(t, "net"), uniqueName(t, "pool")
+	p := validPolicy(uniqueName(t, "dp"))
+	p.Spec.ResourceName = pool
+	createPolicy(t, p)
+	createPlatformVFNetwork(t, name, sluicev1.VFNetworkSpec{ResourceName: pool, NetworkNamespace: target, VLAN: 7})
+	want := `{"cniVersion":"1.0.0","name":"` + name + `","type":"sluice-cni","vlan":7}`
+	nadConfig(t, target, name, want)
+	vfnReady(t, home, name, metav1.ConditionTrue, "Rendered")
+
+	editPolicy(t, p.Name, func(s *sluicev1.NetworkNodePolicySpec) { s.Allocation = sluicev1.AllocationDRA })
+	waitNoNAD(t, target, name)
+	eventually(t, "finalizer gone", func() error {
+		n, err := getVFNetwork(home, name)
+		if err != nil {
+			return err
+		}
+		if len(n.Finalizers) != 0 {
+			return errorf("finalizers = %v", n.Finalizers)
+		}
+		return nil
+	})
+	claimReference(t, home, name, target)
+
+	editPolicy(t, p.Name, func(s *sluicev1.NetworkNodePolicySpec) { s.Allocation = sluicev1.AllocationDevicePlugin })
+	nadConfig(t, target, name, want)
+	got := vfnReady(t, home, name, metav1.ConditionTrue, "Rendered")
+	if got.Status.NetworkAttachmentDefinition != target+"/"+name || len(got.Finalizers) != 1 {
+		t.Errorf("status.networkAttachmentDefinition = %q, finalizers = %v", got.Status.NetworkAttachmentDefinition, got.Finalizers)
+	}
+}
