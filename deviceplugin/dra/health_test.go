@@ -53,7 +53,12 @@ func (e *env) watch() *watcher {
 	go func() { w.done <- e.d.WatchHealthStatus(ctx, w.reports) }()
 	e.t.Cleanup(func() {
 		cancel()
-		<-w.done
+		select {
+		case err := <-w.done:
+			w.done <- err
+		case <-time.After(wait):
+			e.t.Errorf("canceled WatchHealthStatus still running after %s", wait)
+		}
 	})
 	return w
 }
@@ -65,6 +70,7 @@ func (w *watcher) next(what string) kubeletplugin.DeviceHealthReport {
 	case r := <-w.reports:
 		return r
 	case err := <-w.done:
+		w.done <- err
 		w.t.Fatalf("%s: WatchHealthStatus returned %v, want reports", what, err)
 	case <-time.After(wait):
 		w.t.Fatalf("%s: no health report in %s", what, wait)
@@ -78,10 +84,10 @@ func (w *watcher) stop() {
 	w.cancel()
 	select {
 	case err := <-w.done:
+		w.done <- err // for the cleanup
 		if err != nil {
 			w.t.Errorf("canceled WatchHealthStatus returned %v, want nil", err)
 		}
-		w.done <- err // for the cleanup
 	case <-time.After(wait):
 		w.t.Fatalf("canceled WatchHealthStatus still running after %s", wait)
 	}
