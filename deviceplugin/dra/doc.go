@@ -11,5 +11,6 @@
 // creates the sandbox, runs the config's IPAM plugin (ipam.go), reports
 // the interface in the claim's status (status.go), and gives the VF back
 // when the sandbox stops, when the runtime no longer runs it, or at
-// Unprepare. See docs/dra.md.
+// Unprepare. It streams each published device's health to the kubelet
+// (health.go). See docs/dra.md.
 package dra

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
 
 	"github.com/sluice-net/sluice/api/nodefiles"
@@ -69,6 +70,16 @@ type Options struct {
 	// the platform's (package api/tenancy), which decides the namespaces
 	// whose claims may name a VFNetwork.
 	PlatformNamespace string
+	// NoHealth turns the kubelet's device health service off: the
+	// kubelet then never watches the devices' health (health.go), which
+	// stays in their healthy attribute only.
+	NoHealth bool
+	// HealthCheckTimeout is how long the kubelet keeps a device's
+	// reported health before it says Unknown (DefaultHealthCheckTimeout;
+	// whole seconds), HealthResend how often the health of every device
+	// is sent again when nothing changed (DefaultHealthResend; less than
+	// HealthCheckTimeout).
+	HealthCheckTimeout, HealthResend time.Duration
 	// Log receives the driver's logs; the zero value discards them.
 	Log logr.Logger
 }
@@ -85,6 +96,12 @@ func (o *Options) defaults() {
 	def(&o.LockDir, nodefiles.DefaultLockDir)
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = 10 * time.Second
+	}
+	if o.HealthCheckTimeout <= 0 {
+		o.HealthCheckTimeout = DefaultHealthCheckTimeout
+	}
+	if o.HealthResend <= 0 {
+		o.HealthResend = DefaultHealthResend
 	}
 }
 
@@ -105,6 +122,13 @@ func (o *Options) validate() error {
 	if o.Node == nil {
 		errs = append(errs, errors.New("DRA driver has no host to configure VFs on"))
 	}
+	// Checked after defaults.
+	if o.HealthCheckTimeout%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("DRA device health check timeout %s is not whole seconds", o.HealthCheckTimeout))
+	}
+	if o.HealthResend >= o.HealthCheckTimeout {
+		errs = append(errs, fmt.Errorf("DRA device health resend period %s must be shorter than the health check timeout %s, or the kubelet reports Unknown in between", o.HealthResend, o.HealthCheckTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -116,6 +140,10 @@ type Driver struct {
 	opts   Options
 	log    logr.Logger
 	helper *kubeletplugin.Helper
+	// publish hands the slices to the helper (the tests' own in theirs).
+	publish func(context.Context, resourceslice.DriverResources) error
+	// health is the published devices' health, for WatchHealthStatus.
+	health healthFeed
 
 	mu sync.Mutex
 	// published is the content last handed to the helper, to skip
@@ -142,10 +170,10 @@ type Driver struct {
 // newDriver checks the options and reads the claim checkpoints, before the
 // kubelet can call.
 func newDriver(o Options) (*Driver, error) {
+	o.defaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	o.defaults()
 	d := &Driver{opts: o, log: o.Log, nri: newNRIConn()}
 	if err := d.loadClaims(); err != nil {
 		return nil, err
@@ -166,9 +194,9 @@ func Start(ctx context.Context, o Options) (*Driver, error) {
 		kubeletplugin.DriverName(o.DriverName),
 		kubeletplugin.NodeName(o.NodeName),
 		kubeletplugin.KubeClient(o.KubeClient),
-		// Health is an attribute of the published devices; no per-device
-		// health stream to the kubelet yet.
-		kubeletplugin.HealthService(false),
+	}
+	if o.NoHealth {
+		opts = append(opts, kubeletplugin.HealthService(false))
 	}
 	if o.NodeUID != "" {
 		opts = append(opts, kubeletplugin.NodeUID(o.NodeUID))
@@ -190,7 +218,7 @@ func Start(ctx context.Context, o Options) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the DRA kubelet plugin %s: %w", o.DriverName, err)
 	}
-	d.helper = h
+	d.helper, d.publish = h, h.PublishResources
 	return d, nil
 }
 
@@ -201,6 +229,8 @@ func (d *Driver) Stop() { d.helper.Stop() }
 // Publish makes the node's ResourceSlices hold exactly the DRA pools'
 // devices of the scan: new VFs are added, changed ones updated, vanished
 // ones removed, and a tree without DRA pools leaves the node no device.
+// The devices' health goes to the kubelet's health watchers (health.go),
+// even when the slices cannot be written.
 func (d *Driver) Publish(ctx context.Context, t *deviceplugin.Tree) error {
 	res, err := Resources(d.opts.NodeName, t)
 	if err != nil {
@@ -210,13 +240,23 @@ func (d *Driver) Publish(ctx context.Context, t *deviceplugin.Tree) error {
 	for _, s := range res.Pools[d.opts.NodeName].Slices {
 		devs = append(devs, s.Devices...)
 	}
+	health := deviceHealth(d.opts.NodeName, t, d.opts.HealthCheckTimeout, time.Now())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.tree = t
+	if d.health.set(health) {
+		unhealthy := 0
+		for _, h := range health {
+			if h.Health != kubeletplugin.HealthStatusHealthy {
+				unhealthy++
+			}
+		}
+		d.log.Info("DRA device health changed", "devices", len(health), "unhealthy", unhealthy)
+	}
 	if d.started && sameDevices(d.published, devs) {
 		return nil
 	}
-	if err := d.helper.PublishResources(ctx, res); err != nil {
+	if err := d.publish(ctx, res); err != nil {
 		return fmt.Errorf("publish the ResourceSlices of node %s: %w", d.opts.NodeName, err)
 	}
 	d.published, d.started = devs, true
@@ -232,10 +272,4 @@ func sameDevices(a, b []resourceapi.Device) bool {
 // publishing and gRPC failures, all retried by the helper.
 func (d *Driver) HandleError(_ context.Context, err error, msg string) {
 	d.log.Error(err, msg, "recoverable", errors.Is(err, kubeletplugin.ErrRecoverable))
-}
-
-// WatchHealthStatus is not supported: health is the devices' healthy
-// attribute.
-func (d *Driver) WatchHealthStatus(context.Context, chan<- kubeletplugin.DeviceHealthReport) error {
-	return kubeletplugin.ErrHealthNotSupported
 }

@@ -3,6 +3,7 @@ package dra
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -33,7 +34,33 @@ func DeviceName(pciAddress string) string {
 // allocate it, and Prepare would refuse it.
 func Resources(node string, t *deviceplugin.Tree) (resourceslice.DriverResources, error) {
 	var devs []resourceapi.Device
-	if t != nil {
+	for pool, d := range draVFs(t) {
+		dev, err := Device(pool, d)
+		if err != nil {
+			return resourceslice.DriverResources{}, err
+		}
+		devs = append(devs, dev)
+	}
+	slices.SortFunc(devs, func(a, b resourceapi.Device) int { return cmp.Compare(a.Name, b.Name) })
+	var ss []resourceslice.Slice
+	for c := range slices.Chunk(devs, resourceapi.ResourceSliceMaxDevices) {
+		ss = append(ss, resourceslice.Slice{Devices: c})
+	}
+	if ss == nil {
+		// An empty pool, so that the node's old slices are removed.
+		ss = []resourceslice.Slice{{}}
+	}
+	return resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{node: {Slices: ss}}}, nil
+}
+
+// draVFs yields the VFs Resources publishes, with their pool's name: each
+// VF of the tree's DRA pools once (in the pool of the first name), but
+// those a pod holds through sluice-cni.
+func draVFs(t *deviceplugin.Tree) iter.Seq2[string, *deviceplugin.Device] {
+	return func(yield func(string, *deviceplugin.Device) bool) {
+		if t == nil {
+			return
+		}
 		seen := map[string]bool{}
 		for _, res := range slices.Sorted(maps.Keys(t.Pools)) {
 			pd := t.Pools[res]
@@ -49,24 +76,12 @@ func Resources(node string, t *deviceplugin.Tree) (resourceslice.DriverResources
 					continue
 				}
 				seen[d.PCIAddress] = true
-				dev, err := Device(pd.Pool.Name, d)
-				if err != nil {
-					return resourceslice.DriverResources{}, err
+				if !yield(pd.Pool.Name, d) {
+					return
 				}
-				devs = append(devs, dev)
 			}
 		}
 	}
-	slices.SortFunc(devs, func(a, b resourceapi.Device) int { return cmp.Compare(a.Name, b.Name) })
-	var ss []resourceslice.Slice
-	for c := range slices.Chunk(devs, resourceapi.ResourceSliceMaxDevices) {
-		ss = append(ss, resourceslice.Slice{Devices: c})
-	}
-	if ss == nil {
-		// An empty pool, so that the node's old slices are removed.
-		ss = []resourceslice.Slice{{}}
-	}
-	return resourceslice.DriverResources{Pools: map[string]resourceslice.Pool{node: {Slices: ss}}}, nil
 }
 
 // Device is the DRA device of one VF of a pool, with the attributes CEL
