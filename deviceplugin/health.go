@@ -12,9 +12,10 @@ import (
 var userspaceDrivers = map[string]bool{"vfio-pci": true, "uio_pci_generic": true, "igb_uio": true}
 
 // vfHealth lists why a VF of a pool cannot be used now; none means Healthy.
-// old is the VF's device in the previous scan (nil if new); attached says
-// the CNI moved it into a pod.
-func vfHealth(p *Pool, pf *host.PF, vf *host.VF, old *Device, attached bool) []string {
+// old is the VF's device in the previous scan (nil if new); held says a
+// pod holds it (the CNI's attachment record or a DRA claim's hold), so its
+// netdev and RDMA device may be in the pod.
+func vfHealth(p *Pool, pf *host.PF, vf *host.VF, old *Device, held bool) []string {
 	var reasons []string
 	switch {
 	case vf.Driver == "":
@@ -24,7 +25,7 @@ func vfHealth(p *Pool, pf *host.PF, vf *host.VF, old *Device, attached bool) []s
 	case p.Driver == v1alpha1.DeviceTypeNetdevice && userspaceDrivers[vf.Driver]:
 		reasons = append(reasons, fmt.Sprintf("VF is bound to %s, the pool wants its network driver", vf.Driver))
 	}
-	if vf.Driver != "" && !userspaceDrivers[vf.Driver] && !p.Accelerator && vf.Netdev == "" && !attached {
+	if vf.Driver != "" && !userspaceDrivers[vf.Driver] && !p.Accelerator && vf.Netdev == "" && !held {
 		what := "VF netdev vanished"
 		if old != nil && old.Netdev != "" {
 			what = fmt.Sprintf("VF netdev %s vanished", old.Netdev)
@@ -41,9 +42,9 @@ func vfHealth(p *Pool, pf *host.PF, vf *host.VF, old *Device, attached bool) []s
 			if !vf.RDMA.Active() {
 				reasons = append(reasons, fmt.Sprintf("RDMA device %s has no ACTIVE port (%s)", vf.RDMA.Name, portList(vf.RDMA)))
 			}
-		case attached:
-			// The CNI may have moved the RDMA device into the pod with the
-			// VF (exclusive RDMA mode): not a failure.
+		case held:
+			// The CNI or the DRA driver may have moved the RDMA device into
+			// the pod with the VF (exclusive RDMA mode): not a failure.
 		case old != nil && old.RDMA != nil:
 			reasons = append(reasons, fmt.Sprintf("RDMA device %s vanished", old.RDMA.Name))
 		default:

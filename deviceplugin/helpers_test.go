@@ -91,6 +91,7 @@ func newEnv(t *testing.T, node *hosttest.Node, config any, opts ...envOption) *e
 		ReadinessFile:  filepath.Join(e.dir, "run", "readiness.json"),
 		KubeletDir:     e.kubelet.Dir,
 		AttachmentsDir: filepath.Join(e.dir, "attachments"),
+		DRAClaimsDir:   filepath.Join(e.dir, "dra-claims"),
 		CDIDir:         filepath.Join(e.dir, "cdi"),
 		DeviceInfoDir:  filepath.Join(e.dir, "devinfo"),
 		Log:            testr.New(t),

@@ -39,6 +39,7 @@ type Manager struct {
 	host        nodeHost
 	links       LinkEvents
 	attachments nodefiles.Attachments
+	claims      nodefiles.DRAClaims
 	alloc       allocator
 	cdi         *cdiWriter
 	devInfo     *devInfoFiles
@@ -75,6 +76,7 @@ func NewManager(opts Options) (*Manager, error) {
 	m := &Manager{
 		opts: opts, log: opts.Log, host: h, links: opts.LinkEvents, linkFilter: h.NewLinkFilter(),
 		attachments: nodefiles.NewAttachments(opts.AttachmentsDir),
+		claims:      nodefiles.NewDRAClaims(opts.DRAClaimsDir),
 		rescanReq:   make(chan struct{}, 1),
 		servers:     map[string]*poolServer{},
 	}
@@ -258,7 +260,7 @@ func (m *Manager) scan(ctx context.Context) error {
 	m.mu.Lock()
 	prev, cfg := m.tree, m.cfg
 	m.mu.Unlock()
-	t := buildTree(scanInput{snap: snap, cfg: cfg, gate: g, attached: att, prev: prev})
+	t := buildTree(scanInput{snap: snap, cfg: cfg, gate: g, attached: att, claimed: m.claimed(), prev: prev})
 	t.rdmaNames = rdmaNames
 	// Published before apply: once a pool registers, the kubelet (and
 	// whoever saw it there) may read the figures of the scan behind it.
@@ -488,4 +490,22 @@ func (m *Manager) stopAll() {
 		srv.stop()
 		delete(m.servers, res)
 	}
+}
+
+// claimed is the VFs DRA claims hold (an unreadable hold holds its VF
+// too): the driver moves their netdevs into pods, where the scan does not
+// see them.
+func (m *Manager) claimed() map[string]bool {
+	holds, bad, err := m.claims.Holds()
+	if err != nil {
+		m.log.Error(err, "cannot read the DRA claims' holds; VFs moved into pods by the DRA driver may show as Unhealthy", "dir", m.claims.HoldsDir())
+	}
+	out := make(map[string]bool, len(holds)+len(bad))
+	for _, h := range holds {
+		out[h.PCIAddress] = true
+	}
+	for _, u := range bad {
+		out[u.PCIAddress] = true
+	}
+	return out
 }

@@ -36,6 +36,9 @@ type Options struct {
 	KubeletDir string
 	// AttachmentsDir is the CNI's attachment registry.
 	AttachmentsDir string
+	// DRAClaimsDir is the DRA driver's claim checkpoints, whose holds
+	// say which VFs a claim has (in a pod, or about to be).
+	DRAClaimsDir string
 	// SysRoot and DevRoot are where sysfs and devtmpfs are mounted.
 	SysRoot, DevRoot string
 	// Resync is the period of the safety rescan (and config re-read).
@@ -81,6 +84,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ReadinessFile, "readiness-file", DefaultReadinessFile, "the node agent's readiness gate: VFs are advertised only once their PF is listed; empty disables the gate (standalone use)")
 	fs.StringVar(&o.KubeletDir, "kubelet-dir", DefaultKubeletDir, "the kubelet's device-plugins directory (kubelet.sock and the plugin sockets)")
 	fs.StringVar(&o.AttachmentsDir, "attachments-dir", nodefiles.DefaultAttachmentsDir, "the CNI's registry of VFs attached to pods")
+	fs.StringVar(&o.DRAClaimsDir, "dra-claims-dir", nodefiles.DefaultDRAClaimsDir, "the DRA driver's claim checkpoints: a VF a claim holds is in use, not vanished, when its netdev leaves the host")
 	fs.StringVar(&o.SysRoot, "sys", "/sys", "where sysfs is mounted")
 	fs.StringVar(&o.DevRoot, "dev", "/dev", "the host's /dev as the plugin sees it; device host paths handed to the kubelet are under it, so on a node it must be the host's own path (/dev)")
 	fs.DurationVar(&o.Resync, "resync", DefaultResync, "period of the safety rescan; events trigger rescans in between")
@@ -104,6 +108,9 @@ func (o *Options) defaults() {
 	}
 	if o.AttachmentsDir == "" {
 		o.AttachmentsDir = nodefiles.DefaultAttachmentsDir
+	}
+	if o.DRAClaimsDir == "" {
+		o.DRAClaimsDir = nodefiles.DefaultDRAClaimsDir
 	}
 	if o.SysRoot == "" {
 		o.SysRoot = "/sys"

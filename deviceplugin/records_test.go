@@ -10,6 +10,8 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 
+	"github.com/sluice-net/sluice/api/nodefiles"
+
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
@@ -38,6 +40,36 @@ func TestOneDamagedRecordMarksNoOtherVFUnhealthy(t *testing.T) {
 	for _, vf := range []string{vf1, vf3} {
 		if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
 			t.Errorf("VF %s, in a pod: %v, want Healthy", vf, d)
+		}
+	}
+}
+
+// TestDRAHeldVFIsInUse: a VF whose netdev the DRA driver moved into a pod
+// has a claim's hold, not an attachment record; it is in use, not
+// vanished, and an unreadable hold holds its VF too. The DRA driver
+// publishes the same verdict as the devices' health.
+func TestDRAHeldVFIsInUse(t *testing.T) {
+	n := twoNICNode(t, 4)
+	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
+	const res = "sluice.dev/a"
+	e.kubelet.Wait(res, wait, "4 healthy", allHealthy(4))
+	vf1, vf2, vf3 := n.VFAddress(cx0, 1), n.VFAddress(cx0, 2), n.VFAddress(cx0, 3)
+	claims := nodefiles.NewDRAClaims(filepath.Join(e.dir, "dra-claims"))
+	if err := claims.PutHold(nodefiles.DRAHold{PCIAddress: vf1, ClaimUID: "uid-1", Namespace: "demo", Name: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(claims.HoldsDir(), vf3+".json"), []byte(`{"pciAddress":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	moved, broken, damaged := n.Netdev(vf1), n.Netdev(vf2), n.Netdev(vf3)
+	n.RemoveNetdev(moved)
+	n.RemoveNetdev(damaged)
+	n.RemoveNetdev(broken) // no hold: this one is broken
+	e.links.fire(broken)
+	s := e.kubelet.Wait(res, time.Second, "the VF without netdev nor hold Unhealthy", health(vf2, pluginapi.Unhealthy))
+	for _, vf := range []string{vf1, vf3} {
+		if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
+			t.Errorf("VF %s, held by a DRA claim: %v, want Healthy", vf, d)
 		}
 	}
 }

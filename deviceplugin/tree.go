@@ -184,6 +184,8 @@ type scanInput struct {
 	// gate is nil when the readiness gate is disabled.
 	gate     *nodefiles.GateState
 	attached map[string]nodefiles.Record
+	// claimed are the VFs DRA claims hold.
+	claimed map[string]bool
 	// prev is the previous scan, nil for the first.
 	prev *Tree
 }
@@ -258,6 +260,7 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 				continue
 			}
 			_, attached := in.attached[vf.PCIAddress]
+			held := attached || in.claimed[vf.PCIAddress]
 			d := Device{
 				ID: vf.PCIAddress, NUMANode: vf.NUMANode, PCIAddress: vf.PCIAddress,
 				PFAddress: pf.PCIAddress, PFName: pf.Name, VFIndex: vf.Index, Netdev: vf.Netdev,
@@ -273,7 +276,7 @@ func vfDevices(in scanInput, p *Pool, prev *PoolDevices) []Device {
 					d.RDMA = old.RDMA // keep watching the one that vanished
 				}
 			}
-			reasons := vfHealth(p, pf, vf, old, attached)
+			reasons := vfHealth(p, pf, vf, old, held)
 			d.Healthy, d.Reason = len(reasons) == 0, strings.Join(reasons, "; ")
 			devs = append(devs, d)
 		}
