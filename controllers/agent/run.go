@@ -120,6 +120,9 @@ func devicePluginAlongside(o *Options, h *host.Host, cfg *rest.Config) func(ctx 
 	dpo.ConfigFile = o.DevicePluginConfig
 	dpo.ReadinessFile = o.GatePath
 	dpo.AttachmentsDir = o.AttachmentsDir
+	// The claims' holds, read even without the DRA driver (as defaultUsage
+	// does): a VF a claim holds is in use.
+	dpo.DRAClaimsDir = draClaimsDir(*o)
 	dpo.ResourcePrefix = o.ResourcePrefix
 	dpo.Metrics = o.Metrics
 	if dpo.Log.GetSink() == nil {
