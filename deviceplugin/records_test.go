@@ -15,62 +15,66 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
-// TestOneDamagedRecordMarksNoOtherVFUnhealthy: the registry used to stop at
-// the first record it could not parse, so the plugin saw no attachment at
-// all and marked every VF in a pod Unhealthy. Now the other records are
-// read, and the damaged one still holds its own VF: in use, not broken.
-func TestOneDamagedRecordMarksNoOtherVFUnhealthy(t *testing.T) {
-	n := twoNICNode(t, 4)
-	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
-	const res = "sluice.dev/a"
-	e.kubelet.Wait(res, wait, "4 healthy", allHealthy(4))
-	vf1, vf2, vf3 := n.VFAddress(cx0, 1), n.VFAddress(cx0, 2), n.VFAddress(cx0, 3)
-	moved, broken, damagedIf := n.Netdev(vf1), n.Netdev(vf2), n.Netdev(vf3)
-	e.attach(vf1, moved)
-	damaged := filepath.Join(e.dir, "attachments", vf3+".json")
-	if err := os.WriteFile(damaged, []byte(`{"pciAddress":"`+vf3+`","contai`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.RemoveNetdev(moved)
-	n.RemoveNetdev(damagedIf)
-	n.RemoveNetdev(broken) // no record: this one is broken
-	e.links.fire(broken)
-	// The scan that marks the VF without record saw the other two.
-	s := e.kubelet.Wait(res, time.Second, "the VF without netdev nor record Unhealthy", health(vf2, pluginapi.Unhealthy))
-	for _, vf := range []string{vf1, vf3} {
-		if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
-			t.Errorf("VF %s, in a pod: %v, want Healthy", vf, d)
-		}
+// TestHeldVFsAreInUse: a VF whose netdev left the host is in use, not
+// broken, when a pod holds it: through sluice-cni's attachment record, or
+// a DRA claim's hold (the DRA driver moved it). The registry used to stop
+// at the first record it could not parse, so the plugin saw no attachment
+// at all and marked every VF in a pod Unhealthy; now the other records are
+// read, and a damaged record or hold still holds its own VF.
+func TestHeldVFsAreInUse(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// hold makes a pod hold the VF; damage leaves an unreadable file
+		// in its place.
+		hold, damage func(e *env, vf string)
+	}{
+		{"attachment record",
+			func(e *env, vf string) { e.attach(vf, e.node.Netdev(vf)) },
+			func(e *env, vf string) {
+				writeDamaged(t, filepath.Join(e.dir, "attachments", vf+".json"), `{"pciAddress":"`+vf+`","contai`)
+			}},
+		{"DRA claim hold",
+			func(e *env, vf string) {
+				if err := nodefiles.NewDRAClaims(filepath.Join(e.dir, "dra-claims")).PutHold(nodefiles.DRAHold{PCIAddress: vf, ClaimUID: "uid-1", Namespace: "demo", Name: "c1"}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(e *env, vf string) {
+				writeDamaged(t, filepath.Join(nodefiles.NewDRAClaims(filepath.Join(e.dir, "dra-claims")).HoldsDir(), vf+".json"), `{"pciAddress":`)
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := twoNICNode(t, 4)
+			e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
+			const res = "sluice.dev/a"
+			e.kubelet.Wait(res, wait, "4 healthy", allHealthy(4))
+			vf1, vf2, vf3 := n.VFAddress(cx0, 1), n.VFAddress(cx0, 2), n.VFAddress(cx0, 3)
+			c.hold(e, vf1)
+			c.damage(e, vf3)
+			broken := n.Netdev(vf2)
+			for _, vf := range []string{vf1, vf2, vf3} {
+				n.RemoveNetdev(n.Netdev(vf)) // vf2 held by nothing: broken
+			}
+			e.links.fire(broken)
+			// The scan that marks the VF held by nothing saw the other two.
+			s := e.kubelet.Wait(res, time.Second, "the VF without netdev nor holder Unhealthy", health(vf2, pluginapi.Unhealthy))
+			for _, vf := range []string{vf1, vf3} {
+				if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
+					t.Errorf("VF %s, in a pod: %v, want Healthy", vf, d)
+				}
+			}
+		})
 	}
 }
 
-// TestDRAHeldVFIsInUse: a VF whose netdev the DRA driver moved into a pod
-// has a claim's hold, not an attachment record; it is in use, not
-// vanished, and an unreadable hold holds its VF too. The DRA driver
-// publishes the same verdict as the devices' health.
-func TestDRAHeldVFIsInUse(t *testing.T) {
-	n := twoNICNode(t, 4)
-	e := newEnv(t, n, native(pool("a", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}}})))
-	const res = "sluice.dev/a"
-	e.kubelet.Wait(res, wait, "4 healthy", allHealthy(4))
-	vf1, vf2, vf3 := n.VFAddress(cx0, 1), n.VFAddress(cx0, 2), n.VFAddress(cx0, 3)
-	claims := nodefiles.NewDRAClaims(filepath.Join(e.dir, "dra-claims"))
-	if err := claims.PutHold(nodefiles.DRAHold{PCIAddress: vf1, ClaimUID: "uid-1", Namespace: "demo", Name: "c1"}); err != nil {
+// writeDamaged writes an unparsable record or hold at path.
+func writeDamaged(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(claims.HoldsDir(), vf3+".json"), []byte(`{"pciAddress":`), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	moved, broken, damaged := n.Netdev(vf1), n.Netdev(vf2), n.Netdev(vf3)
-	n.RemoveNetdev(moved)
-	n.RemoveNetdev(damaged)
-	n.RemoveNetdev(broken) // no hold: this one is broken
-	e.links.fire(broken)
-	s := e.kubelet.Wait(res, time.Second, "the VF without netdev nor hold Unhealthy", health(vf2, pluginapi.Unhealthy))
-	for _, vf := range []string{vf1, vf3} {
-		if d := s.Device(vf); d == nil || d.Health != pluginapi.Healthy {
-			t.Errorf("VF %s, held by a DRA claim: %v, want Healthy", vf, d)
-		}
 	}
 }
 
