@@ -164,12 +164,16 @@ spec:
 	}
 	pods := e.runningPods(t, "dra-ping", 2, 6*time.Minute)
 	var ips []string
-	for _, p := range pods {
+	var firstDev draDevice
+	for i, p := range pods {
 		cl := e.podClaim(t, &p)
 		if n := len(cl.Status.Allocation.Devices.Results); n != 1 {
 			t.Fatalf("claim %s: %d devices allocated, want 1", cl.Name, n)
 		}
 		dev := devs[cl.Status.Allocation.Devices.Results[0].Device]
+		if i == 0 {
+			firstDev = dev
+		}
 		vf := pciOfDevice(dev.name)
 		out := e.kubectl(t, "-n", demoNS, "exec", p.Name, "--", "sh", "-c",
 			"cat /sys/class/net/dra0/mtu /sys/class/net/dra0/device/uevent; echo env=$SLUICE_DRA_VF")
@@ -199,6 +203,7 @@ spec:
 	if out, err := e.c.Ping(e.ctx, demoNS, pods[0].Name, "dra0", ips[1]); err != nil {
 		t.Fatalf("ping over the DRA VFs: %v\n%s", err, out)
 	}
+	e.deviceHealthInPodStatus(t, pods[0].Name, firstDev)
 
 	e.agentKilledInPrepare(t)
 
@@ -227,11 +232,58 @@ spec:
 	e.draDevices(t, draPoolVF)
 }
 
+// deviceHealthInPodStatus: the driver streams device health to the
+// kubelet, which shows it in the status of the pod holding the device
+// (allocatedResourcesStatus). The device is Healthy (a VF the driver moved
+// into the pod is in use, not vanished), Unhealthy with the reason while
+// its PF is down, and Healthy again once the PF is up.
+func (e *e2e) deviceHealthInPodStatus(t *testing.T, pod string, dev draDevice) {
+	health := func(want string) {
+		t.Helper()
+		eventually(t, 2*time.Minute, fmt.Sprintf("device %s %s in pod %s's allocatedResourcesStatus", dev.name, want, pod), func() (bool, error) {
+			p, err := e.c.CP.Client.CoreV1().Pods(demoNS).Get(e.ctx, pod, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			var seen []string
+			for _, cs := range p.Status.ContainerStatuses {
+				for _, rs := range cs.AllocatedResourcesStatus {
+					for _, r := range rs.Resources {
+						msg := ""
+						if r.Message != nil {
+							msg = *r.Message
+						}
+						seen = append(seen, fmt.Sprintf("%s %s=%s %q", rs.Name, r.ResourceID, r.Health, msg))
+						// The kubelet names it by the CDI device Prepare returned
+						// (driver/class=<claim UID>-<device>).
+						if strings.HasSuffix(string(r.ResourceID), dev.name) && string(r.Health) == want {
+							t.Logf("pod %s: %s %s %s %q", pod, rs.Name, r.ResourceID, r.Health, msg)
+							return true, nil
+						}
+					}
+				}
+			}
+			return false, fmt.Errorf("allocatedResourcesStatus: %v", seen)
+		})
+	}
+	health("Healthy")
+	defer func() { _, _ = e.c.Node.Sh(e.ctx, "ip link set "+dev.pf+" up") }()
+	if out, err := e.c.Node.Sh(e.ctx, "ip link set "+dev.pf+" down"); err != nil {
+		t.Fatalf("take PF %s down: %v %s", dev.pf, err, out)
+	}
+	health("Unhealthy")
+	if out, err := e.c.Node.Sh(e.ctx, "ip link set "+dev.pf+" up"); err != nil {
+		t.Fatalf("bring PF %s up: %v %s", dev.pf, err, out)
+	}
+	health("Healthy")
+}
+
 // agentKilledInPrepare: the agent is killed (SIGKILL) inside Prepare,
 // after it checkpointed the claim as Preparing and set the VF's VLAN on
 // the PF, before the claim's CDI spec and the Prepared checkpoint. No real
 // fault stops it there on demand, so a debugger does: gdb, attached to the
-// running agent, breaks on nodefiles.WriteDRAClaimCDISpec. The kubelet
+// running agent, breaks on nodefiles.WriteDRAClaimCDISpec, and holds it
+// there while the test looks at what it left and kills it. The kubelet
 // restarts the agent, which undoes the unfinished claim; the kubelet and
 // containerd retry, and the pod runs with its VF set up once. The step's
 // final checks find nothing leaked after the pods go.
@@ -278,9 +330,27 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	if n := vlan100(); n != before+1 {
 		t.Fatalf("at the breakpoint, %d VFs have VLAN 100, want %d: Prepare had not configured its VF yet", n, before+1)
 	}
+	// SIGKILL wakes the stopped agent into its death; its tracer then has
+	// to let it go (gdb killed) before its parent can reap it.
+	gone := func(states string) {
+		t.Helper()
+		if err := Poll(e.ctx, 2*time.Minute, 500*time.Millisecond, "the agent (pid "+pid+") "+states, func() (bool, error) {
+			out, err := e.c.Node.Sh(e.ctx, "sed -n 's/^State:\\s*//p' /proc/"+pid+"/status 2>/dev/null; true")
+			st := strings.TrimSpace(out)
+			return st == "" || strings.ContainsAny(st[:1], states), err
+		}); err != nil {
+			log, _ := e.c.Node.Sh(e.ctx, "grep State /proc/"+pid+"/status; ps -eo pid,stat,args | grep '[g]db'; cat /run/sluice-bp.log")
+			t.Fatalf("%v; gdb's log:\n%s", err, log)
+		}
+	}
 	if out, err := e.c.Node.Sh(e.ctx, "kill -9 "+pid); err != nil {
 		t.Fatalf("kill the agent: %v %s", err, out)
 	}
+	gone("Z")
+	if out, err := e.c.Node.Sh(e.ctx, "pkill -9 -f '[g]db -nx --readnever'; pkill -f '^sleep 900$'; true"); err != nil {
+		t.Fatalf("stop gdb: %v %s", err, out)
+	}
+	gone("")
 	t.Logf("agent killed inside Prepare: claim checkpointed Preparing, its VF's VLAN set, no CDI spec or Prepared checkpoint yet: %s", strings.TrimSpace(out))
 	pods := e.runningPods(t, "dra-crash", 1, 6*time.Minute)
 	// A sandbox the runtime created while the agent was down gets its VF
