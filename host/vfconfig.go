@@ -115,13 +115,15 @@ func (h *Host) configureVF(link netlink.Link, vf int, old netlink.VfInfo, cfg VF
 	if len(steps) > 1 && steps[0].set.Trust != nil && *steps[0].set.Trust && steps[1].set.MAC != nil {
 		groups = [][]vfStep{steps[:1], steps[1:]}
 	}
-	for i, g := range groups {
+	sent := 0 // steps sent so far, this request's included
+	for _, g := range groups {
 		var set VFInfoSet
 		for _, s := range g {
 			set = set.with(s.set)
 		}
+		sent += len(g)
 		if err := h.nl.LinkSetVfInfo(link, vf, set); err != nil {
-			h.revertVF(link, vf, steps[:len(groups[0])*i+len(g)])
+			h.revertVF(link, vf, steps[:sent])
 			return h.configureVFStepwise(link, vf, dev, steps)
 		}
 	}
