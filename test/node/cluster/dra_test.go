@@ -283,7 +283,7 @@ func (e *e2e) deviceHealthInPodStatus(t *testing.T, pod string, dev draDevice) {
 // the PF, before the claim's CDI spec and the Prepared checkpoint. No real
 // fault stops it there on demand, so a debugger does: gdb, attached to the
 // running agent, breaks on nodefiles.WriteDRAClaimCDISpec, and holds it
-// there while the test looks at what it left and kills it. The kubelet
+// there while the test looks at what it left, then kills it. The kubelet
 // restarts the agent, which undoes the unfinished claim; the kubelet and
 // containerd retry, and the pod runs with its VF set up once. The step's
 // final checks find nothing leaked after the pods go.
@@ -295,25 +295,44 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 		t.Fatalf("the agent's pid: %q %v", pid, err)
 	}
 	// --readnever: the ELF symbol table names the function; the DWARF of a
-	// 100 MB binary would take minutes to read under TCG.
+	// 100 MB binary would take minutes to read under TCG. gdb itself kills
+	// the agent when the test says so and reaps what the kill leaves, as
+	// the agent's tracer has to, before it quits and lets containerd's
+	// shim see the container end.
 	const bp = "github.com/sluice-net/sluice/api/nodefiles.WriteDRAClaimCDISpec"
-	if out, err := e.c.Node.Sh(e.ctx, "rm -f /run/sluice-bp.*; setsid -f gdb -nx --readnever -batch -p "+pid+
-		` -ex 'handle all nostop noprint pass' -ex "break '`+bp+`'" -ex 'shell touch /run/sluice-bp.set'`+
-		` -ex continue -ex 'shell touch /run/sluice-bp.hit' -ex 'shell sleep 900' </dev/null >/run/sluice-bp.log 2>&1`); err != nil {
+	script := strings.Join([]string{
+		"handle all nostop noprint pass",
+		"break '" + bp + "'",
+		"shell touch /run/sluice-bp.set",
+		"continue",
+		"shell touch /run/sluice-bp.hit",
+		"shell while [ ! -e /run/sluice-bp.kill ]; do sleep 0.2; done",
+		"kill",
+		"shell touch /run/sluice-bp.killed",
+	}, "\n")
+	if out, err := e.c.Node.Sh(e.ctx, "rm -f /run/sluice-bp.*; printf '%s\\n' \""+script+"\" >/run/sluice-bp.gdb && "+
+		"setsid -f gdb -nx --readnever -batch -x /run/sluice-bp.gdb -p "+pid+" </dev/null >/run/sluice-bp.log 2>&1"); err != nil {
 		t.Fatalf("start gdb: %v %s", err, out)
 	}
-	defer func() { _, _ = e.c.Node.Sh(e.ctx, "pkill -f '[g]db -nx --readnever'; true") }()
-	waitFile := func(name string) {
+	defer func() { _, _ = e.c.Node.Sh(e.ctx, "touch /run/sluice-bp.kill; pkill -f '[g]db -nx --readnever'; true") }()
+	// What a failure shows: gdb's log, then (last, as the end of a long log
+	// is what survives) gdb, the agent and each of its threads' state,
+	// tracer and wait channel.
+	diag := func() string {
+		out, _ := e.c.Node.Sh(e.ctx, "cat /run/sluice-bp.log; ps -eo pid,stat,wchan:32,args | grep -e '[g]db' -e '[s]luice agent';"+
+			" for t in /proc/"+pid+"/task/*; do echo \"$t $(sed -n 's/^State:\\s*//p; s/^TracerPid:\\s*/tracer /p' $t/status | tr '\\n' ' ') $(cat $t/wchan)\"; done; true")
+		return out
+	}
+	waitFile := func(name string, timeout time.Duration) {
 		t.Helper()
-		if err := Poll(e.ctx, 4*time.Minute, 500*time.Millisecond, name, func() (bool, error) {
+		if err := Poll(e.ctx, timeout, 500*time.Millisecond, name, func() (bool, error) {
 			out, err := e.c.Node.Sh(e.ctx, "test -e "+name+" && echo yes; true")
 			return strings.TrimSpace(out) == "yes", err
 		}); err != nil {
-			log, _ := e.c.Node.Sh(e.ctx, "cat /run/sluice-bp.log")
-			t.Fatalf("%v; gdb's log:\n%s", err, log)
+			t.Fatalf("%v; gdb's log, then the agent's threads:\n%s", err, diag())
 		}
 	}
-	waitFile("/run/sluice-bp.set")
+	waitFile("/run/sluice-bp.set", 4*time.Minute)
 	vlan100 := func() int {
 		out, _ := e.c.Node.Sh(e.ctx, "ip link show eth0; ip link show eth1")
 		return strings.Count(out, "vlan 100")
@@ -322,7 +341,7 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-crash", 1, "dra-vlan"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFile("/run/sluice-bp.hit")
+	waitFile("/run/sluice-bp.hit", 4*time.Minute)
 	out, err := e.c.Node.Sh(e.ctx, `grep -h -o '"name":"dra-crash[^"]*","state":"[A-Za-z]*"' /run/sluice/dra/claims/*.json`)
 	if err != nil || !strings.Contains(out, `"state":"Preparing"`) || strings.Count(out, `"state":`) != 1 {
 		t.Fatalf("at the breakpoint, want the dra-crash claim checkpointed as Preparing: %v\n%s", err, out)
@@ -330,27 +349,16 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	if n := vlan100(); n != before+1 {
 		t.Fatalf("at the breakpoint, %d VFs have VLAN 100, want %d: Prepare had not configured its VF yet", n, before+1)
 	}
-	// SIGKILL wakes the stopped agent into its death; its tracer then has
-	// to let it go (gdb killed) before its parent can reap it.
-	gone := func(states string) {
-		t.Helper()
-		if err := Poll(e.ctx, 2*time.Minute, 500*time.Millisecond, "the agent (pid "+pid+") "+states, func() (bool, error) {
-			out, err := e.c.Node.Sh(e.ctx, "sed -n 's/^State:\\s*//p' /proc/"+pid+"/status 2>/dev/null; true")
-			st := strings.TrimSpace(out)
-			return st == "" || strings.ContainsAny(st[:1], states), err
-		}); err != nil {
-			log, _ := e.c.Node.Sh(e.ctx, "grep State /proc/"+pid+"/status; ps -eo pid,stat,args | grep '[g]db'; cat /run/sluice-bp.log")
-			t.Fatalf("%v; gdb's log:\n%s", err, log)
-		}
+	if out, err := e.c.Node.Sh(e.ctx, "touch /run/sluice-bp.kill"); err != nil {
+		t.Fatalf("tell gdb to kill the agent: %v %s", err, out)
 	}
-	if out, err := e.c.Node.Sh(e.ctx, "kill -9 "+pid); err != nil {
-		t.Fatalf("kill the agent: %v %s", err, out)
+	waitFile("/run/sluice-bp.killed", 2*time.Minute)
+	if err := Poll(e.ctx, 2*time.Minute, 500*time.Millisecond, "the agent (pid "+pid+") reaped", func() (bool, error) {
+		out, err := e.c.Node.Sh(e.ctx, "test -e /proc/"+pid+" && echo yes; true")
+		return strings.TrimSpace(out) == "", err
+	}); err != nil {
+		t.Fatalf("%v; gdb's log, then the agent's threads:\n%s", err, diag())
 	}
-	gone("Z")
-	if out, err := e.c.Node.Sh(e.ctx, "pkill -9 -f '[g]db -nx --readnever'; pkill -f '^sleep 900$'; true"); err != nil {
-		t.Fatalf("stop gdb: %v %s", err, out)
-	}
-	gone("")
 	t.Logf("agent killed inside Prepare: claim checkpointed Preparing, its VF's VLAN set, no CDI spec or Prepared checkpoint yet: %s", strings.TrimSpace(out))
 	pods := e.runningPods(t, "dra-crash", 1, 6*time.Minute)
 	// A sandbox the runtime created while the agent was down gets its VF
