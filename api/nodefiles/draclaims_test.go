@@ -69,10 +69,13 @@ func TestDRAClaims(t *testing.T) {
 	if err := d.Delete(uidA); err != nil {
 		t.Errorf("second delete: %v", err)
 	}
-	for _, uid := range []string{"", "../x", "a/b", ".hidden"} {
+	for _, uid := range []string{"", "../x", "a/b", ".hidden", "-a", "a" + strings.Repeat("-", 128)} {
 		if err := d.Put(DRAClaim{UID: uid}); err == nil || !strings.Contains(err.Error(), "is not a UID") {
 			t.Errorf("Put(%q) = %v", uid, err)
 		}
+	}
+	if err := d.Put(DRAClaim{UID: "a" + strings.Repeat("-", 127)}); err != nil {
+		t.Errorf("Put of a 128-character UID: %v", err)
 	}
 }
 
