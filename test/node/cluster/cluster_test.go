@@ -272,7 +272,13 @@ func (e *e2e) rdmaBetweenPods(t *testing.T) {
 	t.Logf("ib_write_bw %s -> %s: %s", client.Name, server.Name, bw)
 
 	e.deleteDeployment(t, "rdma")
-	eventually(t, 2*time.Minute, "soft-RoCE devices and their CDI specs removed", func() (bool, error) {
+	// The sandbox, and with it the CNI DEL that removes the soft-RoCE
+	// device, is stopped once the containers are. On a starved node
+	// containerd's shim can miss the kubelet's 2-minute runtime request
+	// timeout for a container's stop (measured in a make test of stop 26:
+	// housekeeping took 18 s, the sandboxes' stop came 2 min after the
+	// deletion), and the kubelet stops the sandbox on its next try.
+	eventually(t, 5*time.Minute, "soft-RoCE devices and their CDI specs removed", func() (bool, error) {
 		out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/infiniband/ /var/run/cdi/ 2>/dev/null | grep -c 'rxe_\\|sluice-attachment-'; true")
 		return strings.TrimSpace(out) == "0", fmt.Errorf("%s left (%v)", strings.TrimSpace(out), err)
 	})
