@@ -22,7 +22,7 @@ func (e *env) scanned() {
 		deadline := time.Now().Add(wait)
 		for e.m.scans.Load() == before {
 			if time.Now().After(deadline) {
-				e.t.Fatal("no scan within 5s of a rescan")
+				e.t.Fatalf("no scan within %v of a rescan", wait)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
