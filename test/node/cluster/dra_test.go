@@ -323,16 +323,21 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 			" for t in /proc/"+pid+"/task/*; do echo \"$t $(sed -n 's/^State:\\s*//p; s/^TracerPid:\\s*/tracer /p' $t/status | tr '\\n' ' ') $(cat $t/wchan)\"; done; true")
 		return out
 	}
-	waitFile := func(name string, timeout time.Duration) {
+	// waitPath waits until path exists on the node (gone: until it does not).
+	waitPath := func(path string, gone bool, timeout time.Duration) {
 		t.Helper()
-		if err := Poll(e.ctx, timeout, 500*time.Millisecond, name, func() (bool, error) {
-			out, err := e.c.Node.Sh(e.ctx, "test -e "+name+" && echo yes; true")
-			return strings.TrimSpace(out) == "yes", err
+		what := path
+		if gone {
+			what += " gone"
+		}
+		if err := Poll(e.ctx, timeout, 500*time.Millisecond, what, func() (bool, error) {
+			out, err := e.c.Node.Sh(e.ctx, "test -e "+path+" && echo yes; true")
+			return (strings.TrimSpace(out) == "yes") != gone, err
 		}); err != nil {
 			t.Fatalf("%v; gdb's log, then the agent's threads:\n%s", err, diag())
 		}
 	}
-	waitFile("/run/sluice-bp.set", 4*time.Minute)
+	waitPath("/run/sluice-bp.set", false, 4*time.Minute)
 	vlan100 := func() int {
 		out, _ := e.c.Node.Sh(e.ctx, "ip link show eth0; ip link show eth1")
 		return strings.Count(out, "vlan 100")
@@ -341,7 +346,7 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, DRAWorkload(demoNS, "dra-crash", 1, "dra-vlan"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFile("/run/sluice-bp.hit", 4*time.Minute)
+	waitPath("/run/sluice-bp.hit", false, 4*time.Minute)
 	out, err := e.c.Node.Sh(e.ctx, `grep -h -o '"name":"dra-crash[^"]*","state":"[A-Za-z]*"' /run/sluice/dra/claims/*.json`)
 	if err != nil || !strings.Contains(out, `"state":"Preparing"`) || strings.Count(out, `"state":`) != 1 {
 		t.Fatalf("at the breakpoint, want the dra-crash claim checkpointed as Preparing: %v\n%s", err, out)
@@ -352,13 +357,8 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	if out, err := e.c.Node.Sh(e.ctx, "touch /run/sluice-bp.kill"); err != nil {
 		t.Fatalf("tell gdb to kill the agent: %v %s", err, out)
 	}
-	waitFile("/run/sluice-bp.killed", 2*time.Minute)
-	if err := Poll(e.ctx, 2*time.Minute, 500*time.Millisecond, "the agent (pid "+pid+") reaped", func() (bool, error) {
-		out, err := e.c.Node.Sh(e.ctx, "test -e /proc/"+pid+" && echo yes; true")
-		return strings.TrimSpace(out) == "", err
-	}); err != nil {
-		t.Fatalf("%v; gdb's log, then the agent's threads:\n%s", err, diag())
-	}
+	waitPath("/run/sluice-bp.killed", false, 2*time.Minute)
+	waitPath("/proc/"+pid, true, 2*time.Minute) // the agent reaped
 	t.Logf("agent killed inside Prepare: claim checkpointed Preparing, its VF's VLAN set, no CDI spec or Prepared checkpoint yet: %s", strings.TrimSpace(out))
 	pods := e.runningPods(t, "dra-crash", 1, 6*time.Minute)
 	// A sandbox the runtime created while the agent was down gets its VF
