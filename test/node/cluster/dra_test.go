@@ -295,10 +295,12 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 		t.Fatalf("the agent's pid: %q %v", pid, err)
 	}
 	// --readnever: the ELF symbol table names the function; the DWARF of a
-	// 100 MB binary would take minutes to read under TCG. gdb itself kills
-	// the agent when the test says so and reaps what the kill leaves, as
-	// the agent's tracer has to, before it quits and lets containerd's
-	// shim see the container end.
+	// 100 MB binary would take minutes to read under TCG. gdb holds the
+	// agent until the test kills both: the agent is its container's PID 1,
+	// whose exit waits (zap_pid_ns_processes) until its threads are reaped,
+	// and traced threads are reaped by their tracer, so gdb must go for the
+	// agent to go. gdb's own kill command waits for that same exit and
+	// hung there (seen on this node).
 	const bp = "github.com/sluice-net/sluice/api/nodefiles.WriteDRAClaimCDISpec"
 	script := strings.Join([]string{
 		"handle all nostop noprint pass",
@@ -306,15 +308,13 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 		"shell touch /run/sluice-bp.set",
 		"continue",
 		"shell touch /run/sluice-bp.hit",
-		"shell while [ ! -e /run/sluice-bp.kill ]; do sleep 0.2; done",
-		"kill",
-		"shell touch /run/sluice-bp.killed",
+		"shell sleep 900",
 	}, "\n")
 	if out, err := e.c.Node.Sh(e.ctx, "rm -f /run/sluice-bp.*; printf '%s\\n' \""+script+"\" >/run/sluice-bp.gdb && "+
 		"setsid -f gdb -nx --readnever -batch -x /run/sluice-bp.gdb -p "+pid+" </dev/null >/run/sluice-bp.log 2>&1"); err != nil {
 		t.Fatalf("start gdb: %v %s", err, out)
 	}
-	defer func() { _, _ = e.c.Node.Sh(e.ctx, "touch /run/sluice-bp.kill; pkill -f '[g]db -nx --readnever'; true") }()
+	defer func() { _, _ = e.c.Node.Sh(e.ctx, "pkill -9 -f '[g]db -nx --readnever'; true") }()
 	// What a failure shows: gdb's log, then (last, as the end of a long log
 	// is what survives) gdb, the agent and each of its threads' state,
 	// tracer and wait channel.
@@ -354,10 +354,9 @@ func (e *e2e) agentKilledInPrepare(t *testing.T) {
 	if n := vlan100(); n != before+1 {
 		t.Fatalf("at the breakpoint, %d VFs have VLAN 100, want %d: Prepare had not configured its VF yet", n, before+1)
 	}
-	if out, err := e.c.Node.Sh(e.ctx, "touch /run/sluice-bp.kill"); err != nil {
-		t.Fatalf("tell gdb to kill the agent: %v %s", err, out)
+	if out, err := e.c.Node.Sh(e.ctx, "kill -9 "+pid+" && pkill -9 -f '[g]db -nx --readnever'; pkill -f '^sleep 900$'; true"); err != nil {
+		t.Fatalf("kill the agent and gdb: %v %s", err, out)
 	}
-	waitPath("/run/sluice-bp.killed", false, 2*time.Minute)
 	waitPath("/proc/"+pid, true, 2*time.Minute) // the agent reaped
 	t.Logf("agent killed inside Prepare: claim checkpointed Preparing, its VF's VLAN set, no CDI spec or Prepared checkpoint yet: %s", strings.TrimSpace(out))
 	pods := e.runningPods(t, "dra-crash", 1, 6*time.Minute)
