@@ -80,6 +80,25 @@ type env struct {
 
 type envOption func(*Options)
 
+// settle waits until the start's own file events have had their scans
+// (under load one may come well after the registration) and returns the
+// scan count then: a later change is seen only if the plugin itself
+// notices it, not because a scan was still pending.
+func (e *env) settle() int64 {
+	e.t.Helper()
+	before := e.m.scans.Load()
+	for end := time.Now().Add(wait); time.Now().Before(end); {
+		time.Sleep(200 * time.Millisecond)
+		now := e.m.scans.Load()
+		if now == before {
+			return now
+		}
+		before = now
+	}
+	e.t.Fatalf("scans did not settle within %v", wait)
+	return 0
+}
+
 // newEnv starts the plugin with the given config (a Go value marshalled to
 // JSON, or nil for no file) and the readiness gate open for every PF of
 // the node (pass withGate to manage it).

@@ -464,13 +464,14 @@ func (m *Manager) reregister(ctx context.Context, onlyFailed bool) {
 }
 
 // rdmaChanged polls the RDMA devices the pools advertise and reports
-// whether one changed port state since the scan, or whether the node's set
-// of RDMA devices changed.
+// whether one changed port state since the scan, or, when any RDMA pool
+// exists (even one advertising nothing yet), whether the node's set of RDMA
+// devices changed.
 func (m *Manager) rdmaChanged() bool {
 	m.mu.Lock()
 	t := m.tree
 	m.mu.Unlock()
-	if t == nil || len(t.rdma) == 0 {
+	if t == nil || !t.watchesRDMA {
 		return false
 	}
 	if !slices.Equal(m.host.RDMADeviceNames(), t.rdmaNames) {

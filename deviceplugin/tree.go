@@ -21,6 +21,10 @@ type Tree struct {
 	// the scan ("" when absent, else the port states), for the light
 	// health check between scans.
 	rdma map[string]string
+	// watchesRDMA is set when an RDMA pool exists: the light check then
+	// also compares the node's RDMA devices with rdmaNames, so that a
+	// device appearing for a pool that advertises none yet is seen.
+	watchesRDMA bool
 	// rdmaNames are the node's RDMA devices listed just before the scan.
 	rdmaNames []string
 	// attached is the attachment registry at the scan.
@@ -224,6 +228,7 @@ func buildTree(in scanInput) *Tree {
 		pd.Members = members
 		t.Pools[p.Resource()] = pd
 		if p.RDMA {
+			t.watchesRDMA = true
 			t.watchRDMA(in.snap, pd)
 		}
 	}

@@ -193,17 +193,7 @@ func TestIdlePluginDoesNotRescan(t *testing.T) {
 	n := twoNICNode(t, 2)
 	e := newEnv(t, n, native(pool("rdma", map[string]any{"selectors": map[string]any{"pfNames": []string{"ens1f0"}, "isRdma": true}})))
 	e.kubelet.Wait("sluice.dev/rdma", wait, "registered", allHealthy(2))
-	// The start's own file events may bring one more scan after the
-	// registration (seen under load): measure once they have settled.
-	before := e.m.scans.Load()
-	for settle := time.Now().Add(wait); time.Now().Before(settle); {
-		time.Sleep(200 * time.Millisecond)
-		now := e.m.scans.Load()
-		if now == before {
-			break
-		}
-		before = now
-	}
+	before := e.settle()
 	time.Sleep(3 * DefaultRDMACheck)
 	if after := e.m.scans.Load(); after != before {
 		t.Errorf("%d rescans on an idle node over %v (the RDMA check must only rescan on a change)", after-before, 3*DefaultRDMACheck)

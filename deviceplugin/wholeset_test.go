@@ -87,7 +87,9 @@ func TestWholeSetNoDeviceNoUnits(t *testing.T) {
 	if _, err := e.kubelet.Allocate(context.Background(), res, "0"); err == nil {
 		t.Error("allocating unit 0 of an empty whole-set pool succeeded")
 	}
-	// An RDMA device appearing on the E810's PF brings the units.
+	// An RDMA device appearing on the E810's PF brings the units: the
+	// plugin's RDMA check sees it, with no other scan pending.
+	e.settle()
 	n.AddRxe("rxe_e810", "ens2f0")
 	e.kubelet.Wait(res, wait, "2 units once ens2f0 has an RDMA device", allHealthy(2))
 }
