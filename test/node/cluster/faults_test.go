@@ -190,13 +190,9 @@ func (e *e2e) registrationsClean(t *testing.T) {
 func (e *e2e) deleteDeployment(t *testing.T, name string) {
 	t.Helper()
 	_ = e.c.CP.Client.AppsV1().Deployments(demoNS).Delete(e.ctx, name, metav1.DeleteOptions{})
-	eventually(t, 3*time.Minute, "pods of "+name+" gone", func() (bool, error) {
-		l, err := e.c.CP.Client.CoreV1().Pods(demoNS).List(e.ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-		if err != nil {
-			return false, err
-		}
-		return len(l.Items) == 0, fmt.Errorf("%d pods left", len(l.Items))
-	})
+	if err := e.c.PodsGone(e.ctx, demoNS, name, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (e *e2e) apply(t *testing.T, yaml string) {

@@ -179,6 +179,19 @@ func (c *Cluster) RunningPods(ctx context.Context, namespace, app string, n int,
 	return pods, err
 }
 
+// PodsGone waits until no pod labelled app=<app> is left: the kubelet has
+// stopped their containers and sandboxes (their CNI DEL has run) and the
+// API server has removed them.
+func (c *Cluster) PodsGone(ctx context.Context, namespace, app string, timeout time.Duration) error {
+	return Poll(ctx, timeout, time.Second, "pods of "+app+" gone", func() (bool, error) {
+		l, err := c.CP.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return false, err
+		}
+		return len(l.Items) == 0, fmt.Errorf("%d pods left", len(l.Items))
+	})
+}
+
 // PodReason is why a pod is not running yet, for messages.
 func PodReason(p *corev1.Pod) string {
 	for _, c := range p.Status.ContainerStatuses {
