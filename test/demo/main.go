@@ -265,7 +265,11 @@ func (d *demo) rdma(ctx context.Context) error {
 	// The per-pod cost is measured next, on an idle node: a pod created
 	// while these two were torn down waited for it (measured: a plain
 	// pod's sandbox took 33.1 s to start then, the VF pod's after it 10.6 s).
-	return d.c.PodsGone(ctx, namespace, "rdma", 5*time.Minute)
+	// Their pod objects go first, their sandboxes' CNI DEL after.
+	if err := d.c.PodsGone(ctx, namespace, "rdma", 5*time.Minute); err != nil {
+		return err
+	}
+	return d.c.SoftRoCEGone(ctx, 5*time.Minute)
 }
 
 func (d *demo) systemReady(ctx context.Context) (bool, error) {

@@ -278,10 +278,9 @@ func (e *e2e) rdmaBetweenPods(t *testing.T) {
 	// timeout for a container's stop (measured in a make test of stop 26:
 	// housekeeping took 18 s, the sandboxes' stop came 2 min after the
 	// deletion), and the kubelet stops the sandbox on its next try.
-	eventually(t, 5*time.Minute, "soft-RoCE devices and their CDI specs removed", func() (bool, error) {
-		out, err := e.c.Node.Sh(e.ctx, "ls /sys/class/infiniband/ /var/run/cdi/ 2>/dev/null | grep -c 'rxe_\\|sluice-attachment-'; true")
-		return strings.TrimSpace(out) == "0", fmt.Errorf("%s left (%v)", strings.TrimSpace(out), err)
-	})
+	if err := e.c.SoftRoCEGone(e.ctx, 5*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	e.waitPool(t, rocePool, 2, time.Minute)
 }
 

@@ -27,6 +27,17 @@ func RDMAWorkload(namespace, name, network string, res corev1.ResourceName, repl
 	return d
 }
 
+// SoftRoCEGone waits until the node has no soft-RoCE device and no
+// attachment CDI spec left: the CNI DELs of deleted soft-RoCE pods have
+// run. Their pod objects go before that: the kubelet stops a sandbox, and
+// with it runs the DEL, after the pod's containers.
+func (c *Cluster) SoftRoCEGone(ctx context.Context, timeout time.Duration) error {
+	return Poll(ctx, timeout, time.Second, "soft-RoCE devices and their CDI specs removed", func() (bool, error) {
+		out, err := c.Node.Sh(ctx, "ls /sys/class/infiniband/ /var/run/cdi/ 2>/dev/null | grep -c 'rxe_\\|sluice-attachment-'; true")
+		return strings.TrimSpace(out) == "0", fmt.Errorf("%s left (%v)", strings.TrimSpace(out), err)
+	})
+}
+
 // PodRDMADevices lists the RDMA devices the pod's verbs library sees
 // (ibv_devices) and its /dev/infiniband files.
 func (c *Cluster) PodRDMADevices(ctx context.Context, namespace, pod string) (devs, files []string, err error) {
