@@ -259,6 +259,7 @@ func (d *demo) rdma(ctx context.Context) error {
 		}
 	}
 	d.result("RDMA between 2 pods, from inside them: rping and ib_write_bw over the soft-RoCE devices sluice-cni made on their VFs (" + bw + ")")
+	deleted := time.Now()
 	if err := d.k.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "rdma"}}); err != nil {
 		return err
 	}
@@ -269,7 +270,11 @@ func (d *demo) rdma(ctx context.Context) error {
 	if err := d.c.PodsGone(ctx, namespace, "rdma", 5*time.Minute); err != nil {
 		return err
 	}
-	return d.c.SoftRoCEGone(ctx, 5*time.Minute)
+	if err := d.c.SoftRoCEGone(ctx, 5*time.Minute); err != nil {
+		return err
+	}
+	d.info("deleted: their soft-RoCE devices and CDI specs gone %s later", time.Since(deleted).Round(100*time.Millisecond))
+	return nil
 }
 
 func (d *demo) systemReady(ctx context.Context) (bool, error) {
