@@ -91,6 +91,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if ctx.Err() != nil {
 			return reconcile.Result{}, nil // stopping: the next start syncs again
 		}
+		if apierrors.IsConflict(err) {
+			// The object changed since the cached copy this sync started
+			// from: the cache's update brings the next sync, which
+			// reports from the current copy (the retry covers a lost one).
+			ctrl.LoggerFrom(ctx).V(1).Info("status written from an outdated copy refused; syncing again", "error", err.Error())
+			return reconcile.Result{RequeueAfter: r.retry}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil

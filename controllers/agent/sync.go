@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -349,7 +350,11 @@ func (s *syncRun) inProgress(ctx context.Context) {
 	st.SyncStatus = sluicev1.SyncInProgress
 	st.ObservedGeneration = s.gen
 	s.setReady(metav1ConditionFalse, ReasonApplying, "applying the spec to the host")
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx); apierrors.IsConflict(err) {
+		// Started from an outdated copy: the sync goes on, and its final
+		// write, refused too, brings a sync from the current copy.
+		ctrl.LoggerFrom(ctx).V(1).Info("InProgress not reported: the cached copy is outdated", "error", err.Error())
+	} else if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "report InProgress")
 	}
 }
@@ -361,12 +366,18 @@ func (s *syncRun) fail(err error) time.Duration {
 	return s.r.retry
 }
 
-// flush writes the status when it changed since the last write.
+// flush writes the status when it changed since the last write. The merge
+// patch carries only what differs from s.base, which may come from a cache
+// that lags the server (the previous sync's last write not in it yet); the
+// resourceVersion makes such a patch fail (Conflict, the sync is requeued)
+// instead of merging this sync's observedGeneration into another sync's
+// syncStatus.
 func (s *syncRun) flush(ctx context.Context) error {
 	if equality.Semantic.DeepEqual(s.base.Status, s.nns.Status) {
 		return nil
 	}
-	if err := s.r.client.Status().Patch(ctx, s.nns, client.MergeFrom(s.base)); err != nil {
+	patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
+	if err := s.r.client.Status().Patch(ctx, s.nns, patch); err != nil {
 		return fmt.Errorf("update NodeNetworkState %s status: %w", s.nns.Name, err)
 	}
 	s.base = s.nns.DeepCopy()
