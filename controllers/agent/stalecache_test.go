@@ -12,23 +12,8 @@ import (
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/host"
 	"github.com/sluice-net/sluice/host/hosttest"
+	"github.com/sluice-net/sluice/test/testenv"
 )
-
-// staleCache is the manager's cache one write behind the API server: Get
-// of the node's NodeNetworkState returns a copy taken before the last
-// status write.
-type staleCache struct {
-	client.Client
-	nns *sluicev1.NodeNetworkState
-}
-
-func (s staleCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if n, ok := obj.(*sluicev1.NodeNetworkState); ok && key.Name == s.nns.Name {
-		s.nns.DeepCopyInto(n)
-		return nil
-	}
-	return s.Client.Get(ctx, key, obj, opts...)
-}
 
 // statusAtRemoval reads the server's status when the VFs are removed.
 type statusAtRemoval struct {
@@ -89,7 +74,7 @@ func TestStaleCacheNeverReportsUnappliedSpec(t *testing.T) {
 		return fmt.Sprintf("%s at generation %d", n.Status.SyncStatus, n.Status.ObservedGeneration)
 	}
 	hst := statusAtRemoval{Host: h.node.Host(), read: read, seen: &seen}
-	_, _ = newReconciler(staleCache{Client: h.env.Client, nns: stale}, nil, hst, h.usage, nil, o).Reconcile(ctx, req)
+	_, _ = newReconciler(testenv.StaleReads{Client: h.env.Client, NNS: stale}, nil, hst, h.usage, nil, o).Reconcile(ctx, req)
 	if seen == "" {
 		t.Fatal("the sync from the stale copy did not remove the VFs: the scenario did not happen")
 	}

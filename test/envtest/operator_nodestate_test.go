@@ -14,6 +14,7 @@ import (
 
 	sluicev1 "github.com/sluice-net/sluice/api/v1alpha1"
 	"github.com/sluice-net/sluice/controllers"
+	"github.com/sluice-net/sluice/test/testenv"
 )
 
 // These tests run the NodeNetworkState reconciler directly, with clients
@@ -21,22 +22,6 @@ import (
 // cache, so that each step is one Reconcile.
 
 const agentManager = "sluice-agent-test"
-
-// staleReads is the operator's client as a lagging cache makes it: a read
-// of one NodeNetworkState returns the copy taken earlier, whatever was
-// written since. Everything else goes to the API server.
-type staleReads struct {
-	client.Client
-	nns *sluicev1.NodeNetworkState
-}
-
-func (c staleReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if out, ok := obj.(*sluicev1.NodeNetworkState); ok && key.Name == c.nns.Name {
-		c.nns.DeepCopyInto(out)
-		return nil
-	}
-	return c.Client.Get(ctx, key, obj, opts...)
-}
 
 // countingWrites counts the writes sent through it.
 type countingWrites struct {
@@ -126,7 +111,7 @@ func TestNodeStateApplyIgnoresAgentStatusPatches(t *testing.T) {
 		st.SyncStatus = sluicev1.SyncSucceeded
 		st.ObservedGeneration = cached.Generation
 	})
-	reconcileNode(t, staleReads{Client: env.Client, nns: cached}, node)
+	reconcileNode(t, testenv.StaleReads{Client: env.Client, NNS: cached}, node)
 
 	nns, err := getNNS(node)
 	if err != nil {
