@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ipam"
 
@@ -38,14 +37,6 @@ func (p *Plugin) cmdAdd(args *skel.CmdArgs) error {
 	err = printResult(p.Stdout, res, conf.CNIVersion)
 	p.mark("result")
 	return err
-}
-
-func printResult(w interface{ Write([]byte) (int, error) }, r types.Result, ver string) error {
-	out, err := r.GetAsVersion(ver)
-	if err != nil {
-		return cniError(types.ErrIncompatibleCNIVersion, "cannot return the result as CNI %s: %v", ver, err)
-	}
-	return out.PrintTo(w)
 }
 
 // add validates the request, then, holding the VF's lock: saves the VF's
