@@ -1,0 +1,149 @@
+// Command cni-ab compares sluice-cni builds on one VF of the emulated
+// node, inside one boot: it runs ADD then DEL of each build in turn, the
+// builds' order reversed every other round, and prints each build's ADD and
+// DEL medians, their ratio and the median of each step (SLUICE_CNI_TIMINGS).
+// Runs on different boots move every step together by more than the
+// difference between two builds (docs/benchmarks.md), so builds are only
+// compared within one run. hack/cni-ab.sh builds the revisions, boots the
+// node and runs it there:
+//
+//	hack/cni-ab.sh HEAD~1 HEAD
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	cniplugin "github.com/sluice-net/sluice/cni/plugin"
+)
+
+func main() {
+	n := flag.Int("n", 40, "ADD+DEL pairs per build")
+	netns := flag.String("netns", "", "the pod's network namespace (CNI_NETNS)")
+	confPath := flag.String("conf", "", "the network configuration")
+	flag.Parse()
+	conf, err := os.ReadFile(*confPath)
+	if err != nil {
+		fatal(err)
+	}
+	bins := flag.Args()
+	if len(bins) == 0 || *netns == "" {
+		fatal(fmt.Errorf("usage: cni-ab -netns PATH -conf FILE sluice-cni [sluice-cni ...]"))
+	}
+	add := make([][]time.Duration, len(bins))
+	del := make([][]time.Duration, len(bins))
+	for i := range *n {
+		order := make([]int, len(bins))
+		for j := range order {
+			order[j] = j
+		}
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, j := range order {
+			cid := fmt.Sprintf("ab%d-%d", i, j)
+			for _, cmd := range []string{"ADD", "DEL"} {
+				d, err := run(bins[j], cmd, cid, *netns, conf)
+				if err != nil {
+					fatal(fmt.Errorf("%s %s %s: %w", bins[j], cmd, cid, err))
+				}
+				if cmd == "ADD" {
+					add[j] = append(add[j], d)
+				} else {
+					del[j] = append(del[j], d)
+				}
+			}
+		}
+	}
+	for j, bin := range bins {
+		a, d := median(add[j]), median(del[j])
+		fmt.Printf("%s: ADD median %.1f ms (%.1f-%.1f), DEL median %.1f ms (%.1f-%.1f), ADD/DEL %.3f\n", bin,
+			ms(a), ms(slices.Min(add[j])), ms(slices.Max(add[j])), ms(d), ms(slices.Min(del[j])), ms(slices.Max(del[j])), float64(a)/float64(d))
+		if err := printSteps(timingsPath(bin)); err != nil {
+			fmt.Printf("  no steps: %v\n", err)
+		}
+	}
+}
+
+func timingsPath(bin string) string { return bin + ".timings" }
+
+// run executes one command of the build at bin as a runtime does.
+func run(bin, cmd, cid, netns string, conf []byte) (time.Duration, error) {
+	c := exec.Command(bin)
+	c.Env = []string{
+		"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=" + cid, "CNI_NETNS=" + netns, "CNI_IFNAME=net1",
+		"CNI_PATH=" + filepath.Dir(bin), "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + cid,
+		"PATH=/usr/sbin:/usr/bin:/sbin:/bin", cniplugin.TimingsEnv + "=" + timingsPath(bin),
+	}
+	c.Stdin = bytes.NewReader(conf)
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	start := time.Now()
+	if err := c.Run(); err != nil {
+		return 0, fmt.Errorf("%w: %s", err, out.String())
+	}
+	return time.Since(start), nil
+}
+
+// printSteps prints the median of each step of each command.
+func printSteps(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	steps := map[string]map[string][]time.Duration{}
+	order := map[string][]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var t cniplugin.Timing
+		if err := json.Unmarshal(sc.Bytes(), &t); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if steps[t.Command] == nil {
+			steps[t.Command] = map[string][]time.Duration{}
+		}
+		for _, s := range append(t.Steps, cniplugin.Step{Name: "in process", Micros: t.TotalMicros}) {
+			if _, ok := steps[t.Command][s.Name]; !ok {
+				order[t.Command] = append(order[t.Command], s.Name)
+			}
+			steps[t.Command][s.Name] = append(steps[t.Command][s.Name], time.Duration(s.Micros)*time.Microsecond)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	for _, cmd := range []string{"ADD", "DEL"} {
+		var b strings.Builder
+		for _, name := range order[cmd] {
+			fmt.Fprintf(&b, " %s=%.2f", strings.ReplaceAll(name, " ", "_"), ms(median(steps[cmd][name])))
+		}
+		fmt.Printf("  %s steps (median ms):%s\n", cmd, b.String())
+	}
+	return nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "cni-ab:", err)
+	os.Exit(1)
+}
