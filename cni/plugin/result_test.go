@@ -70,3 +70,18 @@ func TestPrintResultMatchesLibrary(t *testing.T) {
 		}
 	}
 }
+
+// TestResult100MirrorsLibrary fails when the library's Result gains,
+// loses or renames a field, which result100 would otherwise drop.
+func TestResult100MirrorsLibrary(t *testing.T) {
+	lib, ours := reflect.TypeFor[current.Result](), reflect.TypeFor[result100]()
+	if lib.NumField() != ours.NumField() {
+		t.Fatalf("current.Result has %d fields, result100 %d: mirror the library's fields in result100", lib.NumField(), ours.NumField())
+	}
+	for i := range lib.NumField() {
+		l, o := lib.Field(i), ours.Field(i)
+		if l.Name != o.Name || l.Tag.Get("json") != o.Tag.Get("json") {
+			t.Errorf("field %d: library %s `json:%q`, result100 %s `json:%q`", i, l.Name, l.Tag.Get("json"), o.Name, o.Tag.Get("json"))
+		}
+	}
+}
