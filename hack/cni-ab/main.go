@@ -11,19 +11,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	cniplugin "github.com/sluice-net/sluice/cni/plugin"
+	"github.com/sluice-net/sluice/test/bench/cnitimings"
 )
 
 func main() {
@@ -64,8 +62,9 @@ func main() {
 			}
 		}
 	}
+	ms := cnitimings.Millis
 	for j, bin := range bins {
-		a, d := median(add[j]), median(del[j])
+		a, d := cnitimings.Median(add[j]), cnitimings.Median(del[j])
 		fmt.Printf("%s: ADD median %.1f ms (%.1f-%.1f), DEL median %.1f ms (%.1f-%.1f), ADD/DEL %.3f\n", bin,
 			ms(a), ms(slices.Min(add[j])), ms(slices.Max(add[j])), ms(d), ms(slices.Min(del[j])), ms(slices.Max(del[j])), float64(a)/float64(d))
 		if err := printSteps(timingsPath(bin)); err != nil {
@@ -96,52 +95,15 @@ func run(bin, cmd, cid, netns string, conf []byte) (time.Duration, error) {
 
 // printSteps prints the median of each step of each command.
 func printSteps(path string) error {
-	f, err := os.Open(path)
+	st, err := cnitimings.Read(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	steps := map[string]map[string][]time.Duration{}
-	order := map[string][]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var t cniplugin.Timing
-		if err := json.Unmarshal(sc.Bytes(), &t); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		if steps[t.Command] == nil {
-			steps[t.Command] = map[string][]time.Duration{}
-		}
-		for _, s := range append(t.Steps, cniplugin.Step{Name: "in process", Micros: t.TotalMicros}) {
-			if _, ok := steps[t.Command][s.Name]; !ok {
-				order[t.Command] = append(order[t.Command], s.Name)
-			}
-			steps[t.Command][s.Name] = append(steps[t.Command][s.Name], time.Duration(s.Micros)*time.Microsecond)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
 	for _, cmd := range []string{"ADD", "DEL"} {
-		var b strings.Builder
-		for _, name := range order[cmd] {
-			fmt.Fprintf(&b, " %s=%.2f", strings.ReplaceAll(name, " ", "_"), ms(median(steps[cmd][name])))
-		}
-		fmt.Printf("  %s steps (median ms):%s\n", cmd, b.String())
+		fmt.Printf("  %s steps (median ms):%s in_process=%.2f\n", cmd, st.Medians(cmd), cnitimings.Millis(st.InProcess(cmd)))
 	}
 	return nil
 }
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "cni-ab:", err)

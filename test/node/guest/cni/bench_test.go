@@ -3,7 +3,6 @@
 package cni
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	cniplugin "github.com/sluice-net/sluice/cni/plugin"
+	"github.com/sluice-net/sluice/test/bench/cnitimings"
 	nu "github.com/sluice-net/sluice/test/node/guest/nodeutil"
 )
 
@@ -69,18 +69,19 @@ func BenchmarkAddDel(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			steps, err := readTimings(timings)
+			steps, err := cnitimings.Read(timings)
 			if err != nil {
 				b.Fatal(err)
 			}
-			addMed, delMed := median(add), median(del)
+			ms := cnitimings.Millis
+			addMed, delMed := cnitimings.Median(add), cnitimings.Median(del)
 			b.ReportMetric(ms(addMed), "add-ms")
 			b.ReportMetric(ms(delMed), "del-ms")
 			b.ReportMetric(float64(addMed)/float64(delMed), "add/del")
 			b.ReportMetric(0, "ns/op")
 			b.Logf("%d ADD and %d DEL on VF %s (%s): ADD median %.1f ms (%.1f-%.1f), DEL median %.1f ms (%.1f-%.1f)\n%s",
 				len(add), len(del), vf.PCI, c.name, ms(addMed), ms(slices.Min(add)), ms(slices.Max(add)),
-				ms(delMed), ms(slices.Min(del)), ms(slices.Max(del)), steps.table(addMed, delMed))
+				ms(delMed), ms(slices.Min(del)), ms(slices.Max(del)), stepTable(steps, addMed, delMed))
 		})
 	}
 }
@@ -101,69 +102,16 @@ func localCopies(b *testing.B, dir string, names ...string) string {
 	return local
 }
 
-// stepTimes are, per command, each step's durations over the runs, and
-// the in-process totals.
-type stepTimes struct {
-	order  map[string][]string
-	steps  map[string]map[string][]time.Duration
-	totals map[string][]time.Duration
-}
-
-func readTimings(path string) (*stepTimes, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("the binary wrote no timings: %w", err)
-	}
-	defer f.Close()
-	st := &stepTimes{order: map[string][]string{}, steps: map[string]map[string][]time.Duration{}, totals: map[string][]time.Duration{}}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var tm cniplugin.Timing
-		if err := json.Unmarshal(sc.Bytes(), &tm); err != nil {
-			return nil, fmt.Errorf("timings line %q: %w", sc.Text(), err)
-		}
-		if st.steps[tm.Command] == nil {
-			st.steps[tm.Command] = map[string][]time.Duration{}
-		}
-		for _, s := range tm.Steps {
-			if _, seen := st.steps[tm.Command][s.Name]; !seen {
-				st.order[tm.Command] = append(st.order[tm.Command], s.Name)
-			}
-			st.steps[tm.Command][s.Name] = append(st.steps[tm.Command][s.Name], time.Duration(s.Micros)*time.Microsecond)
-		}
-		st.totals[tm.Command] = append(st.totals[tm.Command], time.Duration(tm.TotalMicros)*time.Microsecond)
-	}
-	return st, sc.Err()
-}
-
-// table is the median of each step, and "process" (the wall median less
-// the in-process median: exec, runtime start, exit).
-func (st *stepTimes) table(addWall, delWall time.Duration) string {
+// stepTable is the median of each step, and "process" (the wall median
+// less the in-process median: exec, runtime start, exit).
+func stepTable(st *cnitimings.Steps, addWall, delWall time.Duration) string {
 	var b strings.Builder
 	for _, c := range []struct {
 		cmd  string
 		wall time.Duration
 	}{{"ADD", addWall}, {"DEL", delWall}} {
-		in := median(st.totals[c.cmd])
-		fmt.Fprintf(&b, "%s steps (median ms):", c.cmd)
-		for _, name := range st.order[c.cmd] {
-			fmt.Fprintf(&b, " %s=%.2f", strings.ReplaceAll(name, " ", "_"), ms(median(st.steps[c.cmd][name])))
-		}
-		fmt.Fprintf(&b, " in_process=%.2f process=%.2f\n", ms(in), ms(c.wall-in))
+		in := st.InProcess(c.cmd)
+		fmt.Fprintf(&b, "%s steps (median ms):%s in_process=%.2f process=%.2f\n", c.cmd, st.Medians(c.cmd), cnitimings.Millis(in), cnitimings.Millis(c.wall-in))
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
-
-func median(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
