@@ -52,4 +52,4 @@ echo "VF \$vf of \$pf, kernel \$(uname -r), $pairs ADD+DEL pairs per build"
 $stage/cni-ab -n $pairs -netns /var/run/netns/abpod -conf /run/ab/conf.json \$(for b in ${bins[*]}; do echo /run/ab/\$b/sluice-cni; done)
 GUEST
 echo "cni-ab: builds ${bins[*]} in $stage"
-hack/node-run.sh -f "$stage/guest.sh" 2>&1 | tee "$stage/output.txt" | grep -vE '^\s*$|\[[ 0-9.]+\]|SeaBIOS|Booting'
+hack/node-run.sh ${CNI_AB_NODE_FLAGS:-} -f "$stage/guest.sh" 2>&1 | tee "$stage/output.txt" | grep -vE '^\s*$|\[[ 0-9.]+\]|SeaBIOS|Booting'

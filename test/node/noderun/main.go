@@ -27,6 +27,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the run directory")
 	memory := flag.Int("m", 0, "guest memory in MiB (default: the harness's)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "timeout for the whole run")
+	mttcg := flag.Bool("mttcg", false, "multi-threaded TCG: each vCPU on its own host thread (see vm.Options.MultiThreadTCG)")
 	var env multiFlag
 	flag.Var(&env, "e", "KEY=VALUE exported to the script (repeatable)")
 	flag.Parse()
@@ -61,7 +62,7 @@ func main() {
 	}
 	res, err := vm.Run(ctx, vm.Options{
 		Script: script, Env: envMap, PFs: *pfs, IOMMU: *iommu, HostDirs: []string{wd},
-		Timeout: *timeout, Console: os.Stdout, MemoryMB: *memory,
+		Timeout: *timeout, Console: os.Stdout, MemoryMB: *memory, MultiThreadTCG: *mttcg,
 	})
 	if res != nil {
 		fmt.Fprintf(os.Stderr, "noderun: boot %s, total %s, exit %d, run dir %s\n",
