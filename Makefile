@@ -123,11 +123,6 @@ bench: envtest-assets ## Benchmarks of every part and the emulated node; writes 
 # the same priority, so it too runs beside the real-cluster suite, which
 # takes the whole wall time. Their go test runs every fuzz seed
 # (testdata/fuzz) as a test already; the fuzzing looks for new ones.
-# The DRA suite (TestClusterDRA: its own control plane and emulated node,
-# install, policy, DRA) runs last in that same command, at the same
-# priority: once the other packages are done, it takes the core they
-# leave while TestCluster keeps its own. In one command with the rest it
-# took 209-350 s of the 24-33 minute runs of stop 28.
 # Those packages run with -timeout 30m, not go test's 10 minutes per
 # package: at nice 19 beside two QEMUs, cni/plugin (TestLeak1000, 86 s
 # alone) took 440-469 s in stop 27's runs, and over 600 s in one with
@@ -143,8 +138,8 @@ test: vet verify-generate envtest-assets node-assets cluster-assets $(KUSTOMIZE)
 	go build -o $(BIN)/testsummary ./hack/testsummary
 	export KUBEBUILDER_ASSETS="$$(hack/envtest-bins.sh)" SLUICE_KUSTOMIZE=$(KUSTOMIZE); \
 	$(BIN)/testsummary \
-		-c "nice -n 19 go test -count=1 -json -timeout 30m $$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$' | tr '\n' ' '); s=\$$?; nice -n 19 $(MAKE) -s --no-print-directory fuzz FUZZFLAGS=-json FUZZTIME=$(TEST_FUZZTIME) || s=1; nice -n 19 go test -count=1 -json -timeout 40m -run '^TestClusterDRA\$$' $(CLUSTER_PKG) || s=1; exit \$$s" \
-		-c "SLUICE_CLUSTER_CHURN=$(CHURN_CYCLES) SLUICE_CLUSTER_CHURN_WORKERS=$(CHURN_WORKERS) go test -count=1 -json -timeout 80m -run '^TestCluster\$$' $(CLUSTER_PKG)"
+		-c "nice -n 19 go test -count=1 -json -timeout 30m $$(go list $(GO_PACKAGES) | grep -v '/test/node/cluster$$' | tr '\n' ' '); s=\$$?; nice -n 19 $(MAKE) -s --no-print-directory fuzz FUZZFLAGS=-json FUZZTIME=$(TEST_FUZZTIME) || s=1; exit \$$s" \
+		-c "SLUICE_CLUSTER_CHURN=$(CHURN_CYCLES) SLUICE_CLUSTER_CHURN_WORKERS=$(CHURN_WORKERS) go test -count=1 -json -timeout 80m $(CLUSTER_PKG)"
 
 # Fuzz targets are the func FuzzXxx of the _test.go files; go test -fuzz
 # takes one per run, so each runs for FUZZTIME in turn. Go minimizes each
@@ -178,7 +173,7 @@ cluster-assets: ## Build (or take from the cache) the real-cluster node's binari
 	@hack/cluster-bins.sh >/dev/null
 
 .PHONY: test-cluster
-test-cluster: cluster-assets ## Only the real-cluster suites, one after the other (control plane on the host, kubelet + containerd + Multus in the emulated node).
+test-cluster: cluster-assets ## Only the real-cluster suite (control plane on the host, kubelet + containerd + Multus in the emulated node).
 	SLUICE_CLUSTER_CHURN=100 go test -count=1 -v -timeout 80m $(CLUSTER_PKG)
 
 .PHONY: envtest-assets

@@ -38,56 +38,10 @@ const (
 
 var nnsGVR = schema.GroupVersionResource{Group: "sluice.dev", Version: "v1alpha1", Resource: "nodenetworkstates"}
 
-// clusterStep is one step of a real-cluster suite; each needs the ones
-// before it.
-type clusterStep struct {
-	name string
-	fn   func(e *e2e, t *testing.T)
-}
-
-// setupSteps are the steps every suite starts with, followed by more:
-// sluice installed as a user installs it, and the samples' policies
-// applied.
-func setupSteps(more ...clusterStep) []clusterStep {
-	return append([]clusterStep{
-		{"InstallWithKustomize", (*e2e).install},
-		{"PolicyAdvertisesPool", (*e2e).policy},
-	}, more...)
-}
-
 // TestCluster installs sluice into a real cluster exactly as a user does
 // and runs pods with VFs through the real kubelet, containerd, Multus and
 // scheduler. Each step needs the ones before it.
 func TestCluster(t *testing.T) {
-	runCluster(t, setupSteps(
-		clusterStep{"PodsPingOverVFs", (*e2e).podsPing},
-		clusterStep{"RDMABetweenPods", (*e2e).rdmaBetweenPods},
-		clusterStep{"DeviceSpecs", (*e2e).deviceSpecs},
-		clusterStep{"PendingBeyondCapacity", (*e2e).pendingBeyondCapacity},
-		clusterStep{"KubeletRestart", (*e2e).kubeletRestart},
-		clusterStep{"AgentPodDeleted", (*e2e).agentPodDeleted},
-		clusterStep{"AgentImageRollingUpdateToCDI", (*e2e).agentImageUpdate},
-		clusterStep{"CDI", (*e2e).cdi},
-		clusterStep{"PodDeletedGivesVFBack", (*e2e).podDeleted},
-		clusterStep{"NodeReboot", (*e2e).reboot},
-		clusterStep{"PolicyChangeEvictsOnlyItsPod", (*e2e).policyChangeEvicts},
-		clusterStep{"JumboFrames", (*e2e).jumbo},
-		clusterStep{"Churn", (*e2e).churn},
-	))
-}
-
-// TestClusterDRA moves the sample pool to DRA on a cluster of its own (its
-// own control plane and emulated node), right after the install: it needs
-// nothing the other steps leave, and make test runs it beside TestCluster,
-// on the core the other packages leave once they are done.
-func TestClusterDRA(t *testing.T) {
-	runCluster(t, setupSteps(clusterStep{"DRA", (*e2e).dra}))
-}
-
-// runCluster brings a cluster up (control plane on the host, the emulated
-// node with two PFs under two root complexes) and runs steps in order,
-// stopping at the first that fails.
-func runCluster(t *testing.T, steps []clusterStep) {
 	if os.Getenv("SLUICE_SKIP_NODE") == "1" || os.Getenv("SLUICE_SKIP_CLUSTER") == "1" {
 		t.Skip("SLUICE_SKIP_NODE=1 or SLUICE_SKIP_CLUSTER=1")
 	}
@@ -129,8 +83,29 @@ func runCluster(t *testing.T, steps []clusterStep) {
 		t.Fatal(err)
 	}
 
+	steps := []struct {
+		name string
+		fn   func(t *testing.T)
+	}{
+		{"InstallWithKustomize", e.install},
+		{"PolicyAdvertisesPool", e.policy},
+		{"PodsPingOverVFs", e.podsPing},
+		{"RDMABetweenPods", e.rdmaBetweenPods},
+		{"DeviceSpecs", e.deviceSpecs},
+		{"PendingBeyondCapacity", e.pendingBeyondCapacity},
+		{"KubeletRestart", e.kubeletRestart},
+		{"AgentPodDeleted", e.agentPodDeleted},
+		{"AgentImageRollingUpdateToCDI", e.agentImageUpdate},
+		{"CDI", e.cdi},
+		{"PodDeletedGivesVFBack", e.podDeleted},
+		{"NodeReboot", e.reboot},
+		{"PolicyChangeEvictsOnlyItsPod", e.policyChangeEvicts},
+		{"JumboFrames", e.jumbo},
+		{"Churn", e.churn},
+		{"DRA", e.dra},
+	}
 	for _, s := range steps {
-		if !t.Run(s.name, func(t *testing.T) { s.fn(e, t) }) {
+		if !t.Run(s.name, s.fn) {
 			e.dumpState(t)
 			e.hold(t, dir)
 			t.Fatalf("step %s failed; later steps need it", s.name)

@@ -58,6 +58,7 @@ func (e *e2e) dra(t *testing.T) {
 
 	// A device-plugin pod holds one of the pool's VFs when the pool moves
 	// to DRA: that VF is published only once the pod gives it back.
+	e.deleteDeployment(t, "pingers") // left by PodsPingOverVFs when run alone
 	if _, err := cs.AppsV1().Deployments(demoNS).Create(e.ctx, workloadDeployment("holder", 1, 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
