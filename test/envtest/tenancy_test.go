@@ -8,6 +8,7 @@ import (
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,11 +38,31 @@ func tenantClient(t *testing.T, ns string) client.Client {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "vfnetwork-editor"},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "tenant", Namespace: ns}},
 	})
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + ns + ":tenant",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+	user := "system:serviceaccount:" + ns + ":tenant"
+	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+	// The API server's RBAC authorizer sees the binding through its
+	// informers, a moment after the create returns: until then the tenant
+	// is refused (seen once in a make test, stop 29). Ask the authorizer
+	// itself until it allows.
+	if err := eventuallyFor(waitTimeout, func() error {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: groups,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: "create", Group: sluicev1.Group, Resource: "vfnetworks",
+			},
+		}}
+		if err := env.Client.Create(context.Background(), sar); err != nil {
+			return err
+		}
+		if !sar.Status.Allowed {
+			return errorf("not yet allowed: %s", sar.Status.Reason)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("tenant %s cannot create VFNetworks in %s after its RoleBinding: %v", user, ns, err)
 	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
