@@ -44,7 +44,7 @@ func tenantClient(t *testing.T, ns string) client.Client {
 	// informers, a moment after the create returns: until then the tenant
 	// is refused (seen once in a make test, stop 29). Ask the authorizer
 	// itself until it allows.
-	if err := eventuallyFor(waitTimeout, func() error {
+	eventually(t, "tenant "+user+" may create VFNetworks in "+ns+" (its RoleBinding seen by the authorizer)", func() error {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: groups,
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
@@ -58,9 +58,7 @@ func tenantClient(t *testing.T, ns string) client.Client {
 			return errorf("not yet allowed: %s", sar.Status.Reason)
 		}
 		return nil
-	}); err != nil {
-		t.Fatalf("tenant %s cannot create VFNetworks in %s after its RoleBinding: %v", user, ns, err)
-	}
+	})
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
