@@ -405,16 +405,8 @@ func nodeEnv(runDir string, opts Options) string {
 // networking, and opts.PFs igb NICs behind PCIe root ports on one hub with
 // its own user-networking uplink.
 func qemuArgs(opts Options, initrd, runDir string) []string {
-	// transparent_hugepage=madvise: with "always" (the 7.x kernel's
-	// default) khugepaged, at nice 19, collapses pages for the node's Go
-	// processes, and preempted inside an RCU read-side section on a guest
-	// whose vCPUs are saturated it stalled RCU's grace periods for 21 s and
-	// more (and with them every network namespace and netdev move) in 4 of
-	// 13 cluster boots (docs/emulated-node.md). damon_stat.enabled=N: the
-	// kernel's DAMON sampling thread, on by default in 7.x, took 3.5% of
-	// the node's CPU and nothing reads it.
 	cmdline := []string{"console=ttyS0", "quiet", "loglevel=4", "panic=-1", "random.trust_cpu=on",
-		"transparent_hugepage=madvise", "damon_stat.enabled=N", "sluice.rundir=" + runDir}
+		"sluice.rundir=" + runDir}
 	thread := "single"
 	if opts.MultiThreadTCG {
 		thread = "multi"
